@@ -1,0 +1,214 @@
+//! The event contract: what product services publish (`fanout.broadcast`),
+//! what the thin functions emit about connections and rooms, and the
+//! EventBridge envelope both arrive in. The JSON Schema for the broadcast
+//! detail is `shared/schema/broadcast-event.schema.json`; a test keeps the
+//! two in agreement.
+
+use serde::de::{self, Deserializer};
+use serde::{Deserialize, Serialize, Serializer};
+use serde_json::value::RawValue;
+
+use crate::ids::{ConnectionId, RoomId, TenantId, UserId};
+
+/// `DetailType` of an event to deliver to connections.
+pub const BROADCAST: &str = "fanout.broadcast";
+/// `DetailType`s of the lifecycle events the thin functions emit.
+pub const CONNECTION_OPENED: &str = "fanout.connection.opened";
+pub const CONNECTION_CLOSED: &str = "fanout.connection.closed";
+pub const ROOM_JOINED: &str = "fanout.room.joined";
+pub const ROOM_LEFT: &str = "fanout.room.left";
+
+/// `Source` of lifecycle events emitted by connect/disconnect/message.
+pub const GATEWAY_SOURCE: &str = "fanout.gateway";
+/// `Source` of broadcasts that clients publish into rooms.
+pub const CLIENT_SOURCE: &str = "fanout.client";
+
+/// The JSON Schema of a `fanout.broadcast` detail, as shipped in the repo.
+pub const BROADCAST_SCHEMA: &str = include_str!("../schema/broadcast-event.schema.json");
+
+/// Longest accepted idempotency key.
+pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 256;
+
+/// The `Detail` of a `fanout.broadcast` event.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BroadcastEvent {
+    pub tenant: TenantId,
+    pub target: Target,
+    pub data: Box<RawValue>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<ConnectionId>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "idempotency_key"
+    )]
+    pub idempotency_key: Option<String>,
+}
+
+fn idempotency_key<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let key = Option::<String>::deserialize(d)?;
+    match &key {
+        Some(k) if k.is_empty() || k.len() > MAX_IDEMPOTENCY_KEY_LEN => Err(de::Error::custom(
+            format!("idempotencyKey must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} bytes"),
+        )),
+        _ => Ok(key),
+    }
+}
+
+/// Who a broadcast goes to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub enum Target {
+    /// Every member of a room.
+    Room(RoomId),
+    /// Every connection of a user.
+    User(UserId),
+    /// One connection.
+    Connection(ConnectionId),
+    /// Every connection of the tenant: `{"tenant": true}`.
+    Tenant(AllOfTenant),
+}
+
+/// The `true` in `{"tenant": true}`; `false` is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AllOfTenant;
+
+impl Serialize for AllOfTenant {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bool(true)
+    }
+}
+
+impl<'de> Deserialize<'de> for AllOfTenant {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        if bool::deserialize(d)? {
+            Ok(AllOfTenant)
+        } else {
+            Err(de::Error::custom(
+                "target {\"tenant\": ...} must be true (all of the tenant's connections)",
+            ))
+        }
+    }
+}
+
+impl Target {
+    pub fn room(&self) -> Option<&RoomId> {
+        match self {
+            Target::Room(r) => Some(r),
+            _ => None,
+        }
+    }
+}
+
+/// The `Detail` of every lifecycle event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LifecycleEvent {
+    pub tenant: TenantId,
+    pub user: UserId,
+    pub connection_id: ConnectionId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room: Option<RoomId>,
+    /// Rooms the connection was removed from (on `fanout.connection.closed`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rooms: Vec<RoomId>,
+}
+
+/// An EventBridge event as a rule delivers it to an SQS target.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EventEnvelope {
+    pub version: String,
+    pub id: String,
+    #[serde(rename = "detail-type")]
+    pub detail_type: String,
+    pub source: String,
+    /// Missing from some emulators' deliveries; never relied on.
+    #[serde(default)]
+    pub account: String,
+    pub time: String,
+    #[serde(default)]
+    pub region: String,
+    #[serde(default)]
+    pub resources: Vec<String>,
+    pub detail: Box<RawValue>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn validator() -> jsonschema::Validator {
+        let schema: serde_json::Value = serde_json::from_str(BROADCAST_SCHEMA).unwrap();
+        jsonschema::validator_for(&schema).expect("schema compiles")
+    }
+
+    fn valid_examples() -> Vec<serde_json::Value> {
+        vec![
+            json!({"tenant":"acme","target":{"room":"lobby"},"data":{"text":"hi"}}),
+            json!({"tenant":"acme","target":{"user":"u-42"},"data":[1,2,3],"idempotencyKey":"order-42"}),
+            json!({"tenant":"acme","target":{"connection":"L0SM9cOFvHcCIhw="},"data":"plain"}),
+            json!({"tenant":"acme","target":{"tenant":true},"data":null,"exclude":["L0SM9cOFvHcCIhw="]}),
+        ]
+    }
+
+    fn invalid_examples() -> Vec<serde_json::Value> {
+        vec![
+            json!({"target":{"room":"lobby"},"data":{}}),
+            json!({"tenant":"acme","data":{}}),
+            json!({"tenant":"acme","target":{"room":"lobby"}}),
+            json!({"tenant":"a#b","target":{"room":"lobby"},"data":{}}),
+            json!({"tenant":"acme","target":{"room":"lob by"},"data":{}}),
+            json!({"tenant":"acme","target":{"tenant":false},"data":{}}),
+            json!({"tenant":"acme","target":{"room":"a","user":"b"},"data":{}}),
+            json!({"tenant":"acme","target":{"planet":"mars"},"data":{}}),
+            json!({"tenant":"acme","target":{"room":"lobby"},"data":{},"extra":1}),
+            json!({"tenant":"acme","target":{"room":"lobby"},"data":{},"idempotencyKey":""}),
+            json!({"tenant":"acme","target":{"room":"lobby"},"data":{},"exclude":["a#b"]}),
+            json!({"tenant":"","target":{"room":"lobby"},"data":{}}),
+        ]
+    }
+
+    #[test]
+    fn schema_and_rust_types_accept_the_same_events() {
+        let v = validator();
+        for e in valid_examples() {
+            assert!(v.is_valid(&e), "schema refused {e}");
+            let parsed: BroadcastEvent = serde_json::from_value(e.clone())
+                .unwrap_or_else(|err| panic!("rust refused {e}: {err}"));
+            let back = serde_json::to_value(&parsed).unwrap();
+            assert!(v.is_valid(&back), "schema refused rust output {back}");
+        }
+    }
+
+    #[test]
+    fn schema_and_rust_types_refuse_the_same_events() {
+        let v = validator();
+        for e in invalid_examples() {
+            assert!(!v.is_valid(&e), "schema accepted {e}");
+            assert!(
+                serde_json::from_value::<BroadcastEvent>(e.clone()).is_err(),
+                "rust accepted {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn targets_use_the_documented_shapes() {
+        let t: Target = serde_json::from_str(r#"{"tenant":true}"#).unwrap();
+        assert_eq!(t, Target::Tenant(AllOfTenant));
+        assert_eq!(serde_json::to_string(&t).unwrap(), r#"{"tenant":true}"#);
+        let t: Target = serde_json::from_str(r#"{"room":"lobby"}"#).unwrap();
+        assert_eq!(t.room().unwrap().as_str(), "lobby");
+    }
+
+    #[test]
+    fn envelope_parses_an_eventbridge_delivery() {
+        let raw = r#"{"version":"0","id":"6a7e8feb-b491-4cf7-a9f1-bf3703467718","detail-type":"fanout.broadcast","source":"acme.orders","account":"111122223333","time":"2026-11-22T09:00:00Z","region":"us-east-1","resources":[],"detail":{"tenant":"acme","target":{"room":"lobby"},"data":{"order":42}}}"#;
+        let env: EventEnvelope = serde_json::from_str(raw).unwrap();
+        assert_eq!(env.detail_type, BROADCAST);
+        let detail: BroadcastEvent = serde_json::from_str(env.detail.get()).unwrap();
+        assert_eq!(detail.data.get(), r#"{"order":42}"#);
+    }
+}

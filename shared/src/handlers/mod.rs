@@ -1,0 +1,130 @@
+//! The functions, as library code. Each takes the event type the real
+//! Lambda receives (from `aws_lambda_events`) and only the ports it needs;
+//! the Lambda binaries and the local stack both call these.
+//!
+//! Architecture invariant: connect, disconnect and message never fan out.
+//! They persist state and emit events; the planner and broadcaster deliver.
+
+pub mod authorizer;
+pub mod broadcaster;
+pub mod connect;
+pub mod disconnect;
+pub mod message;
+pub mod planner;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
+use aws_lambda_events::encodings::Body;
+
+use crate::clock::Clock;
+use crate::ids::{ConnectionId, TenantId, UserId};
+use crate::limits::{CONNECTION_MAX_DURATION, MAX_PAYLOAD_BYTES, connection_ttl_secs};
+use crate::ports::{BusEntry, ConnectionRecord, ConnectionStore, EventBus, publish};
+
+/// Keys of the authorizer context (flat, as API Gateway requires).
+pub const CONTEXT_TENANT: &str = "tenant";
+pub const CONTEXT_USER: &str = "user";
+
+/// What connect, disconnect and message need.
+#[derive(Clone)]
+pub struct GatewayDeps {
+    pub store: Arc<dyn ConnectionStore>,
+    pub bus: Arc<dyn EventBus>,
+    pub clock: Arc<dyn Clock>,
+    pub settings: GatewaySettings,
+}
+
+#[derive(Debug, Clone)]
+pub struct GatewaySettings {
+    /// Largest `data` a client may publish, serialized.
+    pub max_payload_bytes: usize,
+    /// The connection's maximum life (API Gateway: 2 h); sets the TTL.
+    pub max_connection_duration: Duration,
+}
+
+impl Default for GatewaySettings {
+    fn default() -> Self {
+        Self {
+            max_payload_bytes: MAX_PAYLOAD_BYTES,
+            max_connection_duration: CONNECTION_MAX_DURATION,
+        }
+    }
+}
+
+/// Who is behind a WebSocket request, from `requestContext`.
+#[derive(Debug, Clone)]
+pub(crate) struct Caller {
+    pub id: ConnectionId,
+    pub tenant: TenantId,
+    pub user: UserId,
+    pub connected_at_ms: i64,
+}
+
+impl Caller {
+    /// Reads the connection id and the authorizer context. `Err` names what
+    /// is missing; it means the API is misconfigured (no authorizer).
+    pub fn from_request(req: &ApiGatewayWebsocketProxyRequest) -> Result<Self, String> {
+        let ctx = &req.request_context;
+        let id = ctx
+            .connection_id
+            .as_deref()
+            .ok_or("requestContext.connectionId is missing")?;
+        let id = ConnectionId::new(id).map_err(|e| e.to_string())?;
+        let field = |key: &str| -> Result<String, String> {
+            ctx.authorizer
+                .fields
+                .get(key)
+                .and_then(|v| v.as_str())
+                .map(str::to_owned)
+                .ok_or_else(|| format!("requestContext.authorizer.{key} is missing"))
+        };
+        Ok(Self {
+            id,
+            tenant: TenantId::new(field(CONTEXT_TENANT)?).map_err(|e| e.to_string())?,
+            user: UserId::new(field(CONTEXT_USER)?).map_err(|e| e.to_string())?,
+            connected_at_ms: ctx.connected_at,
+        })
+    }
+
+    pub fn record(&self, settings: &GatewaySettings, now_ms: i64) -> ConnectionRecord {
+        ConnectionRecord {
+            id: self.id.clone(),
+            tenant: self.tenant.clone(),
+            user: self.user.clone(),
+            connected_at_ms: self.connected_at_ms,
+            last_seen_ms: now_ms,
+            ttl: connection_ttl_secs(self.connected_at_ms, settings.max_connection_duration),
+        }
+    }
+}
+
+/// An integration response with a status and an optional body.
+pub fn proxy_response(status: i64, body: Option<String>) -> ApiGatewayProxyResponse {
+    let mut response = ApiGatewayProxyResponse::default();
+    response.status_code = status;
+    response.body = body.map(Body::Text);
+    response
+}
+
+/// Emits a lifecycle event. These are informational (presence, audit): a
+/// failure is logged with its reason and does not fail the request.
+pub(crate) async fn emit_lifecycle(
+    bus: &dyn EventBus,
+    detail_type: &str,
+    detail: &crate::event::LifecycleEvent,
+) {
+    let connection_id = detail.connection_id.clone();
+    let detail = match serde_json::to_string(detail) {
+        Ok(d) => d,
+        Err(error) => {
+            tracing::error!(%error, detail_type, "could not serialize lifecycle event");
+            return;
+        }
+    };
+    let entry = BusEntry::new(crate::event::GATEWAY_SOURCE, detail_type, detail);
+    if let Err(error) = publish(bus, std::slice::from_ref(&entry)).await {
+        tracing::error!(%error, detail_type, connection_id = %connection_id, "lifecycle event not emitted");
+    }
+}

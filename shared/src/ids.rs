@@ -1,0 +1,175 @@
+//! Validated identifiers. Tenant, room and user ids end up inside DynamoDB
+//! keys such as `ROOM#<tenant>#<room>#<shard>`, so `#` and anything outside a
+//! small URL-safe charset is refused at the edge, with a message that names
+//! the field.
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+/// Longest tenant, room or user id accepted.
+pub const MAX_NAME_LEN: usize = 64;
+/// Longest connection id accepted (API Gateway's are 16 characters).
+pub const MAX_CONNECTION_ID_LEN: usize = 128;
+
+/// Why an id was refused. Every violation maps to the `bad_request` error code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdError {
+    #[error("{kind} must not be empty")]
+    Empty { kind: &'static str },
+    #[error("{kind} must be at most {max} characters, got {len}")]
+    TooLong {
+        kind: &'static str,
+        max: usize,
+        len: usize,
+    },
+    #[error("{kind} may only contain letters, digits and . _ - : @ (found {found:?})")]
+    BadCharacter { kind: &'static str, found: char },
+}
+
+fn is_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':' | '@')
+}
+
+fn is_connection_id_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '=' | '_' | '-' | '.')
+}
+
+fn check(
+    kind: &'static str,
+    value: &str,
+    max: usize,
+    allowed: fn(char) -> bool,
+) -> Result<(), IdError> {
+    if value.is_empty() {
+        return Err(IdError::Empty { kind });
+    }
+    let len = value.chars().count();
+    if len > max {
+        return Err(IdError::TooLong { kind, max, len });
+    }
+    match value.chars().find(|c| !allowed(*c)) {
+        Some(found) => Err(IdError::BadCharacter { kind, found }),
+        None => Ok(()),
+    }
+}
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident, $kind:literal, $max:expr, $allowed:expr) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(Arc<str>);
+
+        impl $name {
+            /// The field name used in error messages.
+            pub const KIND: &'static str = $kind;
+
+            pub fn new(value: impl Into<String>) -> Result<Self, IdError> {
+                let value = value.into();
+                check($kind, &value, $max, $allowed)?;
+                Ok(Self(value.into()))
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = IdError;
+            fn try_from(value: String) -> Result<Self, IdError> {
+                Self::new(value)
+            }
+        }
+
+        impl TryFrom<&str> for $name {
+            type Error = IdError;
+            fn try_from(value: &str) -> Result<Self, IdError> {
+                Self::new(value)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(id: $name) -> String {
+                id.0.to_string()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({:?})", stringify!($name), &*self.0)
+            }
+        }
+    };
+}
+
+id_type!(
+    /// A tenant: the isolation boundary. Rooms and users live inside one.
+    TenantId, "tenant", MAX_NAME_LEN, is_name_char
+);
+id_type!(
+    /// A room inside a tenant.
+    RoomId, "room", MAX_NAME_LEN, is_name_char
+);
+id_type!(
+    /// A user inside a tenant (the JWT's `sub`).
+    UserId, "user", MAX_NAME_LEN, is_name_char
+);
+id_type!(
+    /// An API Gateway connection id (base64-like, e.g. `L0SM9cOFvHcCIhw=`).
+    ConnectionId, "connection", MAX_CONNECTION_ID_LEN, is_connection_id_char
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_ordinary_names() {
+        for ok in ["lobby", "u-42", "acme.eu", "team:7", "alice@example.com", "A_b"] {
+            assert!(RoomId::new(ok).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn refuses_bad_names_with_the_field_named() {
+        assert_eq!(RoomId::new(""), Err(IdError::Empty { kind: "room" }));
+        assert_eq!(
+            TenantId::new("a#b"),
+            Err(IdError::BadCharacter { kind: "tenant", found: '#' })
+        );
+        assert_eq!(
+            UserId::new("x".repeat(65)),
+            Err(IdError::TooLong { kind: "user", max: 64, len: 65 })
+        );
+        assert!(RoomId::new("has space").is_err());
+        assert!(RoomId::new("ünï").is_err());
+        assert_eq!(
+            RoomId::new("a#b").unwrap_err().to_string(),
+            "room may only contain letters, digits and . _ - : @ (found '#')"
+        );
+    }
+
+    #[test]
+    fn connection_ids_allow_base64() {
+        assert!(ConnectionId::new("L0SM9cOFvHcCIhw=").is_ok());
+        assert!(ConnectionId::new("a/b+c").is_ok());
+        assert!(ConnectionId::new("a#b").is_err());
+    }
+
+    #[test]
+    fn serde_validates() {
+        let ok: RoomId = serde_json::from_str("\"lobby\"").unwrap();
+        assert_eq!(ok.as_str(), "lobby");
+        assert!(serde_json::from_str::<RoomId>("\"a#b\"").is_err());
+        assert_eq!(serde_json::to_string(&ok).unwrap(), "\"lobby\"");
+    }
+}

@@ -1,0 +1,35 @@
+//! # fanout
+//!
+//! The library every fanout function and tool is built on. It knows the
+//! domain and the wire formats, declares the ports the functions need, and
+//! ships the embedded (in-process) adapters the local stack runs on. It does
+//! not know `lambda_runtime`, sockets or HTTP servers: those live in
+//! `services/*`.
+//!
+//! # Layout
+//! - [`ids`]: validated tenant, room, user and connection ids.
+//! - [`protocol`]: the client protocol (JSON text frames) and its error codes.
+//! - [`event`]: the broadcast event contract and the lifecycle events.
+//! - [`token`]: HS256 JWTs clients connect with.
+//! - [`limits`]: AWS limits and the defaults derived from them.
+//! - [`routing`]: API Gateway's route selection (`$request.body.action`).
+//! - [`pattern`]: EventBridge event patterns.
+//! - [`plan`]: cutting a target's connections into delivery jobs.
+//! - [`clock`]: wall-clock time, behind a trait so TTL logic is testable.
+//! - [`ports`]: the traits handlers talk to (store, bus, queue, poster).
+//! - [`embedded`]: in-process adapters for the store, the bus and queues.
+//! - [`handlers`]: the functions (authorizer, connect, disconnect, message,
+//!   planner, broadcaster), taking the event types the real Lambdas receive.
+
+pub mod clock;
+pub mod embedded;
+pub mod event;
+pub mod handlers;
+pub mod ids;
+pub mod limits;
+pub mod pattern;
+pub mod plan;
+pub mod ports;
+pub mod protocol;
+pub mod routing;
+pub mod token;

@@ -1,0 +1,63 @@
+//! AWS limits fanout designs to, and the defaults derived from them. Every
+//! number here is a default that configuration can override; see
+//! `AWS_FACTS` in the project docs for where each comes from.
+
+use std::time::Duration;
+
+/// API Gateway's hard cap on one WebSocket connection's life.
+pub const CONNECTION_MAX_DURATION: Duration = Duration::from_secs(2 * 60 * 60);
+/// API Gateway closes a connection with no traffic for this long.
+pub const CONNECTION_IDLE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+/// Added to every TTL so clock skew never expires a live record early.
+pub const TTL_SLACK: Duration = Duration::from_secs(5 * 60);
+
+/// Largest WebSocket message API Gateway accepts or posts (128 KB).
+pub const MAX_MESSAGE_BYTES: usize = 128 * 1024;
+/// Largest single WebSocket frame API Gateway accepts (32 KB).
+pub const MAX_FRAME_BYTES: usize = 32 * 1024;
+/// Bytes reserved for the `message` frame's envelope (`type`, `id`, `room`,
+/// `sentAt`), so a `data` payload that passes validation always yields a
+/// frame that fits one 128 KB post.
+pub const FRAME_ENVELOPE_RESERVE: usize = 1024;
+/// Largest `data` payload, serialized, a broadcast may carry.
+pub const MAX_PAYLOAD_BYTES: usize = MAX_MESSAGE_BYTES - FRAME_ENVELOPE_RESERVE;
+
+/// SQS message size budget (256 KB; larger quotas exist but are opt-in).
+pub const SQS_MAX_MESSAGE_BYTES: usize = 256 * 1024;
+/// Entries per SendMessageBatch / DeleteMessageBatch.
+pub const SQS_MAX_BATCH_ENTRIES: usize = 10;
+/// Total payload of one SendMessageBatch call.
+pub const SQS_MAX_BATCH_BYTES: usize = 256 * 1024;
+/// Longest per-message delay SQS allows.
+pub const SQS_MAX_DELAY: Duration = Duration::from_secs(900);
+
+/// Entries per PutEvents call.
+pub const EVENTBRIDGE_MAX_ENTRIES: usize = 10;
+/// Largest PutEvents entry (Time + Source + DetailType + Detail + Resources).
+pub const EVENTBRIDGE_MAX_ENTRY_BYTES: usize = 256 * 1024;
+
+/// Room memberships are spread over this many shards by default.
+pub const DEFAULT_ROOM_SHARDS: u32 = 4;
+/// Connections per delivery job by default: small enough that one room's
+/// jobs spread over many broadcaster workers, far under the size budget.
+pub const DEFAULT_MAX_CONNECTIONS_PER_JOB: usize = 500;
+
+/// Connection record TTL: API Gateway can never keep a connection longer
+/// than its max duration, so the record can go after that plus slack.
+pub fn connection_ttl_secs(connected_at_ms: i64, max_duration: Duration) -> i64 {
+    connected_at_ms.div_euclid(1000) + max_duration.as_secs() as i64 + TTL_SLACK.as_secs() as i64
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttl_is_connected_at_plus_two_hours_plus_slack() {
+        assert_eq!(
+            connection_ttl_secs(1_000_000, CONNECTION_MAX_DURATION),
+            1_000 + 7_200 + 300
+        );
+    }
+}

@@ -1,0 +1,199 @@
+//! Pure planning: the delivery-job format, cutting a target's connections
+//! into jobs that fit one SQS message, and grouping messages into batches
+//! SQS accepts. No I/O.
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::ids::ConnectionId;
+use crate::limits::{SQS_MAX_BATCH_BYTES, SQS_MAX_BATCH_ENTRIES};
+use crate::ports::OutgoingMessage;
+
+/// One unit of work for a broadcaster: a frame and the connections to post
+/// it to. The frame is embedded as raw JSON, so the broadcaster hands its
+/// bytes to the poster without re-serializing.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryJob {
+    pub event_id: String,
+    /// 1 for the planner's jobs; retries carry higher numbers.
+    pub attempt: u32,
+    pub connections: Vec<ConnectionId>,
+    pub frame: Box<RawValue>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    #[error(
+        "the frame alone is {frame_bytes} bytes; a delivery job must fit {budget} bytes with at least one connection id"
+    )]
+    FrameTooLarge { frame_bytes: usize, budget: usize },
+}
+
+/// Bytes one more connection id adds to a job body: the id, its quotes and
+/// a comma. Ids are validated to need no JSON escaping.
+fn id_cost(id: &ConnectionId) -> usize {
+    id.as_str().len() + 3
+}
+
+/// Cuts `connections` into job bodies of at most `budget` bytes and at most
+/// `max_per_job` ids each. `frame` is serialized once by the caller.
+pub fn cut_jobs(
+    event_id: &str,
+    attempt: u32,
+    frame: &RawValue,
+    connections: &[ConnectionId],
+    budget: usize,
+    max_per_job: usize,
+) -> Result<Vec<String>, PlanError> {
+    let empty = job_body(event_id, attempt, frame, &[]);
+    let max_id_cost = connections.iter().map(id_cost).max().unwrap_or(0);
+    if empty.len() + max_id_cost > budget {
+        return Err(PlanError::FrameTooLarge {
+            frame_bytes: frame.get().len(),
+            budget,
+        });
+    }
+    let mut bodies = Vec::new();
+    let mut start = 0;
+    while start < connections.len() {
+        let mut size = empty.len();
+        let mut end = start;
+        while end < connections.len()
+            && end - start < max_per_job.max(1)
+            && size + id_cost(&connections[end]) <= budget
+        {
+            size += id_cost(&connections[end]);
+            end += 1;
+        }
+        bodies.push(job_body(event_id, attempt, frame, &connections[start..end]));
+        start = end;
+    }
+    Ok(bodies)
+}
+
+fn job_body(event_id: &str, attempt: u32, frame: &RawValue, connections: &[ConnectionId]) -> String {
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct JobRef<'a> {
+        event_id: &'a str,
+        attempt: u32,
+        connections: &'a [ConnectionId],
+        frame: &'a RawValue,
+    }
+    serde_json::to_string(&JobRef {
+        event_id,
+        attempt,
+        connections,
+        frame,
+    })
+    .expect("a job of strings and raw JSON always serializes")
+}
+
+/// Groups messages into SendMessageBatch calls: at most ten entries and at
+/// most [`SQS_MAX_BATCH_BYTES`] of bodies per call, keeping order.
+pub fn send_batches<'a>(messages: &[&'a OutgoingMessage]) -> Vec<Vec<&'a OutgoingMessage>> {
+    let mut batches: Vec<Vec<&OutgoingMessage>> = Vec::new();
+    let mut bytes = 0;
+    for &m in messages {
+        let fits = batches.last().is_some_and(|b| {
+            b.len() < SQS_MAX_BATCH_ENTRIES && bytes + m.body.len() <= SQS_MAX_BATCH_BYTES
+        });
+        if !fits {
+            batches.push(Vec::new());
+            bytes = 0;
+        }
+        bytes += m.body.len();
+        batches.last_mut().expect("pushed above").push(m);
+    }
+    batches
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::limits::SQS_MAX_MESSAGE_BYTES;
+    use std::time::Duration;
+
+    fn ids(n: usize) -> Vec<ConnectionId> {
+        (0..n)
+            .map(|i| ConnectionId::new(format!("conn{i:012}=")).unwrap())
+            .collect()
+    }
+
+    fn frame(bytes: usize) -> Box<RawValue> {
+        RawValue::from_string(format!("{{\"data\":\"{}\"}}", "x".repeat(bytes))).unwrap()
+    }
+
+    #[test]
+    fn every_job_fits_and_every_connection_is_planned_once() {
+        let conns = ids(20_000);
+        let f = frame(100_000);
+        let bodies = cut_jobs("e1", 1, &f, &conns, SQS_MAX_MESSAGE_BYTES, 10_000).unwrap();
+        assert!(bodies.len() > 1);
+        let mut seen = Vec::new();
+        for body in &bodies {
+            assert!(body.len() <= SQS_MAX_MESSAGE_BYTES, "{}", body.len());
+            let job: DeliveryJob = serde_json::from_str(body).unwrap();
+            assert_eq!(job.frame.get(), f.get());
+            assert_eq!(job.event_id, "e1");
+            seen.extend(job.connections);
+        }
+        assert_eq!(seen, conns);
+    }
+
+    #[test]
+    fn jobs_are_packed_close_to_the_budget() {
+        let conns = ids(20_000);
+        let f = frame(1_000);
+        let budget = 64 * 1024;
+        let bodies = cut_jobs("e1", 1, &f, &conns, budget, usize::MAX).unwrap();
+        for body in &bodies[..bodies.len() - 1] {
+            assert!(body.len() > budget - 32, "under-filled job of {}", body.len());
+        }
+    }
+
+    #[test]
+    fn max_per_job_caps_ids() {
+        let bodies = cut_jobs("e", 1, &frame(10), &ids(1_001), 256 * 1024, 500).unwrap();
+        assert_eq!(bodies.len(), 3);
+        let last: DeliveryJob = serde_json::from_str(&bodies[2]).unwrap();
+        assert_eq!(last.connections.len(), 1);
+    }
+
+    #[test]
+    fn no_connections_means_no_jobs() {
+        assert!(cut_jobs("e", 1, &frame(10), &[], 1024, 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_frame_that_cannot_fit_is_an_error() {
+        let err = cut_jobs("e", 1, &frame(2_000), &ids(1), 1_000, 10).unwrap_err();
+        assert!(matches!(err, PlanError::FrameTooLarge { budget: 1_000, .. }));
+    }
+
+    #[test]
+    fn batches_respect_count_and_bytes() {
+        let small: Vec<OutgoingMessage> = (0..25)
+            .map(|i| OutgoingMessage {
+                id: i.to_string(),
+                body: "x".into(),
+                delay: Duration::ZERO,
+            })
+            .collect();
+        let refs: Vec<&OutgoingMessage> = small.iter().collect();
+        let sizes: Vec<usize> = send_batches(&refs).iter().map(Vec::len).collect();
+        assert_eq!(sizes, vec![10, 10, 5]);
+
+        let big: Vec<OutgoingMessage> = (0..3)
+            .map(|i| OutgoingMessage {
+                id: i.to_string(),
+                body: "x".repeat(100 * 1024),
+                delay: Duration::ZERO,
+            })
+            .collect();
+        let refs: Vec<&OutgoingMessage> = big.iter().collect();
+        let sizes: Vec<usize> = send_batches(&refs).iter().map(Vec::len).collect();
+        assert_eq!(sizes, vec![2, 1]);
+    }
+}

@@ -1,0 +1,371 @@
+//! The client protocol: JSON text frames between clients and the gateway.
+//!
+//! Client → server: `join`, `leave`, `publish`, `ping`, each with an optional
+//! `requestId` that every reply echoes. Server → client: `ack`, `pong`,
+//! `error` and `message`. Parsing never panics: every bad input becomes a
+//! [`RequestError`] carrying one of the closed set of [`ErrorCode`]s.
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::ids::{IdError, RoomId};
+
+/// Longest `requestId` echoed back.
+pub const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// The closed set of error codes a client can receive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The frame is not JSON, lacks a field, or a field is invalid.
+    BadRequest,
+    /// `action` names no known action.
+    UnknownAction,
+    /// `data` is larger than the configured payload limit.
+    PayloadTooLarge,
+    /// The connection is not (or no longer) registered.
+    Forbidden,
+    /// Publishing to a room the connection has not joined.
+    NotMember,
+    /// The event bus throttled the publish; retry later.
+    RateLimited,
+    /// A dependency failed; the request may be retried.
+    Internal,
+}
+
+impl ErrorCode {
+    pub const ALL: [ErrorCode; 7] = [
+        ErrorCode::BadRequest,
+        ErrorCode::UnknownAction,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::Forbidden,
+        ErrorCode::NotMember,
+        ErrorCode::RateLimited,
+        ErrorCode::Internal,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::UnknownAction => "unknown_action",
+            ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::NotMember => "not_member",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
+/// A client request that parsed and validated.
+#[derive(Debug, Clone)]
+pub enum ClientRequest {
+    Join { room: RoomId },
+    Leave { room: RoomId },
+    Publish { room: RoomId, data: Box<RawValue> },
+    Ping,
+}
+
+/// A request with the `requestId` to echo.
+#[derive(Debug, Clone)]
+pub struct Envelope {
+    pub request_id: Option<String>,
+    pub request: ClientRequest,
+}
+
+/// Why a frame was refused, with the `requestId` to echo when there was one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code:?}: {message}")]
+pub struct RequestError {
+    pub request_id: Option<String>,
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl RequestError {
+    pub fn new(request_id: Option<String>, code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            request_id,
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn to_frame(&self) -> String {
+        ServerFrame::Error {
+            request_id: self.request_id.as_deref(),
+            code: self.code,
+            message: &self.message,
+        }
+        .to_json()
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawRequest<'a> {
+    #[serde(default)]
+    action: Option<serde_json::Value>,
+    #[serde(default)]
+    request_id: Option<serde_json::Value>,
+    #[serde(default)]
+    room: Option<serde_json::Value>,
+    #[serde(default, borrow)]
+    data: Option<&'a RawValue>,
+}
+
+/// Parses one client text frame. `max_payload_bytes` bounds `data`
+/// (default [`crate::limits::MAX_PAYLOAD_BYTES`]).
+pub fn parse_request(body: &str, max_payload_bytes: usize) -> Result<Envelope, RequestError> {
+    let raw: RawRequest = serde_json::from_str(body).map_err(|e| {
+        RequestError::new(
+            None,
+            ErrorCode::BadRequest,
+            format!("frame must be a JSON object: {e}"),
+        )
+    })?;
+    let request_id = match raw.request_id {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(s)) if s.chars().count() <= MAX_REQUEST_ID_LEN => Some(s),
+        Some(serde_json::Value::String(_)) => {
+            return Err(RequestError::new(
+                None,
+                ErrorCode::BadRequest,
+                format!("requestId must be at most {MAX_REQUEST_ID_LEN} characters"),
+            ));
+        }
+        Some(_) => {
+            return Err(RequestError::new(
+                None,
+                ErrorCode::BadRequest,
+                "requestId must be a string",
+            ));
+        }
+    };
+    let fail = |code, message: String| RequestError::new(request_id.clone(), code, message);
+    let action = match &raw.action {
+        Some(serde_json::Value::String(a)) => a.as_str(),
+        Some(_) => return Err(fail(ErrorCode::BadRequest, "action must be a string".into())),
+        None => return Err(fail(ErrorCode::BadRequest, "missing field 'action'".into())),
+    };
+    let room = || -> Result<RoomId, RequestError> {
+        match &raw.room {
+            Some(serde_json::Value::String(r)) => RoomId::new(r.as_str())
+                .map_err(|e: IdError| fail(ErrorCode::BadRequest, e.to_string())),
+            Some(_) => Err(fail(ErrorCode::BadRequest, "room must be a string".into())),
+            None => Err(fail(
+                ErrorCode::BadRequest,
+                format!("missing field 'room' for action '{action}'"),
+            )),
+        }
+    };
+    let request = match action {
+        "join" => ClientRequest::Join { room: room()? },
+        "leave" => ClientRequest::Leave { room: room()? },
+        "ping" => ClientRequest::Ping,
+        "publish" => {
+            let room = room()?;
+            let data = raw.data.ok_or_else(|| {
+                fail(
+                    ErrorCode::BadRequest,
+                    "missing field 'data' for action 'publish'".into(),
+                )
+            })?;
+            check_payload_size(data.get().len(), max_payload_bytes)
+                .map_err(|message| fail(ErrorCode::PayloadTooLarge, message))?;
+            ClientRequest::Publish {
+                room,
+                data: data.to_owned(),
+            }
+        }
+        other => {
+            return Err(fail(
+                ErrorCode::UnknownAction,
+                format!("unknown action '{other}'; expected join, leave, publish or ping"),
+            ));
+        }
+    };
+    Ok(Envelope {
+        request_id,
+        request,
+    })
+}
+
+/// Checks a serialized `data` payload against the limit.
+pub fn check_payload_size(len: usize, max: usize) -> Result<(), String> {
+    if len > max {
+        Err(format!("data is {len} bytes; the limit is {max} bytes"))
+    } else {
+        Ok(())
+    }
+}
+
+/// A frame the server sends. Serialized once per reply or per broadcast.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum ServerFrame<'a> {
+    #[serde(rename_all = "camelCase")]
+    Ack {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        request_id: Option<&'a str>,
+    },
+    #[serde(rename_all = "camelCase")]
+    Pong {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        request_id: Option<&'a str>,
+    },
+    #[serde(rename_all = "camelCase")]
+    Error {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        request_id: Option<&'a str>,
+        code: ErrorCode,
+        message: &'a str,
+    },
+    #[serde(rename_all = "camelCase")]
+    Message {
+        id: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        room: Option<&'a str>,
+        data: &'a RawValue,
+        sent_at: &'a str,
+    },
+}
+
+impl ServerFrame<'_> {
+    pub fn to_json(&self) -> String {
+        // Serializing these enums cannot fail: every field is a string,
+        // an enum or already-valid JSON.
+        serde_json::to_string(self).unwrap_or_else(|_| {
+            r#"{"type":"error","code":"internal","message":"frame serialization failed"}"#.into()
+        })
+    }
+}
+
+/// What a client receives, for clients written in Rust (tests, load test).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum ReceivedFrame {
+    #[serde(rename_all = "camelCase")]
+    Ack { request_id: Option<String> },
+    #[serde(rename_all = "camelCase")]
+    Pong { request_id: Option<String> },
+    #[serde(rename_all = "camelCase")]
+    Error {
+        request_id: Option<String>,
+        code: ErrorCode,
+        message: String,
+    },
+    #[serde(rename_all = "camelCase")]
+    Message {
+        id: String,
+        room: Option<String>,
+        data: serde_json::Value,
+        sent_at: String,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::limits::MAX_PAYLOAD_BYTES;
+
+    fn parse(body: &str) -> Result<Envelope, RequestError> {
+        parse_request(body, MAX_PAYLOAD_BYTES)
+    }
+
+    #[test]
+    fn parses_every_action() {
+        let e = parse(r#"{"action":"join","room":"lobby","requestId":"r1"}"#).unwrap();
+        assert_eq!(e.request_id.as_deref(), Some("r1"));
+        assert!(matches!(e.request, ClientRequest::Join { ref room } if room.as_str() == "lobby"));
+        let e = parse(r#"{"action":"leave","room":"lobby"}"#).unwrap();
+        assert!(matches!(e.request, ClientRequest::Leave { .. }));
+        assert_eq!(e.request_id, None);
+        let e = parse(r#"{"action":"ping","requestId":"r4"}"#).unwrap();
+        assert!(matches!(e.request, ClientRequest::Ping));
+        let e = parse(r#"{"action":"publish","room":"lobby","data":{"text":"hi"},"requestId":"r3"}"#)
+            .unwrap();
+        match e.request {
+            ClientRequest::Publish { room, data } => {
+                assert_eq!(room.as_str(), "lobby");
+                assert_eq!(data.get(), r#"{"text":"hi"}"#);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn each_bad_input_gets_its_code_and_keeps_the_request_id() {
+        let cases: &[(&str, ErrorCode, Option<&str>)] = &[
+            ("not json", ErrorCode::BadRequest, None),
+            ("[1,2]", ErrorCode::BadRequest, None),
+            (r#"{"requestId":"a"}"#, ErrorCode::BadRequest, Some("a")),
+            (r#"{"action":7,"requestId":"b"}"#, ErrorCode::BadRequest, Some("b")),
+            (r#"{"action":"dance","requestId":"c"}"#, ErrorCode::UnknownAction, Some("c")),
+            (r#"{"action":"join","requestId":"d"}"#, ErrorCode::BadRequest, Some("d")),
+            (r#"{"action":"join","room":"a#b","requestId":"e"}"#, ErrorCode::BadRequest, Some("e")),
+            (r#"{"action":"join","room":5}"#, ErrorCode::BadRequest, None),
+            (r#"{"action":"publish","room":"x","requestId":"f"}"#, ErrorCode::BadRequest, Some("f")),
+            (r#"{"action":"ping","requestId":5}"#, ErrorCode::BadRequest, None),
+        ];
+        for (body, code, rid) in cases {
+            let err = parse(body).expect_err(body);
+            assert_eq!(err.code, *code, "{body}");
+            assert_eq!(err.request_id.as_deref(), *rid, "{body}");
+        }
+    }
+
+    #[test]
+    fn oversized_payload_is_payload_too_large() {
+        let big = format!(
+            r#"{{"action":"publish","room":"x","data":"{}","requestId":"g"}}"#,
+            "a".repeat(200)
+        );
+        let err = parse_request(&big, 100).unwrap_err();
+        assert_eq!(err.code, ErrorCode::PayloadTooLarge);
+        assert_eq!(err.request_id.as_deref(), Some("g"));
+        assert!(parse_request(&big, 300).is_ok());
+    }
+
+    #[test]
+    fn frames_serialize_as_documented() {
+        assert_eq!(
+            ServerFrame::Ack { request_id: Some("r1") }.to_json(),
+            r#"{"type":"ack","requestId":"r1"}"#
+        );
+        assert_eq!(ServerFrame::Pong { request_id: None }.to_json(), r#"{"type":"pong"}"#);
+        let err = RequestError::new(
+            Some("r3".into()),
+            ErrorCode::NotMember,
+            "join room 'lobby' before publishing to it",
+        );
+        assert_eq!(
+            err.to_frame(),
+            r#"{"type":"error","requestId":"r3","code":"not_member","message":"join room 'lobby' before publishing to it"}"#
+        );
+        let data = RawValue::from_string(r#"{"text":"hi"}"#.into()).unwrap();
+        let frame = ServerFrame::Message {
+            id: "e1",
+            room: Some("lobby"),
+            data: &data,
+            sent_at: "2026-11-22T09:00:00.000Z",
+        }
+        .to_json();
+        assert_eq!(
+            frame,
+            r#"{"type":"message","id":"e1","room":"lobby","data":{"text":"hi"},"sentAt":"2026-11-22T09:00:00.000Z"}"#
+        );
+        let back: ReceivedFrame = serde_json::from_str(&frame).unwrap();
+        assert!(matches!(back, ReceivedFrame::Message { ref id, .. } if id == "e1"));
+    }
+
+    #[test]
+    fn error_codes_are_snake_case() {
+        for code in ErrorCode::ALL {
+            assert_eq!(
+                serde_json::to_string(&code).unwrap(),
+                format!("\"{}\"", code.as_str())
+            );
+        }
+    }
+}

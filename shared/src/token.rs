@@ -1,0 +1,220 @@
+//! HS256 JWTs that clients present as `?token=` on `$connect`. Claims:
+//! `tenant`, `sub` (the user), `exp`, optional `nbf` and `iat`.
+
+use std::time::Duration;
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{IdError, TenantId, UserId};
+
+/// Environment variable holding the shared HS256 secret.
+pub const JWT_SECRET_ENV: &str = "FANOUT_JWT_SECRET";
+/// Secret used when `FANOUT_JWT_SECRET` is unset, for the local stack and
+/// the CLI only. Never deploy with it.
+pub const DEV_JWT_SECRET: &str = "fanout-local-development-secret";
+/// Clock skew tolerated on `exp` and `nbf`.
+pub const LEEWAY_SECS: u64 = 5;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    pub tenant: String,
+    pub sub: String,
+    pub exp: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<i64>,
+}
+
+/// Who a valid token speaks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub tenant: TenantId,
+    pub user: UserId,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("token expired")]
+    Expired,
+    #[error("token not valid yet (nbf)")]
+    NotYetValid,
+    #[error("token signature does not verify")]
+    BadSignature,
+    #[error("malformed token: {0}")]
+    Malformed(String),
+    #[error("token claim {0}")]
+    BadClaim(#[from] IdError),
+    #[error("could not sign token: {0}")]
+    Signing(String),
+}
+
+/// The secret from `FANOUT_JWT_SECRET`, or the development default.
+pub fn secret_from_env() -> (String, bool) {
+    match std::env::var(JWT_SECRET_ENV) {
+        Ok(s) if !s.is_empty() => (s, false),
+        _ => (DEV_JWT_SECRET.to_string(), true),
+    }
+}
+
+/// Mints tokens (CLI, tests, load test).
+#[derive(Clone)]
+pub struct TokenSigner {
+    key: EncodingKey,
+}
+
+impl TokenSigner {
+    pub fn new(secret: &[u8]) -> Self {
+        Self {
+            key: EncodingKey::from_secret(secret),
+        }
+    }
+
+    /// A token for `tenant`/`user` valid from `now_secs` for `ttl`.
+    pub fn mint(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        now_secs: i64,
+        ttl: Duration,
+    ) -> Result<String, TokenError> {
+        self.sign(&Claims {
+            tenant: tenant.to_string(),
+            sub: user.to_string(),
+            exp: now_secs + ttl.as_secs() as i64,
+            nbf: Some(now_secs),
+            iat: Some(now_secs),
+        })
+    }
+
+    pub fn sign(&self, claims: &Claims) -> Result<String, TokenError> {
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.key)
+            .map_err(|e| TokenError::Signing(e.to_string()))
+    }
+}
+
+/// Verifies tokens (the authorizer).
+#[derive(Clone)]
+pub struct TokenVerifier {
+    key: DecodingKey,
+    validation: Validation,
+}
+
+impl TokenVerifier {
+    pub fn new(secret: &[u8]) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = LEEWAY_SECS;
+        validation.validate_nbf = true;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        Self {
+            key: DecodingKey::from_secret(secret),
+            validation,
+        }
+    }
+
+    pub fn verify(&self, token: &str) -> Result<Principal, TokenError> {
+        use jsonwebtoken::errors::ErrorKind;
+        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(
+            |e| match e.kind() {
+                ErrorKind::ExpiredSignature => TokenError::Expired,
+                ErrorKind::ImmatureSignature => TokenError::NotYetValid,
+                ErrorKind::InvalidSignature => TokenError::BadSignature,
+                _ => TokenError::Malformed(e.to_string()),
+            },
+        )?;
+        Ok(Principal {
+            tenant: TenantId::new(data.claims.tenant)?,
+            user: UserId::new(data.claims.sub)?,
+        })
+    }
+}
+
+/// Parses a duration like `90s`, `15m`, `1h`, `2d` (CLI flags).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (num, unit) = text.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("'{text}' is not a duration like 30s, 15m, 1h or 2d"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => return Err(format!("'{text}': unit must be s, m, h or d")),
+    };
+    Ok(Duration::from_secs(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> i64 {
+        chrono::Utc::now().timestamp()
+    }
+
+    fn ids() -> (TenantId, UserId) {
+        (TenantId::new("acme").unwrap(), UserId::new("alice").unwrap())
+    }
+
+    #[test]
+    fn minted_token_verifies() {
+        let (t, u) = ids();
+        let token = TokenSigner::new(b"s3cret")
+            .mint(&t, &u, now(), Duration::from_secs(60))
+            .unwrap();
+        let p = TokenVerifier::new(b"s3cret").verify(&token).unwrap();
+        assert_eq!(p, Principal { tenant: t, user: u });
+    }
+
+    #[test]
+    fn refuses_wrong_secret_expired_and_future_tokens() {
+        let (t, u) = ids();
+        let signer = TokenSigner::new(b"s3cret");
+        let verifier = TokenVerifier::new(b"s3cret");
+        let other = signer.mint(&t, &u, now(), Duration::from_secs(60)).unwrap();
+        assert!(matches!(
+            TokenVerifier::new(b"other").verify(&other),
+            Err(TokenError::BadSignature)
+        ));
+        let expired = signer
+            .mint(&t, &u, now() - 3600, Duration::from_secs(60))
+            .unwrap();
+        assert!(matches!(verifier.verify(&expired), Err(TokenError::Expired)));
+        let future = signer.mint(&t, &u, now() + 3600, Duration::from_secs(60)).unwrap();
+        assert!(matches!(verifier.verify(&future), Err(TokenError::NotYetValid)));
+        assert!(matches!(verifier.verify("garbage"), Err(TokenError::Malformed(_))));
+    }
+
+    #[test]
+    fn refuses_invalid_claims() {
+        let signer = TokenSigner::new(b"k");
+        let token = signer
+            .sign(&Claims {
+                tenant: "a#b".into(),
+                sub: "alice".into(),
+                exp: now() + 60,
+                nbf: None,
+                iat: None,
+            })
+            .unwrap();
+        assert!(matches!(
+            TokenVerifier::new(b"k").verify(&token),
+            Err(TokenError::BadClaim(_))
+        ));
+    }
+
+    #[test]
+    fn parses_durations() {
+        assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
+        assert_eq!(parse_duration("15m").unwrap(), Duration::from_secs(900));
+        assert_eq!(parse_duration("30").unwrap(), Duration::from_secs(30));
+        assert!(parse_duration("h").is_err());
+        assert!(parse_duration("5y").is_err());
+    }
+}
