@@ -81,12 +81,19 @@ pub async fn deliver(job: &DeliveryJob, deps: &BroadcasterDeps) -> JobReport {
     // One copy of the frame per job; every post shares it.
     let frame = Bytes::copy_from_slice(job.frame.get().as_bytes());
     let poster = deps.poster.as_ref();
-    let outcomes: Vec<(&ConnectionId, Result<(), PostError>)> = futures::stream::iter(&job.connections)
+    let limit = deps.settings.max_in_flight.max(1);
+    // The futures are built up front (not by a closure inside the stream)
+    // so the stream's type holds no higher-ranked closure and stays `Send`.
+    let posts: Vec<_> = job
+        .connections
+        .iter()
         .map(|id| {
-            let frame = &frame;
-            async move { (id, poster.post(id, frame).await) }
+            let frame = frame.clone();
+            async move { (id, poster.post(id, &frame).await) }
         })
-        .buffer_unordered(deps.settings.max_in_flight.max(1))
+        .collect();
+    let outcomes: Vec<(&ConnectionId, Result<(), PostError>)> = futures::stream::iter(posts)
+        .buffer_unordered(limit)
         .collect()
         .await;
 
@@ -112,13 +119,18 @@ pub async fn deliver(job: &DeliveryJob, deps: &BroadcasterDeps) -> JobReport {
     }
     report.gone = gone.len();
     let store = deps.store.as_ref();
-    futures::stream::iter(gone)
-        .for_each_concurrent(deps.settings.max_in_flight.max(1), |id| async move {
+    let deletes: Vec<_> = gone
+        .into_iter()
+        .map(|id| async move {
             if let Err(error) = store.delete_connection(id).await {
                 // Its TTL will remove it; the next 410 will try again.
                 tracing::error!(connection_id = %id, %error, "could not delete gone connection");
             }
         })
+        .collect();
+    futures::stream::iter(deletes)
+        .buffer_unordered(limit)
+        .collect::<Vec<()>>()
         .await;
     report
 }

@@ -1,0 +1,250 @@
+//! The WebSocket endpoint, behaving like an API Gateway WebSocket API:
+//! `$connect` runs the REQUEST authorizer and the connect function before
+//! the upgrade (401/403/500 refuse it), every text message is routed by
+//! `$request.body.action` and its route response goes back to the client,
+//! oversized frames and messages close with 1009, and idle or too-old
+//! connections are closed with 1001. `$disconnect` runs when the socket
+//! ends, however it ends.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use aws_lambda_events::encodings::Body;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use fanout::handlers::authorizer::{Unauthorized, authorize, is_allowed};
+use fanout::handlers::{connect, disconnect, message};
+use fanout::ids::ConnectionId;
+use fanout::protocol::{ErrorCode, RequestError};
+use fanout::routing::select_route;
+use futures::{SinkExt, StreamExt};
+use serde_json::{Map, Value, json};
+use tokio::sync::mpsc;
+
+use crate::events::{ConnectionContext, EventKind, authorizer_request, websocket_request};
+use crate::registry::{LiveConnection, OUTBOUND_CAPACITY};
+use crate::stack::AppState;
+
+/// Routes configured besides `$default`; all go to the message function
+/// and all have route responses.
+pub const MESSAGE_ROUTES: &[&str] = &["join", "leave", "publish", "ping"];
+
+/// A new connection id in API Gateway's shape: 10 random bytes, base64.
+pub fn new_connection_id() -> String {
+    base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 10]>())
+}
+
+fn json_error(status: StatusCode, message: &str) -> Response {
+    (status, axum::Json(json!({ "message": message }))).into_response()
+}
+
+/// GET /{stage} with an upgrade: `$connect`.
+pub async fn upgrade(
+    State(app): State<Arc<AppState>>,
+    Path(stage): Path<String>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    if stage != app.config.stage {
+        return json_error(StatusCode::FORBIDDEN, "Forbidden");
+    }
+    let now_ms = app.clock.now_ms();
+    let headers: HashMap<String, String> = headers
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+        .collect();
+    let mut ctx = ConnectionContext {
+        connection_id: new_connection_id(),
+        connected_at_ms: now_ms,
+        source_ip: peer.ip().to_string(),
+        user_agent: headers.get("user-agent").cloned(),
+        domain_name: app.domain_name.clone(),
+        stage: app.config.stage.clone(),
+        authorizer: Map::new(),
+    };
+
+    let auth_request = match authorizer_request(&ctx, &headers, &query, now_ms) {
+        Ok(r) => r,
+        Err(error) => {
+            tracing::error!(%error, "could not build the authorizer request");
+            return json_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error");
+        }
+    };
+    match authorize(&auth_request, &app.verifier) {
+        Err(Unauthorized) => return json_error(StatusCode::UNAUTHORIZED, "Unauthorized"),
+        Ok(policy) if !is_allowed(&policy) => return json_error(StatusCode::FORBIDDEN, "Forbidden"),
+        Ok(policy) => {
+            if let Value::Object(fields) = policy.context {
+                ctx.authorizer = fields;
+            }
+            if let Some(principal) = policy.principal_id {
+                ctx.authorizer.insert("principalId".into(), Value::String(principal));
+            }
+        }
+    }
+
+    let kind = EventKind::Connect { headers: &headers, query: &query };
+    let connect_request = match websocket_request(&ctx, kind, now_ms) {
+        Ok(r) => r,
+        Err(error) => {
+            tracing::error!(%error, "could not build the $connect request");
+            return json_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error");
+        }
+    };
+    let response = connect::handle(&connect_request, &app.gateway).await;
+    if response.status_code != 200 {
+        let status = StatusCode::from_u16(response.status_code as u16).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        return json_error(status, status.canonical_reason().unwrap_or("Refused"));
+    }
+
+    let on_fail = {
+        let app = app.clone();
+        let ctx = ctx.clone();
+        move |error: axum::Error| {
+            tracing::warn!(%error, connection_id = %ctx.connection_id, "WebSocket upgrade failed after $connect");
+            tokio::spawn(async move { run_disconnect(&app, &ctx, 1006, "upgrade failed").await });
+        }
+    };
+    ws.max_frame_size(app.config.max_frame_bytes)
+        .max_message_size(app.config.max_message_bytes)
+        .on_failed_upgrade(on_fail)
+        .on_upgrade(move |socket| serve_connection(app, ctx, socket))
+}
+
+/// Why a connection ended: the close code and reason `$disconnect` gets.
+struct Ending {
+    code: u16,
+    reason: &'static str,
+    /// A close frame to send, when the server is the one closing.
+    send_close: bool,
+}
+
+impl Ending {
+    fn server(code: u16, reason: &'static str) -> Self {
+        Self { code, reason, send_close: true }
+    }
+}
+
+async fn serve_connection(app: Arc<AppState>, ctx: ConnectionContext, socket: WebSocket) {
+    let Ok(id) = ConnectionId::new(ctx.connection_id.clone()) else { return };
+    let (outbound, mut frames) = mpsc::channel::<Message>(OUTBOUND_CAPACITY);
+    let kick = app.shutdown.child_token();
+    let live = Arc::new(LiveConnection {
+        outbound,
+        kick: kick.clone(),
+        connected_at_ms: ctx.connected_at_ms,
+        last_active_ms: AtomicI64::new(ctx.connected_at_ms),
+        source_ip: ctx.source_ip.clone(),
+        user_agent: ctx.user_agent.clone(),
+    });
+    app.registry.insert(id.clone(), live.clone());
+
+    let (mut sink, mut stream) = socket.split();
+    let max_life = tokio::time::sleep(app.config.max_connection_duration);
+    tokio::pin!(max_life);
+    let idle = tokio::time::sleep(app.config.idle_timeout);
+    tokio::pin!(idle);
+
+    let ending = loop {
+        tokio::select! {
+            _ = kick.cancelled() => break if app.shutdown.is_cancelled() {
+                Ending::server(close_code::AWAY, "Server shutting down")
+            } else {
+                Ending::server(close_code::NORMAL, "Connection deleted")
+            },
+            _ = &mut max_life => break Ending::server(close_code::AWAY, "Going away: maximum connection duration reached"),
+            _ = &mut idle => break Ending::server(close_code::AWAY, "Going away: idle timeout"),
+            Some(frame) = frames.recv() => {
+                if sink.send(frame).await.is_err() {
+                    break Ending { code: close_code::ABNORMAL, reason: "send failed", send_close: false };
+                }
+            }
+            incoming = stream.next() => {
+                let now = app.clock.now_ms();
+                match incoming {
+                    None => break Ending { code: close_code::ABNORMAL, reason: "connection lost", send_close: false },
+                    Some(Ok(Message::Close(_))) => break Ending { code: close_code::NORMAL, reason: "client closed", send_close: false },
+                    Some(Ok(Message::Text(text))) => {
+                        idle.as_mut().reset(tokio::time::Instant::now() + app.config.idle_timeout);
+                        live.last_active_ms.store(now, Ordering::Relaxed);
+                        if let Some(reply) = route_message(&app, &ctx, text.as_str(), now).await
+                            && sink.send(Message::Text(reply.into())).await.is_err()
+                        {
+                            break Ending { code: close_code::ABNORMAL, reason: "send failed", send_close: false };
+                        }
+                    }
+                    Some(Ok(Message::Binary(_))) => {
+                        idle.as_mut().reset(tokio::time::Instant::now() + app.config.idle_timeout);
+                        let reply = RequestError::new(None, ErrorCode::BadRequest, "binary frames are not supported; send JSON text frames").to_frame();
+                        if sink.send(Message::Text(reply.into())).await.is_err() {
+                            break Ending { code: close_code::ABNORMAL, reason: "send failed", send_close: false };
+                        }
+                    }
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
+                        idle.as_mut().reset(tokio::time::Instant::now() + app.config.idle_timeout);
+                    }
+                    Some(Err(error)) => break if is_too_big(&error) {
+                        Ending::server(close_code::SIZE, "Message too big")
+                    } else {
+                        tracing::debug!(%error, connection_id = %id, "WebSocket read error");
+                        Ending { code: close_code::PROTOCOL, reason: "protocol error", send_close: false }
+                    },
+                }
+            }
+        }
+    };
+
+    app.registry.remove(&id);
+    if ending.send_close {
+        let close = Message::Close(Some(CloseFrame { code: ending.code, reason: ending.reason.into() }));
+        // The client may already be gone; there is nobody to tell then.
+        let _ = tokio::time::timeout(Duration::from_secs(1), sink.send(close)).await;
+    }
+    run_disconnect(&app, &ctx, ending.code, ending.reason).await;
+}
+
+fn is_too_big(error: &axum::Error) -> bool {
+    let inner = error.to_string();
+    // axum wraps tungstenite's error; its Capacity variant is the only one
+    // about sizes ("Space limit exceeded: Message too long / frame too big").
+    std::error::Error::source(error)
+        .and_then(|e| e.downcast_ref::<tokio_tungstenite::tungstenite::Error>())
+        .map(|e| matches!(e, tokio_tungstenite::tungstenite::Error::Capacity(_)))
+        .unwrap_or_else(|| inner.contains("Space limit exceeded"))
+}
+
+/// Route selection and the message function; returns the route response.
+async fn route_message(app: &AppState, ctx: &ConnectionContext, body: &str, now_ms: i64) -> Option<String> {
+    let route_key = select_route(body, MESSAGE_ROUTES);
+    let request = match websocket_request(ctx, EventKind::Message { route_key, body }, now_ms) {
+        Ok(r) => r,
+        Err(error) => {
+            tracing::error!(%error, "could not build the message request");
+            return Some(RequestError::new(None, ErrorCode::Internal, "internal error").to_frame());
+        }
+    };
+    let response = message::handle(&request, &app.gateway).await;
+    match response.body {
+        Some(Body::Text(text)) => Some(text),
+        Some(Body::Binary(bytes)) => String::from_utf8(bytes).ok(),
+        _ => None,
+    }
+}
+
+async fn run_disconnect(app: &AppState, ctx: &ConnectionContext, status_code: u16, reason: &str) {
+    let now = app.clock.now_ms();
+    match websocket_request(ctx, EventKind::Disconnect { status_code, reason }, now) {
+        Ok(request) => {
+            disconnect::handle(&request, &app.gateway).await;
+        }
+        Err(error) => tracing::error!(%error, connection_id = %ctx.connection_id, "could not build the $disconnect request"),
+    }
+}

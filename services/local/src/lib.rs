@@ -1,0 +1,27 @@
+//! # fanout-local
+//!
+//! The whole fanout system in one process on loopback, with no AWS account:
+//! the default way to run, try and test fanout. The functions it runs are
+//! the same library handlers the Lambdas run, fed the same event types.
+//!
+//! # Layout
+//! - [`config`]: flags and their defaults (the AWS limits).
+//! - [`stack`]: wiring; [`stack::start`] takes a bound listener.
+//! - [`gateway`]: the WebSocket endpoint (API Gateway's behaviour).
+//! - [`events`]: builds the API Gateway events handlers receive.
+//! - [`registry`]: open connections; the embedded connection poster.
+//! - [`management`]: the `@connections` management API.
+//! - [`putevents`]: the EventBridge `PutEvents` endpoint.
+//! - [`esm`]: event source mappings driving the planner and broadcaster.
+
+pub mod config;
+pub mod esm;
+pub mod events;
+pub mod gateway;
+pub mod management;
+pub mod putevents;
+pub mod registry;
+pub mod stack;
+
+pub use config::StackConfig;
+pub use stack::{RunningStack, start};

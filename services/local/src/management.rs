@@ -1,0 +1,92 @@
+//! The API Gateway Management API on `/{stage}/@connections/{id}`:
+//! POST sends data to a connection, GET describes it, DELETE closes it.
+//! Status codes and error shapes follow API Gateway (rest-json with
+//! `x-amzn-ErrorType`), so any AWS SDK's ApiGatewayManagementApi client
+//! works against it with the endpoint URL `http://127.0.0.1:<port>/<stage>`.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use fanout::clock::rfc3339_ms;
+use fanout::ids::ConnectionId;
+use fanout::ports::{ConnectionPoster, PostError};
+use serde_json::json;
+
+use crate::stack::AppState;
+
+fn error(status: StatusCode, error_type: &str, message: &str) -> Response {
+    let mut response = (status, axum::Json(json!({ "message": message }))).into_response();
+    if let Ok(v) = HeaderValue::from_str(error_type) {
+        response.headers_mut().insert("x-amzn-errortype", v);
+    }
+    response
+}
+
+fn from_post_error(e: PostError) -> Response {
+    match e {
+        PostError::Gone => error(StatusCode::GONE, "GoneException", "The connection is gone"),
+        PostError::Throttled(m) => error(StatusCode::TOO_MANY_REQUESTS, "LimitExceededException", &m),
+        PostError::PayloadTooLarge => error(StatusCode::PAYLOAD_TOO_LARGE, "PayloadTooLargeException", "Payload too large"),
+        PostError::Forbidden(m) => error(StatusCode::FORBIDDEN, "ForbiddenException", &m),
+        PostError::Http { status, message } => error(
+            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            "InternalServerError",
+            &message,
+        ),
+        PostError::Transport(m) => error(StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError", &m),
+    }
+}
+
+/// Resolves the stage and id, answering as API Gateway does when either is
+/// wrong: an unknown stage is 403, an id that cannot exist is 410.
+fn target(app: &AppState, stage: &str, id: &str) -> Result<ConnectionId, Response> {
+    if stage != app.config.stage {
+        return Err(error(StatusCode::FORBIDDEN, "ForbiddenException", "Forbidden"));
+    }
+    ConnectionId::new(id).map_err(|_| from_post_error(PostError::Gone))
+}
+
+pub async fn post(
+    State(app): State<Arc<AppState>>,
+    Path((stage, id)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    let id = match target(&app, &stage, &id) {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    match app.registry.post(&id, &body).await {
+        Ok(()) => StatusCode::OK.into_response(),
+        Err(e) => from_post_error(e),
+    }
+}
+
+pub async fn get(State(app): State<Arc<AppState>>, Path((stage, id)): Path<(String, String)>) -> Response {
+    let id = match target(&app, &stage, &id) {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    match ConnectionPoster::get(app.registry.as_ref(), &id).await {
+        Ok(info) => axum::Json(json!({
+            "connectedAt": rfc3339_ms(info.connected_at_ms),
+            "lastActiveAt": rfc3339_ms(info.last_active_at_ms),
+            "identity": { "sourceIp": info.source_ip, "userAgent": info.user_agent },
+        }))
+        .into_response(),
+        Err(e) => from_post_error(e),
+    }
+}
+
+pub async fn delete(State(app): State<Arc<AppState>>, Path((stage, id)): Path<(String, String)>) -> Response {
+    let id = match target(&app, &stage, &id) {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    match ConnectionPoster::delete(app.registry.as_ref(), &id).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => from_post_error(e),
+    }
+}

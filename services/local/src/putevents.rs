@@ -1,0 +1,127 @@
+//! An EventBridge-compatible `PutEvents` endpoint (AWS JSON 1.1, `POST /`
+//! with `X-Amz-Target: AWSEvents.PutEvents`), so product services publish to
+//! the local stack with their own AWS SDK by setting its endpoint URL.
+//! Requests are not signature-checked locally. Buses `fanout` and `default`
+//! (by name or ARN) both route through the stack's rules.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use fanout::limits::EVENTBRIDGE_MAX_ENTRIES;
+use fanout::ports::{BusEntry, EntryOutcome, EventBus};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::stack::AppState;
+
+pub const PUT_EVENTS_TARGET: &str = "AWSEvents.PutEvents";
+/// Bus names the local endpoint accepts.
+pub const BUS_NAMES: &[&str] = &["fanout", "default"];
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct PutEventsRequest {
+    #[serde(default)]
+    entries: Vec<RequestEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RequestEntry {
+    source: Option<String>,
+    detail_type: Option<String>,
+    detail: Option<String>,
+    event_bus_name: Option<String>,
+    #[serde(default)]
+    resources: Vec<String>,
+}
+
+fn aws_json(status: StatusCode, body: Value) -> Response {
+    let mut response = (status, body.to_string()).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-amz-json-1.1"),
+    );
+    response
+}
+
+fn client_error(error_type: &str, message: &str) -> Response {
+    aws_json(StatusCode::BAD_REQUEST, json!({ "__type": error_type, "message": message }))
+}
+
+/// Accepts a bus name or ARN naming one of [`BUS_NAMES`].
+fn known_bus(name: Option<&str>) -> bool {
+    let name = name.unwrap_or("default");
+    let short = name.rsplit_once("event-bus/").map_or(name, |(_, n)| n);
+    BUS_NAMES.contains(&short)
+}
+
+pub async fn handle(State(app): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+    let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or("");
+    if target != PUT_EVENTS_TARGET {
+        return client_error(
+            "UnknownOperationException",
+            &format!("this endpoint serves only {PUT_EVENTS_TARGET}, not '{target}'"),
+        );
+    }
+    let request: PutEventsRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return client_error("SerializationException", &e.to_string()),
+    };
+    if request.entries.is_empty() || request.entries.len() > EVENTBRIDGE_MAX_ENTRIES {
+        return client_error(
+            "ValidationException",
+            &format!("Entries must hold 1 to {EVENTBRIDGE_MAX_ENTRIES} items, got {}", request.entries.len()),
+        );
+    }
+
+    let mut results: Vec<Value> = vec![Value::Null; request.entries.len()];
+    let mut accepted_at = Vec::new();
+    let mut entries = Vec::new();
+    for (i, entry) in request.entries.into_iter().enumerate() {
+        if !known_bus(entry.event_bus_name.as_deref()) {
+            results[i] = json!({"ErrorCode": "ResourceNotFoundException",
+                "ErrorMessage": format!("Event bus {} does not exist.", entry.event_bus_name.unwrap_or_default())});
+            continue;
+        }
+        let (Some(source), Some(detail_type), Some(detail)) = (entry.source, entry.detail_type, entry.detail) else {
+            results[i] = json!({"ErrorCode": "InvalidArgument",
+                "ErrorMessage": "Parameters Source, DetailType and Detail are required."});
+            continue;
+        };
+        accepted_at.push(i);
+        entries.push(BusEntry { source, detail_type, detail, resources: entry.resources });
+    }
+    if !entries.is_empty() {
+        let outcomes = match app.bus.put_events(&entries).await {
+            Ok(o) => o,
+            Err(e) => return aws_json(StatusCode::INTERNAL_SERVER_ERROR, json!({"__type": "InternalException", "message": e.to_string()})),
+        };
+        for (i, outcome) in accepted_at.into_iter().zip(outcomes) {
+            results[i] = match outcome {
+                EntryOutcome::Accepted { event_id } => json!({ "EventId": event_id }),
+                EntryOutcome::Failed { code, message } => json!({ "ErrorCode": code, "ErrorMessage": message }),
+            };
+        }
+    }
+    let failed = results.iter().filter(|r| r.get("ErrorCode").is_some()).count();
+    aws_json(StatusCode::OK, json!({ "FailedEntryCount": failed, "Entries": results }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_names_and_arns_of_known_buses() {
+        assert!(known_bus(None));
+        assert!(known_bus(Some("fanout")));
+        assert!(known_bus(Some("default")));
+        assert!(known_bus(Some("arn:aws:events:us-east-1:000000000000:event-bus/fanout")));
+        assert!(!known_bus(Some("other")));
+        assert!(!known_bus(Some("arn:aws:events:us-east-1:000000000000:event-bus/other")));
+    }
+}

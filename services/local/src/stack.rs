@@ -1,0 +1,244 @@
+//! Wires the whole stack together: embedded store, bus, queues and
+//! dead-letter queues, the gateway's registry, the event source mappings
+//! that drive the planner and broadcaster, and one HTTP server for the
+//! WebSocket, @connections and PutEvents endpoints.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{get, post};
+use fanout::clock::{Clock, SystemClock};
+use fanout::embedded::{BusRule, MemoryBus, MemoryQueue, MemoryStore, QueueSettings, Redrive};
+use fanout::event::BROADCAST;
+use fanout::handlers::broadcaster::{self, BroadcasterDeps, BroadcasterSettings};
+use fanout::handlers::planner::{self, PlannerDeps, PlannerSettings};
+use fanout::handlers::{GatewayDeps, GatewaySettings};
+use fanout::pattern::Pattern;
+use fanout::token::{DEV_JWT_SECRET, TokenVerifier};
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::StackConfig;
+use crate::esm::{EventSourceMapping, SqsHandler};
+use crate::registry::ConnectionRegistry;
+use crate::{gateway, management, putevents};
+
+/// Queue names, as the SAM template names them.
+pub const PLAN_QUEUE: &str = "fanout-plan";
+pub const PLAN_DLQ: &str = "fanout-plan-dlq";
+pub const DELIVER_QUEUE: &str = "fanout-deliver";
+pub const DELIVER_DLQ: &str = "fanout-deliver-dlq";
+/// The rule that sends broadcasts to the planner.
+pub const BROADCAST_RULE_PATTERN: &str = r#"{"detail-type":["fanout.broadcast"]}"#;
+
+/// What every HTTP handler shares.
+pub struct AppState {
+    pub config: StackConfig,
+    pub clock: Arc<dyn Clock>,
+    pub verifier: TokenVerifier,
+    pub gateway: GatewayDeps,
+    pub registry: Arc<ConnectionRegistry>,
+    pub bus: Arc<MemoryBus>,
+    /// `host:port` as API Gateway's `domainName`.
+    pub domain_name: String,
+    pub shutdown: CancellationToken,
+}
+
+/// The embedded resources, exposed for tests and stats.
+#[derive(Clone)]
+pub struct Resources {
+    pub store: Arc<MemoryStore>,
+    pub plan_queue: Arc<MemoryQueue>,
+    pub plan_dlq: Arc<MemoryQueue>,
+    pub deliver_queue: Arc<MemoryQueue>,
+    pub deliver_dlq: Arc<MemoryQueue>,
+    pub registry: Arc<ConnectionRegistry>,
+}
+
+/// A started stack. Dropping it does not stop it; call [`RunningStack::stop`].
+pub struct RunningStack {
+    pub addr: SocketAddr,
+    pub stage: String,
+    pub resources: Resources,
+    shutdown: CancellationToken,
+    tasks: JoinSet<()>,
+}
+
+impl RunningStack {
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/{}", self.addr, self.stage)
+    }
+
+    pub fn http_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The endpoint URL for ApiGatewayManagementApi clients.
+    pub fn management_url(&self) -> String {
+        format!("http://{}/{}", self.addr, self.stage)
+    }
+
+    /// A token that signals shutdown (e.g. on Ctrl-C).
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Closes every connection (running `$disconnect`), stops the pollers
+    /// and the server, and waits for them.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        self.wait().await;
+    }
+
+    /// Waits until the stack has stopped (after its shutdown token fires).
+    pub async fn wait(&mut self) {
+        while let Some(result) = self.tasks.join_next().await {
+            if let Err(error) = result
+                && error.is_panic()
+            {
+                tracing::error!(%error, "a stack task panicked");
+            }
+        }
+    }
+}
+
+fn broadcast_rule_pattern() -> Pattern {
+    Pattern::parse(BROADCAST_RULE_PATTERN).expect("the built-in rule pattern is valid")
+}
+
+/// Starts the stack on an already-bound listener.
+pub async fn start(config: StackConfig, listener: TcpListener) -> anyhow::Result<RunningStack> {
+    config.validate().map_err(anyhow::Error::msg)?;
+    let addr = listener.local_addr()?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let shutdown = CancellationToken::new();
+
+    let store = Arc::new(MemoryStore::new(clock.clone(), config.shards));
+    let queue_with_dlq = |name: &str, dlq: &Arc<MemoryQueue>| {
+        MemoryQueue::new(
+            name,
+            QueueSettings {
+                redrive: Some(Redrive {
+                    dead_letter: dlq.clone(),
+                    max_receive_count: config.max_receive_count,
+                }),
+                ..QueueSettings::default()
+            },
+        )
+    };
+    let plan_dlq = MemoryQueue::new(PLAN_DLQ, QueueSettings::default());
+    let plan_queue = queue_with_dlq(PLAN_QUEUE, &plan_dlq);
+    let deliver_dlq = MemoryQueue::new(DELIVER_DLQ, QueueSettings::default());
+    let deliver_queue = queue_with_dlq(DELIVER_QUEUE, &deliver_dlq);
+    let bus = Arc::new(MemoryBus::new(
+        "fanout",
+        clock.clone(),
+        vec![BusRule {
+            name: format!("{BROADCAST}-to-planner"),
+            pattern: broadcast_rule_pattern(),
+            target: plan_queue.clone(),
+        }],
+    ));
+    let registry = Arc::new(ConnectionRegistry::new(clock.clone(), config.max_message_bytes));
+
+    let secret = config.jwt_secret.clone().unwrap_or_else(|| DEV_JWT_SECRET.to_string());
+    let state = Arc::new(AppState {
+        verifier: TokenVerifier::new(secret.as_bytes()),
+        gateway: GatewayDeps {
+            store: store.clone(),
+            bus: bus.clone(),
+            clock: clock.clone(),
+            settings: GatewaySettings {
+                max_payload_bytes: config.max_payload_bytes,
+                max_connection_duration: config.max_connection_duration,
+            },
+        },
+        clock: clock.clone(),
+        registry: registry.clone(),
+        bus: bus.clone(),
+        domain_name: addr.to_string(),
+        shutdown: shutdown.clone(),
+        config: config.clone(),
+    });
+
+    let mut tasks = JoinSet::new();
+    let planner_deps = Arc::new(PlannerDeps {
+        store: store.clone(),
+        deliver_queue: deliver_queue.clone(),
+        clock: clock.clone(),
+        settings: PlannerSettings {
+            max_connections_per_job: config.max_connections_per_job,
+            ..PlannerSettings::default()
+        },
+    });
+    let planner_handler: SqsHandler = Arc::new(move |event| {
+        let deps = planner_deps.clone();
+        Box::pin(async move { planner::handle(event, &deps).await })
+    });
+    EventSourceMapping {
+        function: "planner",
+        queue: plan_queue.clone(),
+        batch_size: config.planner_batch_size,
+        batching_window: config.batching_window,
+        max_concurrency: config.planner_concurrency,
+        visibility_timeout: config.visibility_timeout,
+    }
+    .spawn(planner_handler, shutdown.clone(), &mut tasks);
+
+    let broadcaster_deps = Arc::new(BroadcasterDeps {
+        store: store.clone(),
+        poster: registry.clone(),
+        settings: BroadcasterSettings {
+            max_in_flight: config.max_in_flight,
+        },
+    });
+    let broadcaster_handler: SqsHandler = Arc::new(move |event| {
+        let deps = broadcaster_deps.clone();
+        Box::pin(async move { broadcaster::handle(event, &deps).await })
+    });
+    EventSourceMapping {
+        function: "broadcaster",
+        queue: deliver_queue.clone(),
+        batch_size: config.broadcaster_batch_size,
+        batching_window: config.batching_window,
+        max_concurrency: config.broadcaster_concurrency,
+        visibility_timeout: config.visibility_timeout,
+    }
+    .spawn(broadcaster_handler, shutdown.clone(), &mut tasks);
+
+    let app = Router::new()
+        .route("/", post(putevents::handle))
+        .route("/{stage}", get(gateway::upgrade))
+        .route(
+            "/{stage}/@connections/{id}",
+            post(management::post).get(management::get).delete(management::delete),
+        )
+        .with_state(state);
+    let server_shutdown = shutdown.clone();
+    tasks.spawn(async move {
+        let service = app.into_make_service_with_connect_info::<SocketAddr>();
+        if let Err(error) = axum::serve(listener, service)
+            .with_graceful_shutdown(async move { server_shutdown.cancelled().await })
+            .await
+        {
+            tracing::error!(%error, "HTTP server failed");
+        }
+    });
+
+    Ok(RunningStack {
+        addr,
+        stage: config.stage,
+        resources: Resources {
+            store,
+            plan_queue,
+            plan_dlq,
+            deliver_queue,
+            deliver_dlq,
+            registry,
+        },
+        shutdown,
+        tasks,
+    })
+}
