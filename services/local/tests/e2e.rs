@@ -1,0 +1,424 @@
+//! End-to-end tests: the local stack on port 0, real WebSocket clients over
+//! real sockets, and the real AWS SDK clients against its endpoints.
+
+use std::time::Duration;
+
+use fanout::ids::{ConnectionId, RoomId, TenantId, UserId};
+use fanout::ports::{ConnectionRecord, ConnectionStore, MemberSet};
+use fanout::protocol::{ErrorCode, ReceivedFrame};
+use fanout::token::{DEV_JWT_SECRET, TokenSigner};
+use fanout_local::{RunningStack, StackConfig};
+use futures::{SinkExt, StreamExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+async fn start_with(extra: &[&str]) -> RunningStack {
+    let mut args = vec!["fanout-local", "--port", "0"];
+    args.extend_from_slice(extra);
+    let config = <StackConfig as clap::Parser>::parse_from(args);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    fanout_local::start(config, listener).await.unwrap()
+}
+
+async fn start() -> RunningStack {
+    start_with(&[]).await
+}
+
+fn token(tenant: &str, user: &str) -> String {
+    let now = chrono::Utc::now().timestamp();
+    TokenSigner::new(DEV_JWT_SECRET.as_bytes())
+        .mint(&TenantId::new(tenant).unwrap(), &UserId::new(user).unwrap(), now, Duration::from_secs(600))
+        .unwrap()
+}
+
+async fn connect(stack: &RunningStack, tenant: &str, user: &str) -> Socket {
+    let url = format!("{}?token={}", stack.ws_url(), token(tenant, user));
+    tokio_tungstenite::connect_async(url).await.expect("connect").0
+}
+
+async fn send(ws: &mut Socket, frame: &str) {
+    ws.send(Message::Text(frame.into())).await.unwrap();
+}
+
+/// The next text frame, parsed; panics after 5 s.
+async fn next(ws: &mut Socket) -> ReceivedFrame {
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("a frame within 5 s")
+            .expect("socket open")
+            .expect("no socket error");
+        if let Message::Text(text) = msg {
+            return serde_json::from_str(&text).unwrap_or_else(|e| panic!("bad frame {text}: {e}"));
+        }
+    }
+}
+
+/// Asserts nothing arrives for `wait`.
+async fn silent(ws: &mut Socket, wait: Duration) {
+    if let Ok(Some(Ok(Message::Text(t)))) = tokio::time::timeout(wait, ws.next()).await {
+        panic!("unexpected frame {t}");
+    }
+}
+
+async fn request(ws: &mut Socket, frame: &str) -> ReceivedFrame {
+    send(ws, frame).await;
+    next(ws).await
+}
+
+async fn join(ws: &mut Socket, room: &str) {
+    let reply = request(ws, &format!(r#"{{"action":"join","room":"{room}","requestId":"j-{room}"}}"#)).await;
+    assert_eq!(reply, ReceivedFrame::Ack { request_id: Some(format!("j-{room}")) });
+}
+
+fn message_id(frame: &ReceivedFrame) -> String {
+    match frame {
+        ReceivedFrame::Message { id, .. } => id.clone(),
+        other => panic!("expected a message, got {other:?}"),
+    }
+}
+
+async fn http_status(url: &str) -> u16 {
+    // A plain upgrade request, to read the refusal's status code.
+    match tokio_tungstenite::connect_async(url).await {
+        Ok(_) => 101,
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response.status().as_u16(),
+        Err(other) => panic!("unexpected error {other}"),
+    }
+}
+
+#[tokio::test]
+async fn bad_expired_or_missing_tokens_are_refused() {
+    let stack = start().await;
+    let base = stack.ws_url();
+    assert_eq!(http_status(&base).await, 401);
+    assert_eq!(http_status(&format!("{base}?token=")).await, 401);
+    assert_eq!(http_status(&format!("{base}?token=not.a.jwt")).await, 403);
+    let other_secret = TokenSigner::new(b"someone-else")
+        .mint(&TenantId::new("acme").unwrap(), &UserId::new("eve").unwrap(), chrono::Utc::now().timestamp(), Duration::from_secs(60))
+        .unwrap();
+    assert_eq!(http_status(&format!("{base}?token={other_secret}")).await, 403);
+    let expired = TokenSigner::new(DEV_JWT_SECRET.as_bytes())
+        .mint(&TenantId::new("acme").unwrap(), &UserId::new("bob").unwrap(), chrono::Utc::now().timestamp() - 7_200, Duration::from_secs(60))
+        .unwrap();
+    assert_eq!(http_status(&format!("{base}?token={expired}")).await, 403);
+    assert_eq!(http_status(&format!("{base}?token={}", token("acme", "alice"))).await, 101);
+    assert_eq!(stack.resources.store.connection_count(), 1);
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn members_receive_a_publish_exactly_once_and_others_nothing() {
+    let stack = start().await;
+    let mut alice = connect(&stack, "acme", "alice").await;
+    let mut bob = connect(&stack, "acme", "bob").await;
+    let mut carol = connect(&stack, "acme", "carol").await; // not a member
+    let mut mallory = connect(&stack, "globex", "mallory").await; // same room name, other tenant
+    join(&mut alice, "lobby").await;
+    join(&mut bob, "lobby").await;
+    join(&mut mallory, "lobby").await;
+
+    let ack = request(&mut bob, r#"{"action":"publish","room":"lobby","data":{"text":"hi"},"requestId":"p1"}"#).await;
+    assert_eq!(ack, ReceivedFrame::Ack { request_id: Some("p1".into()) });
+
+    let to_alice = next(&mut alice).await;
+    let to_bob = next(&mut bob).await;
+    match &to_alice {
+        ReceivedFrame::Message { room, data, sent_at, .. } => {
+            assert_eq!(room.as_deref(), Some("lobby"));
+            assert_eq!(data, &serde_json::json!({"text": "hi"}));
+            assert!(sent_at.ends_with('Z'));
+        }
+        other => panic!("expected a message, got {other:?}"),
+    }
+    assert_eq!(message_id(&to_alice), message_id(&to_bob));
+    silent(&mut alice, Duration::from_millis(500)).await;
+    silent(&mut bob, Duration::from_millis(10)).await;
+    silent(&mut carol, Duration::from_millis(10)).await;
+    silent(&mut mallory, Duration::from_millis(10)).await;
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn publishing_requires_membership_and_leave_stops_delivery() {
+    let stack = start().await;
+    let mut alice = connect(&stack, "acme", "alice").await;
+    let mut bob = connect(&stack, "acme", "bob").await;
+    let reply = request(&mut alice, r#"{"action":"publish","room":"lobby","data":1,"requestId":"x"}"#).await;
+    assert!(matches!(reply, ReceivedFrame::Error { code: ErrorCode::NotMember, ref request_id, .. } if request_id.as_deref() == Some("x")));
+    join(&mut alice, "lobby").await;
+    join(&mut bob, "lobby").await;
+    let reply = request(&mut bob, r#"{"action":"leave","room":"lobby","requestId":"l"}"#).await;
+    assert_eq!(reply, ReceivedFrame::Ack { request_id: Some("l".into()) });
+    request(&mut alice, r#"{"action":"publish","room":"lobby","data":"after leave"}"#).await;
+    assert!(matches!(next(&mut alice).await, ReceivedFrame::Message { .. }));
+    silent(&mut bob, Duration::from_millis(500)).await;
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn bad_input_gets_error_frames_and_the_connection_stays_usable() {
+    let stack = start_with(&["--max-payload-bytes", "1024"]).await;
+    let mut ws = connect(&stack, "acme", "alice").await;
+    join(&mut ws, "lobby").await;
+    let big = format!(r#"{{"action":"publish","room":"lobby","data":"{}","requestId":"big"}}"#, "x".repeat(2_000));
+    let cases: Vec<(String, ErrorCode, Option<&str>)> = vec![
+        ("{not json".into(), ErrorCode::BadRequest, None),
+        (r#"{"action":"dance","requestId":"u"}"#.into(), ErrorCode::UnknownAction, Some("u")),
+        (r#"{"action":"join","requestId":"m"}"#.into(), ErrorCode::BadRequest, Some("m")),
+        (r#"{"action":"publish","room":"lobby","requestId":"d"}"#.into(), ErrorCode::BadRequest, Some("d")),
+        (r#"{"action":"join","room":"bad room!","requestId":"r"}"#.into(), ErrorCode::BadRequest, Some("r")),
+        (r#"{"room":"lobby"}"#.into(), ErrorCode::BadRequest, None),
+        (big, ErrorCode::PayloadTooLarge, Some("big")),
+    ];
+    for (frame, code, rid) in cases {
+        match request(&mut ws, &frame).await {
+            ReceivedFrame::Error { code: got, request_id, message } => {
+                assert_eq!(got, code, "{frame}");
+                assert_eq!(request_id.as_deref(), rid, "{frame}");
+                assert!(!message.is_empty());
+            }
+            other => panic!("{frame}: expected an error, got {other:?}"),
+        }
+    }
+    ws.send(Message::Binary(vec![1u8, 2, 3].into())).await.unwrap();
+    assert!(matches!(next(&mut ws).await, ReceivedFrame::Error { code: ErrorCode::BadRequest, .. }));
+    let pong = request(&mut ws, r#"{"action":"ping","requestId":"still-here"}"#).await;
+    assert_eq!(pong, ReceivedFrame::Pong { request_id: Some("still-here".into()) });
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn a_frame_over_32_kb_closes_with_1009() {
+    let stack = start().await;
+    let mut ws = connect(&stack, "acme", "alice").await;
+    let huge = format!(r#"{{"action":"ping","pad":"{}"}}"#, "x".repeat(40 * 1024));
+    send(&mut ws, &huge).await;
+    let close = loop {
+        match tokio::time::timeout(Duration::from_secs(5), ws.next()).await.expect("close within 5 s") {
+            Some(Ok(Message::Close(frame))) => break frame,
+            Some(Ok(_)) => continue,
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    };
+    assert_eq!(close.expect("a close frame").code, CloseCode::Size);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(stack.resources.store.connection_count(), 0);
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn closing_a_socket_removes_the_connection_and_its_memberships() {
+    let stack = start().await;
+    let mut ws = connect(&stack, "acme", "alice").await;
+    join(&mut ws, "lobby").await;
+    join(&mut ws, "kitchen").await;
+    assert_eq!(stack.resources.store.connection_count(), 1);
+    ws.close(None).await.unwrap();
+    let store = stack.resources.store.clone();
+    let tenant = TenantId::new("acme").unwrap();
+    for _ in 0..50 {
+        if store.connection_count() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(store.connection_count(), 0);
+    for room in ["lobby", "kitchen"] {
+        let set = MemberSet::Room { tenant: tenant.clone(), room: RoomId::new(room).unwrap() };
+        for shard in 0..store.shards() {
+            assert!(store.members_page(&set, shard, None).await.unwrap().items.is_empty());
+        }
+    }
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn a_connection_that_vanished_without_disconnect_is_removed_by_the_first_410() {
+    let stack = start().await;
+    let store = stack.resources.store.clone();
+    let tenant = TenantId::new("acme").unwrap();
+    let room = RoomId::new("lobby").unwrap();
+    // A connection whose $disconnect never ran: stored, a member, no socket.
+    let ghost = ConnectionRecord {
+        id: ConnectionId::new("GhostConnAAAAA=").unwrap(),
+        tenant: tenant.clone(),
+        user: UserId::new("ghost").unwrap(),
+        connected_at_ms: chrono::Utc::now().timestamp_millis(),
+        last_seen_ms: chrono::Utc::now().timestamp_millis(),
+        ttl: chrono::Utc::now().timestamp() + 3_600,
+    };
+    store.put_connection(&ghost).await.unwrap();
+    store.join_room(&ghost, &room).await.unwrap();
+    let mut alice = connect(&stack, "acme", "alice").await;
+    join(&mut alice, "lobby").await;
+    assert!(store.is_member(&ghost.id, &tenant, &room).await.unwrap());
+
+    request(&mut alice, r#"{"action":"publish","room":"lobby","data":"x"}"#).await;
+    assert!(matches!(next(&mut alice).await, ReceivedFrame::Message { .. }));
+    for _ in 0..50 {
+        if store.get_connection(&ghost.id).await.unwrap().is_none() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(store.get_connection(&ghost.id).await.unwrap().is_none());
+    assert!(!store.is_member(&ghost.id, &tenant, &room).await.unwrap());
+    assert_eq!(stack.resources.deliver_dlq.depth() + stack.resources.plan_dlq.depth(), 0);
+    stack.stop().await;
+}
+
+fn local_sdk_config(endpoint: String) -> aws_config::ConfigLoader {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_eventbridge::config::Credentials::new("test", "test", None, None, "test"))
+}
+
+#[tokio::test]
+async fn the_management_api_client_posts_gets_and_deletes_through_the_local_endpoint() {
+    use aws_sdk_apigatewaymanagement::error::SdkError;
+    use aws_sdk_apigatewaymanagement::operation::post_to_connection::PostToConnectionError;
+    use aws_sdk_apigatewaymanagement::primitives::Blob;
+
+    let stack = start().await;
+    let mut ws = connect(&stack, "acme", "alice").await;
+    join(&mut ws, "lobby").await;
+    // The connection id is what the store recorded for alice.
+    let tenant = TenantId::new("acme").unwrap();
+    let id = stack.resources.store.user_connections_page(&tenant, &UserId::new("alice").unwrap(), None).await.unwrap().items[0].clone();
+
+    let client = aws_sdk_apigatewaymanagement::Client::new(&local_sdk_config(stack.management_url()).load().await);
+    client
+        .post_to_connection()
+        .connection_id(id.as_str())
+        .data(Blob::new(r#"{"type":"message","id":"direct","data":"hello","sentAt":"2026-11-22T09:00:00.000Z"}"#))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(message_id(&next(&mut ws).await), "direct");
+
+    let info = client.get_connection().connection_id(id.as_str()).send().await.expect("get");
+    assert!(info.connected_at().is_some());
+    assert!(info.last_active_at().is_some());
+    assert_eq!(info.identity().and_then(|i| i.source_ip()), Some("127.0.0.1"));
+
+    client.delete_connection().connection_id(id.as_str()).send().await.expect("delete");
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                Some(Ok(_)) => continue,
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "socket closed after DELETE");
+
+    let gone = client.post_to_connection().connection_id(id.as_str()).data(Blob::new("x")).send().await;
+    match gone {
+        Err(SdkError::ServiceError(e)) => assert!(matches!(e.err(), PostToConnectionError::GoneException(_)), "{:?}", e.err()),
+        other => panic!("expected GoneException, got {other:?}"),
+    }
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn eventbridge_put_events_against_the_local_endpoint_reaches_every_room_member() {
+    use aws_sdk_eventbridge::types::PutEventsRequestEntry;
+
+    let stack = start().await;
+    let mut members = Vec::new();
+    for user in ["alice", "bob", "carol"] {
+        let mut ws = connect(&stack, "acme", user).await;
+        join(&mut ws, "lobby").await;
+        members.push(ws);
+    }
+    let mut outsider = connect(&stack, "acme", "dave").await;
+
+    let client = aws_sdk_eventbridge::Client::new(&local_sdk_config(stack.http_url()).load().await);
+    let out = client
+        .put_events()
+        .entries(
+            PutEventsRequestEntry::builder()
+                .event_bus_name("fanout")
+                .source("acme.orders")
+                .detail_type("fanout.broadcast")
+                .detail(r#"{"tenant":"acme","target":{"room":"lobby"},"data":{"order":42,"status":"shipped"}}"#)
+                .build(),
+        )
+        .entries(
+            PutEventsRequestEntry::builder()
+                .event_bus_name("no-such-bus")
+                .source("acme.orders")
+                .detail_type("fanout.broadcast")
+                .detail("{}")
+                .build(),
+        )
+        .send()
+        .await
+        .expect("PutEvents");
+    assert_eq!(out.failed_entry_count(), 1);
+    let event_id = out.entries()[0].event_id().expect("an event id").to_string();
+    assert_eq!(out.entries()[1].error_code(), Some("ResourceNotFoundException"));
+
+    for ws in &mut members {
+        match next(ws).await {
+            ReceivedFrame::Message { id, data, .. } => {
+                assert_eq!(id, event_id);
+                assert_eq!(data["order"], 42);
+            }
+            other => panic!("expected the event, got {other:?}"),
+        }
+    }
+    silent(&mut outsider, Duration::from_millis(300)).await;
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn user_tenant_and_connection_targets_reach_the_right_sockets() {
+    use aws_sdk_eventbridge::types::PutEventsRequestEntry;
+
+    let stack = start().await;
+    let mut alice_phone = connect(&stack, "acme", "alice").await;
+    let mut alice_laptop = connect(&stack, "acme", "alice").await;
+    let mut bob = connect(&stack, "acme", "bob").await;
+    let mut other_tenant = connect(&stack, "globex", "alice").await;
+    // Let every $connect land before publishing.
+    request(&mut bob, r#"{"action":"ping"}"#).await;
+    let client = aws_sdk_eventbridge::Client::new(&local_sdk_config(stack.http_url()).load().await);
+    let put = |detail: String| {
+        let client = client.clone();
+        async move {
+            let out = client
+                .put_events()
+                .entries(PutEventsRequestEntry::builder().source("acme.test").detail_type("fanout.broadcast").detail(detail).build())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(out.failed_entry_count(), 0);
+        }
+    };
+
+    put(r#"{"tenant":"acme","target":{"user":"alice"},"data":"for alice"}"#.into()).await;
+    assert!(matches!(next(&mut alice_phone).await, ReceivedFrame::Message { data, .. } if data == "for alice"));
+    assert!(matches!(next(&mut alice_laptop).await, ReceivedFrame::Message { data, .. } if data == "for alice"));
+    silent(&mut bob, Duration::from_millis(300)).await;
+    silent(&mut other_tenant, Duration::from_millis(10)).await;
+
+    put(r#"{"tenant":"acme","target":{"tenant":true},"data":"everyone"}"#.into()).await;
+    for ws in [&mut alice_phone, &mut alice_laptop, &mut bob] {
+        assert!(matches!(next(ws).await, ReceivedFrame::Message { data, .. } if data == "everyone"));
+    }
+    silent(&mut other_tenant, Duration::from_millis(300)).await;
+
+    let bob_id = stack.resources.store.user_connections_page(&TenantId::new("acme").unwrap(), &UserId::new("bob").unwrap(), None).await.unwrap().items[0].clone();
+    put(format!(r#"{{"tenant":"acme","target":{{"connection":"{bob_id}"}},"data":"just bob"}}"#)).await;
+    assert!(matches!(next(&mut bob).await, ReceivedFrame::Message { data, .. } if data == "just bob"));
+    silent(&mut alice_phone, Duration::from_millis(300)).await;
+    stack.stop().await;
+}
