@@ -134,7 +134,14 @@ mod tests {
 
     #[test]
     fn accepts_ordinary_names() {
-        for ok in ["lobby", "u-42", "acme.eu", "team:7", "alice@example.com", "A_b"] {
+        for ok in [
+            "lobby",
+            "u-42",
+            "acme.eu",
+            "team:7",
+            "alice@example.com",
+            "A_b",
+        ] {
             assert!(RoomId::new(ok).is_ok(), "{ok}");
         }
     }
@@ -144,11 +151,18 @@ mod tests {
         assert_eq!(RoomId::new(""), Err(IdError::Empty { kind: "room" }));
         assert_eq!(
             TenantId::new("a#b"),
-            Err(IdError::BadCharacter { kind: "tenant", found: '#' })
+            Err(IdError::BadCharacter {
+                kind: "tenant",
+                found: '#'
+            })
         );
         assert_eq!(
             UserId::new("x".repeat(65)),
-            Err(IdError::TooLong { kind: "user", max: 64, len: 65 })
+            Err(IdError::TooLong {
+                kind: "user",
+                max: 64,
+                len: 65
+            })
         );
         assert!(RoomId::new("has space").is_err());
         assert!(RoomId::new("ünï").is_err());

@@ -48,7 +48,6 @@ pub fn connection_ttl_secs(connected_at_ms: i64, max_duration: Duration) -> i64 
     connected_at_ms.div_euclid(1000) + max_duration.as_secs() as i64 + TTL_SLACK.as_secs() as i64
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -161,7 +161,12 @@ fn compile_matcher(item: &Value, path: &str) -> Result<Matcher, PatternError> {
             Value::Array(values) => Matcher::AnythingBut(values.clone()),
             Value::Object(inner) => match inner.get("prefix").and_then(Value::as_str) {
                 Some(p) if inner.len() == 1 => Matcher::AnythingButPrefix(p.to_owned()),
-                _ => return Err(err(path, "anything-but object supports only {\"prefix\": …}")),
+                _ => {
+                    return Err(err(
+                        path,
+                        "anything-but object supports only {\"prefix\": …}",
+                    ));
+                }
             },
             scalar => Matcher::AnythingBut(vec![scalar.clone()]),
         },
@@ -283,22 +288,52 @@ mod tests {
             (json!({"source": [{"prefix": "globex."}]}), false),
             (json!({"source": [{"suffix": ".orders"}]}), true),
             (json!({"source": [{"anything-but": "aws.events"}]}), true),
-            (json!({"source": [{"anything-but": ["acme.orders"]}]}), false),
-            (json!({"source": [{"anything-but": {"prefix": "acme"}}]}), false),
-            (json!({"detail": {"target": {"room": [{"exists": true}]}}}), true),
-            (json!({"detail": {"target": {"user": [{"exists": true}]}}}), false),
-            (json!({"detail": {"target": {"user": [{"exists": false}]}}}), true),
-            (json!({"detail": {"missing": [{"anything-but": "x"}]}}), false),
-            (json!({"detail": {"count": [{"numeric": [">", 0, "<=", 5]}]}}), true),
+            (
+                json!({"source": [{"anything-but": ["acme.orders"]}]}),
+                false,
+            ),
+            (
+                json!({"source": [{"anything-but": {"prefix": "acme"}}]}),
+                false,
+            ),
+            (
+                json!({"detail": {"target": {"room": [{"exists": true}]}}}),
+                true,
+            ),
+            (
+                json!({"detail": {"target": {"user": [{"exists": true}]}}}),
+                false,
+            ),
+            (
+                json!({"detail": {"target": {"user": [{"exists": false}]}}}),
+                true,
+            ),
+            (
+                json!({"detail": {"missing": [{"anything-but": "x"}]}}),
+                false,
+            ),
+            (
+                json!({"detail": {"count": [{"numeric": [">", 0, "<=", 5]}]}}),
+                true,
+            ),
             (json!({"detail": {"count": [{"numeric": ["<", 5]}]}}), false),
             (json!({"detail": {"count": [5]}}), true),
             (json!({"detail": {"tags": ["blue"]}}), true),
             (json!({"detail": {"tags": ["green"]}}), false),
-            (json!({"detail": {"tenant": [{"equals-ignore-case": "ACME"}]}}), true),
+            (
+                json!({"detail": {"tenant": [{"equals-ignore-case": "ACME"}]}}),
+                true,
+            ),
             (json!({"source": [{"wildcard": "acme.*ers"}]}), true),
             (json!({"source": [{"wildcard": "*.billing"}]}), false),
-            (json!({"$or": [{"source": ["x"]}, {"detail": {"tenant": ["acme"]}}]}), true),
-            (json!({"$or": [{"source": ["x"]}, {"detail": {"tenant": ["y"]}}]}), false),
+            (
+                json!({"$or": [{"source": ["x"]}, {"detail": {"tenant": ["acme"]}}]}),
+                true,
+            ),
+            (
+                json!({"$or": [{"source": ["x"]}, {"detail": {"tenant": ["y"]}}]}),
+                false,
+            ),
             (json!({"detail": {"tenant": {"nested": ["x"]}}}), false),
             (json!({}), true),
         ];

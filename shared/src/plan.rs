@@ -72,7 +72,12 @@ pub fn cut_jobs(
     Ok(bodies)
 }
 
-fn job_body(event_id: &str, attempt: u32, frame: &RawValue, connections: &[ConnectionId]) -> String {
+fn job_body(
+    event_id: &str,
+    attempt: u32,
+    frame: &RawValue,
+    connections: &[ConnectionId],
+) -> String {
     #[derive(Serialize)]
     #[serde(rename_all = "camelCase")]
     struct JobRef<'a> {
@@ -149,7 +154,11 @@ mod tests {
         let budget = 64 * 1024;
         let bodies = cut_jobs("e1", 1, &f, &conns, budget, usize::MAX).unwrap();
         for body in &bodies[..bodies.len() - 1] {
-            assert!(body.len() > budget - 32, "under-filled job of {}", body.len());
+            assert!(
+                body.len() > budget - 32,
+                "under-filled job of {}",
+                body.len()
+            );
         }
     }
 
@@ -163,13 +172,20 @@ mod tests {
 
     #[test]
     fn no_connections_means_no_jobs() {
-        assert!(cut_jobs("e", 1, &frame(10), &[], 1024, 10).unwrap().is_empty());
+        assert!(
+            cut_jobs("e", 1, &frame(10), &[], 1024, 10)
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]
     fn a_frame_that_cannot_fit_is_an_error() {
         let err = cut_jobs("e", 1, &frame(2_000), &ids(1), 1_000, 10).unwrap_err();
-        assert!(matches!(err, PlanError::FrameTooLarge { budget: 1_000, .. }));
+        assert!(matches!(
+            err,
+            PlanError::FrameTooLarge { budget: 1_000, .. }
+        ));
     }
 
     #[test]

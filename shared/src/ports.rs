@@ -70,8 +70,10 @@ pub trait ConnectionStore: Send + Sync {
     async fn put_connection(&self, record: &ConnectionRecord) -> Result<(), StoreError>;
 
     /// The live record of a connection, if any.
-    async fn get_connection(&self, id: &ConnectionId)
-    -> Result<Option<ConnectionRecord>, StoreError>;
+    async fn get_connection(
+        &self,
+        id: &ConnectionId,
+    ) -> Result<Option<ConnectionRecord>, StoreError>;
 
     /// Records a heartbeat. Returns false when the connection is unknown.
     async fn touch_connection(&self, id: &ConnectionId, now_ms: i64) -> Result<bool, StoreError>;
@@ -84,11 +86,7 @@ pub trait ConnectionStore: Send + Sync {
     ) -> Result<Option<RemovedConnection>, StoreError>;
 
     /// Adds a membership (and its reverse item). Idempotent.
-    async fn join_room(
-        &self,
-        record: &ConnectionRecord,
-        room: &RoomId,
-    ) -> Result<(), StoreError>;
+    async fn join_room(&self, record: &ConnectionRecord, room: &RoomId) -> Result<(), StoreError>;
 
     /// Removes a membership. Returns false when it did not exist.
     async fn leave_room(
@@ -288,7 +286,9 @@ pub enum QueueError {
     TooLarge { id: String, size: usize, max: usize },
     #[error("batch refused by queue {queue}: {message}")]
     Invalid { queue: String, message: String },
-    #[error("{failed} of {total} messages could not be sent to {queue}; first error: {code}: {message}")]
+    #[error(
+        "{failed} of {total} messages could not be sent to {queue}; first error: {code}: {message}"
+    )]
     EntriesFailed {
         queue: String,
         failed: usize,
@@ -307,7 +307,10 @@ pub trait Queue: Send + Sync {
     fn arn(&self) -> String;
 
     /// Sends at most ten messages; returns the entries that failed.
-    async fn send_batch(&self, messages: &[OutgoingMessage]) -> Result<Vec<FailedEntry>, QueueError>;
+    async fn send_batch(
+        &self,
+        messages: &[OutgoingMessage],
+    ) -> Result<Vec<FailedEntry>, QueueError>;
 
     /// Receives up to `max` messages, waiting up to `wait` for the first,
     /// hiding each for `visibility`.
@@ -322,8 +325,11 @@ pub trait Queue: Send + Sync {
     async fn delete(&self, receipt_handles: &[String]) -> Result<(), QueueError>;
 
     /// Makes a received message visible again after `timeout`.
-    async fn change_visibility(&self, receipt_handle: &str, timeout: Duration)
-    -> Result<(), QueueError>;
+    async fn change_visibility(
+        &self,
+        receipt_handle: &str,
+        timeout: Duration,
+    ) -> Result<(), QueueError>;
 }
 
 /// Attempts per message before [`send_all`] gives up on it.

@@ -145,7 +145,12 @@ pub fn parse_request(body: &str, max_payload_bytes: usize) -> Result<Envelope, R
     let fail = |code, message: String| RequestError::new(request_id.clone(), code, message);
     let action = match &raw.action {
         Some(serde_json::Value::String(a)) => a.as_str(),
-        Some(_) => return Err(fail(ErrorCode::BadRequest, "action must be a string".into())),
+        Some(_) => {
+            return Err(fail(
+                ErrorCode::BadRequest,
+                "action must be a string".into(),
+            ));
+        }
         None => return Err(fail(ErrorCode::BadRequest, "missing field 'action'".into())),
     };
     let room = || -> Result<RoomId, RequestError> {
@@ -283,8 +288,9 @@ mod tests {
         assert_eq!(e.request_id, None);
         let e = parse(r#"{"action":"ping","requestId":"r4"}"#).unwrap();
         assert!(matches!(e.request, ClientRequest::Ping));
-        let e = parse(r#"{"action":"publish","room":"lobby","data":{"text":"hi"},"requestId":"r3"}"#)
-            .unwrap();
+        let e =
+            parse(r#"{"action":"publish","room":"lobby","data":{"text":"hi"},"requestId":"r3"}"#)
+                .unwrap();
         match e.request {
             ClientRequest::Publish { room, data } => {
                 assert_eq!(room.as_str(), "lobby");
@@ -300,13 +306,37 @@ mod tests {
             ("not json", ErrorCode::BadRequest, None),
             ("[1,2]", ErrorCode::BadRequest, None),
             (r#"{"requestId":"a"}"#, ErrorCode::BadRequest, Some("a")),
-            (r#"{"action":7,"requestId":"b"}"#, ErrorCode::BadRequest, Some("b")),
-            (r#"{"action":"dance","requestId":"c"}"#, ErrorCode::UnknownAction, Some("c")),
-            (r#"{"action":"join","requestId":"d"}"#, ErrorCode::BadRequest, Some("d")),
-            (r#"{"action":"join","room":"a#b","requestId":"e"}"#, ErrorCode::BadRequest, Some("e")),
+            (
+                r#"{"action":7,"requestId":"b"}"#,
+                ErrorCode::BadRequest,
+                Some("b"),
+            ),
+            (
+                r#"{"action":"dance","requestId":"c"}"#,
+                ErrorCode::UnknownAction,
+                Some("c"),
+            ),
+            (
+                r#"{"action":"join","requestId":"d"}"#,
+                ErrorCode::BadRequest,
+                Some("d"),
+            ),
+            (
+                r#"{"action":"join","room":"a#b","requestId":"e"}"#,
+                ErrorCode::BadRequest,
+                Some("e"),
+            ),
             (r#"{"action":"join","room":5}"#, ErrorCode::BadRequest, None),
-            (r#"{"action":"publish","room":"x","requestId":"f"}"#, ErrorCode::BadRequest, Some("f")),
-            (r#"{"action":"ping","requestId":5}"#, ErrorCode::BadRequest, None),
+            (
+                r#"{"action":"publish","room":"x","requestId":"f"}"#,
+                ErrorCode::BadRequest,
+                Some("f"),
+            ),
+            (
+                r#"{"action":"ping","requestId":5}"#,
+                ErrorCode::BadRequest,
+                None,
+            ),
         ];
         for (body, code, rid) in cases {
             let err = parse(body).expect_err(body);
@@ -330,10 +360,16 @@ mod tests {
     #[test]
     fn frames_serialize_as_documented() {
         assert_eq!(
-            ServerFrame::Ack { request_id: Some("r1") }.to_json(),
+            ServerFrame::Ack {
+                request_id: Some("r1")
+            }
+            .to_json(),
             r#"{"type":"ack","requestId":"r1"}"#
         );
-        assert_eq!(ServerFrame::Pong { request_id: None }.to_json(), r#"{"type":"pong"}"#);
+        assert_eq!(
+            ServerFrame::Pong { request_id: None }.to_json(),
+            r#"{"type":"pong"}"#
+        );
         let err = RequestError::new(
             Some("r3".into()),
             ErrorCode::NotMember,

@@ -32,13 +32,23 @@ mod tests {
 
     #[test]
     fn selects_by_action() {
-        assert_eq!(select_route(r#"{"action":"join","room":"x"}"#, ROUTES), "join");
+        assert_eq!(
+            select_route(r#"{"action":"join","room":"x"}"#, ROUTES),
+            "join"
+        );
         assert_eq!(select_route(r#"{"action":"ping"}"#, ROUTES), "ping");
     }
 
     #[test]
     fn falls_back_to_default() {
-        for body in ["not json", "[]", "{}", r#"{"action":5}"#, r#"{"action":"dance"}"#, ""] {
+        for body in [
+            "not json",
+            "[]",
+            "{}",
+            r#"{"action":5}"#,
+            r#"{"action":"dance"}"#,
+            "",
+        ] {
             assert_eq!(select_route(body, ROUTES), DEFAULT, "{body}");
         }
     }

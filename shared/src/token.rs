@@ -159,7 +159,10 @@ mod tests {
     }
 
     fn ids() -> (TenantId, UserId) {
-        (TenantId::new("acme").unwrap(), UserId::new("alice").unwrap())
+        (
+            TenantId::new("acme").unwrap(),
+            UserId::new("alice").unwrap(),
+        )
     }
 
     #[test]
@@ -185,10 +188,21 @@ mod tests {
         let expired = signer
             .mint(&t, &u, now() - 3600, Duration::from_secs(60))
             .unwrap();
-        assert!(matches!(verifier.verify(&expired), Err(TokenError::Expired)));
-        let future = signer.mint(&t, &u, now() + 3600, Duration::from_secs(60)).unwrap();
-        assert!(matches!(verifier.verify(&future), Err(TokenError::NotYetValid)));
-        assert!(matches!(verifier.verify("garbage"), Err(TokenError::Malformed(_))));
+        assert!(matches!(
+            verifier.verify(&expired),
+            Err(TokenError::Expired)
+        ));
+        let future = signer
+            .mint(&t, &u, now() + 3600, Duration::from_secs(60))
+            .unwrap();
+        assert!(matches!(
+            verifier.verify(&future),
+            Err(TokenError::NotYetValid)
+        ));
+        assert!(matches!(
+            verifier.verify("garbage"),
+            Err(TokenError::Malformed(_))
+        ));
     }
 
     #[test]

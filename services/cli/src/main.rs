@@ -86,10 +86,15 @@ async fn main() -> anyhow::Result<()> {
             let user = UserId::new(user).context("--user")?;
             let (secret, dev) = secret_from_env();
             if dev {
-                eprintln!("note: {JWT_SECRET_ENV} is unset; signing with the local development secret");
+                eprintln!(
+                    "note: {JWT_SECRET_ENV} is unset; signing with the local development secret"
+                );
             }
             let now = chrono_now();
-            println!("{}", TokenSigner::new(secret.as_bytes()).mint(&tenant, &user, now, ttl)?);
+            println!(
+                "{}",
+                TokenSigner::new(secret.as_bytes()).mint(&tenant, &user, now, ttl)?
+            );
         }
         Command::Publish(args) => publish(args).await?,
     }
@@ -142,7 +147,11 @@ async fn publish(args: PublishArgs) -> anyhow::Result<()> {
             .endpoint_url(endpoint)
             .region(aws_config::Region::new("us-east-1"))
             .credentials_provider(aws_sdk_eventbridge::config::Credentials::new(
-                "local", "local", None, None, "fanout-cli",
+                "local",
+                "local",
+                None,
+                None,
+                "fanout-cli",
             ));
     }
     let client = aws_sdk_eventbridge::Client::new(&loader.load().await);
@@ -157,8 +166,16 @@ async fn publish(args: PublishArgs) -> anyhow::Result<()> {
         .entries(entry)
         .send()
         .await
-        .map_err(|e| anyhow::anyhow!("PutEvents failed: {}", aws_sdk_eventbridge::error::DisplayErrorContext(e)))?;
-    let result = out.entries().first().context("PutEvents returned no entry")?;
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "PutEvents failed: {}",
+                aws_sdk_eventbridge::error::DisplayErrorContext(e)
+            )
+        })?;
+    let result = out
+        .entries()
+        .first()
+        .context("PutEvents returned no entry")?;
     match result.event_id() {
         Some(id) if out.failed_entry_count() == 0 => println!("published event {id}"),
         _ => bail!(

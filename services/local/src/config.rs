@@ -121,8 +121,16 @@ impl StackConfig {
         if self.max_receive_count == 0 {
             return Err("--max-receive-count must be at least 1".into());
         }
-        if self.stage.is_empty() || !self.stage.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-            return Err(format!("--stage '{}' must be letters, digits, - or _", self.stage));
+        if self.stage.is_empty()
+            || !self
+                .stage
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(format!(
+                "--stage '{}' must be letters, digits, - or _",
+                self.stage
+            ));
         }
         if self.idle_timeout.is_zero() || self.max_connection_duration.is_zero() {
             return Err("--idle-timeout and --max-connection-duration must be positive".into());

@@ -71,7 +71,11 @@ impl EventSourceMapping {
                     left
                 }
             };
-            match self.queue.receive(self.batch_size - batch.len(), wait, self.visibility_timeout).await {
+            match self
+                .queue
+                .receive(self.batch_size - batch.len(), wait, self.visibility_timeout)
+                .await
+            {
                 Ok(got) if got.is_empty() && window_end.is_some() => break,
                 Ok(got) => batch.extend(got),
                 Err(error) => {
@@ -129,7 +133,10 @@ impl EventSourceMapping {
                 record.receipt_handle = Some(m.receipt_handle.clone());
                 record.body = Some(m.body.clone());
                 record.attributes = [
-                    ("ApproximateReceiveCount".to_string(), m.receive_count.to_string()),
+                    (
+                        "ApproximateReceiveCount".to_string(),
+                        m.receive_count.to_string(),
+                    ),
                     ("SentTimestamp".to_string(), m.sent_at_ms.to_string()),
                 ]
                 .into();
@@ -170,7 +177,10 @@ mod tests {
         let q = MemoryQueue::new(
             "q",
             QueueSettings {
-                redrive: Some(Redrive { dead_letter: dlq.clone(), max_receive_count: 3 }),
+                redrive: Some(Redrive {
+                    dead_letter: dlq.clone(),
+                    max_receive_count: 3,
+                }),
                 ..QueueSettings::default()
             },
         );

@@ -129,7 +129,10 @@ pub fn websocket_request(
             context["messageId"] = json!(short_id());
             event["body"] = json!(body);
         }
-        EventKind::Disconnect { status_code, reason } => {
+        EventKind::Disconnect {
+            status_code,
+            reason,
+        } => {
             context["routeKey"] = json!("$disconnect");
             context["eventType"] = json!("DISCONNECT");
             context["disconnectStatusCode"] = json!(status_code);
@@ -141,11 +144,7 @@ pub fn websocket_request(
 }
 
 fn multi(map: &HashMap<String, String>) -> Value {
-    Value::Object(
-        map.iter()
-            .map(|(k, v)| (k.clone(), json!([v])))
-            .collect(),
-    )
+    Value::Object(map.iter().map(|(k, v)| (k.clone(), json!([v]))).collect())
 }
 
 #[cfg(test)]
@@ -172,7 +171,10 @@ mod tests {
     fn message_event_has_the_context_api_gateway_fills() {
         let e = websocket_request(
             &ctx(),
-            EventKind::Message { route_key: "join", body: r#"{"action":"join"}"# },
+            EventKind::Message {
+                route_key: "join",
+                body: r#"{"action":"join"}"#,
+            },
             1_795_338_000_500,
         )
         .unwrap();
@@ -194,9 +196,18 @@ mod tests {
         let headers = HashMap::from([("Host".to_string(), "127.0.0.1".to_string())]);
         let query = HashMap::from([("token".to_string(), "t".to_string())]);
         for kind in [
-            EventKind::Connect { headers: &headers, query: &query },
-            EventKind::Message { route_key: "$default", body: "x" },
-            EventKind::Disconnect { status_code: 1001, reason: "Going away" },
+            EventKind::Connect {
+                headers: &headers,
+                query: &query,
+            },
+            EventKind::Message {
+                route_key: "$default",
+                body: "x",
+            },
+            EventKind::Disconnect {
+                status_code: 1001,
+                reason: "Going away",
+            },
         ] {
             let e = websocket_request(&ctx(), kind, 1).unwrap();
             let text = serde_json::to_string(&e).unwrap();
@@ -206,13 +217,22 @@ mod tests {
         let a = authorizer_request(&ctx(), &headers, &query, 1).unwrap();
         assert_eq!(a.query_string_parameters.first("token"), Some("t"));
         let text = serde_json::to_string(&a).unwrap();
-        let back: ApiGatewayCustomAuthorizerRequestTypeRequest = serde_json::from_str(&text).unwrap();
+        let back: ApiGatewayCustomAuthorizerRequestTypeRequest =
+            serde_json::from_str(&text).unwrap();
         assert_eq!(back, a);
     }
 
     #[test]
     fn disconnect_carries_the_close_code() {
-        let e = websocket_request(&ctx(), EventKind::Disconnect { status_code: 1009, reason: "too big" }, 1).unwrap();
+        let e = websocket_request(
+            &ctx(),
+            EventKind::Disconnect {
+                status_code: 1009,
+                reason: "too big",
+            },
+            1,
+        )
+        .unwrap();
         assert_eq!(e.request_context.disconnect_status_code, Some(1009));
         assert_eq!(e.request_context.event_type.as_deref(), Some("DISCONNECT"));
     }

@@ -80,18 +80,24 @@ pub async fn upgrade(
     };
     match authorize(&auth_request, &app.verifier) {
         Err(Unauthorized) => return json_error(StatusCode::UNAUTHORIZED, "Unauthorized"),
-        Ok(policy) if !is_allowed(&policy) => return json_error(StatusCode::FORBIDDEN, "Forbidden"),
+        Ok(policy) if !is_allowed(&policy) => {
+            return json_error(StatusCode::FORBIDDEN, "Forbidden");
+        }
         Ok(policy) => {
             if let Value::Object(fields) = policy.context {
                 ctx.authorizer = fields;
             }
             if let Some(principal) = policy.principal_id {
-                ctx.authorizer.insert("principalId".into(), Value::String(principal));
+                ctx.authorizer
+                    .insert("principalId".into(), Value::String(principal));
             }
         }
     }
 
-    let kind = EventKind::Connect { headers: &headers, query: &query };
+    let kind = EventKind::Connect {
+        headers: &headers,
+        query: &query,
+    };
     let connect_request = match websocket_request(&ctx, kind, now_ms) {
         Ok(r) => r,
         Err(error) => {
@@ -101,7 +107,8 @@ pub async fn upgrade(
     };
     let response = connect::handle(&connect_request, &app.gateway).await;
     if response.status_code != 200 {
-        let status = StatusCode::from_u16(response.status_code as u16).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status = StatusCode::from_u16(response.status_code as u16)
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         return json_error(status, status.canonical_reason().unwrap_or("Refused"));
     }
 
@@ -129,12 +136,18 @@ struct Ending {
 
 impl Ending {
     fn server(code: u16, reason: &'static str) -> Self {
-        Self { code, reason, send_close: true }
+        Self {
+            code,
+            reason,
+            send_close: true,
+        }
     }
 }
 
 async fn serve_connection(app: Arc<AppState>, ctx: ConnectionContext, socket: WebSocket) {
-    let Ok(id) = ConnectionId::new(ctx.connection_id.clone()) else { return };
+    let Ok(id) = ConnectionId::new(ctx.connection_id.clone()) else {
+        return;
+    };
     let (outbound, mut frames) = mpsc::channel::<Message>(OUTBOUND_CAPACITY);
     let kick = app.shutdown.child_token();
     let live = Arc::new(LiveConnection {
@@ -204,7 +217,10 @@ async fn serve_connection(app: Arc<AppState>, ctx: ConnectionContext, socket: We
 
     app.registry.remove(&id);
     if ending.send_close {
-        let close = Message::Close(Some(CloseFrame { code: ending.code, reason: ending.reason.into() }));
+        let close = Message::Close(Some(CloseFrame {
+            code: ending.code,
+            reason: ending.reason.into(),
+        }));
         // The client may already be gone; there is nobody to tell then.
         let _ = tokio::time::timeout(Duration::from_secs(1), sink.send(close)).await;
     }
@@ -222,7 +238,12 @@ fn is_too_big(error: &axum::Error) -> bool {
 }
 
 /// Route selection and the message function; returns the route response.
-async fn route_message(app: &AppState, ctx: &ConnectionContext, body: &str, now_ms: i64) -> Option<String> {
+async fn route_message(
+    app: &AppState,
+    ctx: &ConnectionContext,
+    body: &str,
+    now_ms: i64,
+) -> Option<String> {
     let route_key = select_route(body, MESSAGE_ROUTES);
     let request = match websocket_request(ctx, EventKind::Message { route_key, body }, now_ms) {
         Ok(r) => r,
@@ -241,10 +262,19 @@ async fn route_message(app: &AppState, ctx: &ConnectionContext, body: &str, now_
 
 async fn run_disconnect(app: &AppState, ctx: &ConnectionContext, status_code: u16, reason: &str) {
     let now = app.clock.now_ms();
-    match websocket_request(ctx, EventKind::Disconnect { status_code, reason }, now) {
+    match websocket_request(
+        ctx,
+        EventKind::Disconnect {
+            status_code,
+            reason,
+        },
+        now,
+    ) {
         Ok(request) => {
             disconnect::handle(&request, &app.gateway).await;
         }
-        Err(error) => tracing::error!(%error, connection_id = %ctx.connection_id, "could not build the $disconnect request"),
+        Err(error) => {
+            tracing::error!(%error, connection_id = %ctx.connection_id, "could not build the $disconnect request")
+        }
     }
 }

@@ -34,16 +34,29 @@ async fn main() -> anyhow::Result<()> {
     println!("fanout local stack is running (Ctrl-C stops it)");
     println!();
     println!("  WebSocket      {}?token=<jwt>", stack.ws_url());
-    println!("  @connections   {}/@connections/{{id}}", stack.management_url());
-    println!("  PutEvents      {}  (bus 'fanout' or 'default')", stack.http_url());
+    println!(
+        "  @connections   {}/@connections/{{id}}",
+        stack.management_url()
+    );
+    println!(
+        "  PutEvents      {}  (bus 'fanout' or 'default')",
+        stack.http_url()
+    );
     println!();
     if dev_secret {
-        println!("Tokens are signed with the development secret (set FANOUT_JWT_SECRET to change it).");
+        println!(
+            "Tokens are signed with the development secret (set FANOUT_JWT_SECRET to change it)."
+        );
     }
     println!("Mint a token:   cargo run -q -p fanout-cli -- token --tenant acme --user alice");
-    println!("Connect:        websocat \"{}?token=$(cargo run -q -p fanout-cli -- token --tenant acme --user alice)\"", stack.ws_url());
+    println!(
+        "Connect:        websocat \"{}?token=$(cargo run -q -p fanout-cli -- token --tenant acme --user alice)\"",
+        stack.ws_url()
+    );
     println!("Then send:      {{\"action\":\"join\",\"room\":\"lobby\",\"requestId\":\"r1\"}}");
-    println!("Publish:        cargo run -q -p fanout-cli -- publish --endpoint http://127.0.0.1:{port} --tenant acme --room lobby --data '{{\"text\":\"hi\"}}'");
+    println!(
+        "Publish:        cargo run -q -p fanout-cli -- publish --endpoint http://127.0.0.1:{port} --tenant acme --room lobby --data '{{\"text\":\"hi\"}}'"
+    );
 
     let shutdown = stack.shutdown_token();
     tokio::spawn(async move {

@@ -28,25 +28,33 @@ fn error(status: StatusCode, error_type: &str, message: &str) -> Response {
 fn from_post_error(e: PostError) -> Response {
     match e {
         PostError::Gone => error(StatusCode::GONE, "GoneException", "The connection is gone"),
-        PostError::Throttled(m) => error(StatusCode::TOO_MANY_REQUESTS, "LimitExceededException", &m),
-        PostError::PayloadTooLarge => error(StatusCode::PAYLOAD_TOO_LARGE, "PayloadTooLargeException", "Payload too large"),
+        PostError::Throttled(m) => {
+            error(StatusCode::TOO_MANY_REQUESTS, "LimitExceededException", &m)
+        }
+        PostError::PayloadTooLarge => error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "PayloadTooLargeException",
+            "Payload too large",
+        ),
         PostError::Forbidden(m) => error(StatusCode::FORBIDDEN, "ForbiddenException", &m),
         PostError::Http { status, message } => error(
             StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
             "InternalServerError",
             &message,
         ),
-        PostError::Transport(m) => error(StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError", &m),
+        PostError::Transport(m) => {
+            error(StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError", &m)
+        }
     }
 }
 
 /// Resolves the stage and id, answering as API Gateway does when either is
 /// wrong: an unknown stage is 403, an id that cannot exist is 410.
-fn target(app: &AppState, stage: &str, id: &str) -> Result<ConnectionId, Response> {
+fn target(app: &AppState, stage: &str, id: &str) -> Result<ConnectionId, PostError> {
     if stage != app.config.stage {
-        return Err(error(StatusCode::FORBIDDEN, "ForbiddenException", "Forbidden"));
+        return Err(PostError::Forbidden("Forbidden".into()));
     }
-    ConnectionId::new(id).map_err(|_| from_post_error(PostError::Gone))
+    ConnectionId::new(id).map_err(|_| PostError::Gone)
 }
 
 pub async fn post(
@@ -56,7 +64,7 @@ pub async fn post(
 ) -> Response {
     let id = match target(&app, &stage, &id) {
         Ok(id) => id,
-        Err(r) => return r,
+        Err(e) => return from_post_error(e),
     };
     match app.registry.post(&id, &body).await {
         Ok(()) => StatusCode::OK.into_response(),
@@ -64,10 +72,13 @@ pub async fn post(
     }
 }
 
-pub async fn get(State(app): State<Arc<AppState>>, Path((stage, id)): Path<(String, String)>) -> Response {
+pub async fn get(
+    State(app): State<Arc<AppState>>,
+    Path((stage, id)): Path<(String, String)>,
+) -> Response {
     let id = match target(&app, &stage, &id) {
         Ok(id) => id,
-        Err(r) => return r,
+        Err(e) => return from_post_error(e),
     };
     match ConnectionPoster::get(app.registry.as_ref(), &id).await {
         Ok(info) => axum::Json(json!({
@@ -80,10 +91,13 @@ pub async fn get(State(app): State<Arc<AppState>>, Path((stage, id)): Path<(Stri
     }
 }
 
-pub async fn delete(State(app): State<Arc<AppState>>, Path((stage, id)): Path<(String, String)>) -> Response {
+pub async fn delete(
+    State(app): State<Arc<AppState>>,
+    Path((stage, id)): Path<(String, String)>,
+) -> Response {
     let id = match target(&app, &stage, &id) {
         Ok(id) => id,
-        Err(r) => return r,
+        Err(e) => return from_post_error(e),
     };
     match ConnectionPoster::delete(app.registry.as_ref(), &id).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),

@@ -49,7 +49,10 @@ fn aws_json(status: StatusCode, body: Value) -> Response {
 }
 
 fn client_error(error_type: &str, message: &str) -> Response {
-    aws_json(StatusCode::BAD_REQUEST, json!({ "__type": error_type, "message": message }))
+    aws_json(
+        StatusCode::BAD_REQUEST,
+        json!({ "__type": error_type, "message": message }),
+    )
 }
 
 /// Accepts a bus name or ARN naming one of [`BUS_NAMES`].
@@ -60,7 +63,10 @@ fn known_bus(name: Option<&str>) -> bool {
 }
 
 pub async fn handle(State(app): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
-    let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let target = headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     if target != PUT_EVENTS_TARGET {
         return client_error(
             "UnknownOperationException",
@@ -74,7 +80,10 @@ pub async fn handle(State(app): State<Arc<AppState>>, headers: HeaderMap, body: 
     if request.entries.is_empty() || request.entries.len() > EVENTBRIDGE_MAX_ENTRIES {
         return client_error(
             "ValidationException",
-            &format!("Entries must hold 1 to {EVENTBRIDGE_MAX_ENTRIES} items, got {}", request.entries.len()),
+            &format!(
+                "Entries must hold 1 to {EVENTBRIDGE_MAX_ENTRIES} items, got {}",
+                request.entries.len()
+            ),
         );
     }
 
@@ -87,28 +96,48 @@ pub async fn handle(State(app): State<Arc<AppState>>, headers: HeaderMap, body: 
                 "ErrorMessage": format!("Event bus {} does not exist.", entry.event_bus_name.unwrap_or_default())});
             continue;
         }
-        let (Some(source), Some(detail_type), Some(detail)) = (entry.source, entry.detail_type, entry.detail) else {
+        let (Some(source), Some(detail_type), Some(detail)) =
+            (entry.source, entry.detail_type, entry.detail)
+        else {
             results[i] = json!({"ErrorCode": "InvalidArgument",
                 "ErrorMessage": "Parameters Source, DetailType and Detail are required."});
             continue;
         };
         accepted_at.push(i);
-        entries.push(BusEntry { source, detail_type, detail, resources: entry.resources });
+        entries.push(BusEntry {
+            source,
+            detail_type,
+            detail,
+            resources: entry.resources,
+        });
     }
     if !entries.is_empty() {
         let outcomes = match app.bus.put_events(&entries).await {
             Ok(o) => o,
-            Err(e) => return aws_json(StatusCode::INTERNAL_SERVER_ERROR, json!({"__type": "InternalException", "message": e.to_string()})),
+            Err(e) => {
+                return aws_json(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    json!({"__type": "InternalException", "message": e.to_string()}),
+                );
+            }
         };
         for (i, outcome) in accepted_at.into_iter().zip(outcomes) {
             results[i] = match outcome {
                 EntryOutcome::Accepted { event_id } => json!({ "EventId": event_id }),
-                EntryOutcome::Failed { code, message } => json!({ "ErrorCode": code, "ErrorMessage": message }),
+                EntryOutcome::Failed { code, message } => {
+                    json!({ "ErrorCode": code, "ErrorMessage": message })
+                }
             };
         }
     }
-    let failed = results.iter().filter(|r| r.get("ErrorCode").is_some()).count();
-    aws_json(StatusCode::OK, json!({ "FailedEntryCount": failed, "Entries": results }))
+    let failed = results
+        .iter()
+        .filter(|r| r.get("ErrorCode").is_some())
+        .count();
+    aws_json(
+        StatusCode::OK,
+        json!({ "FailedEntryCount": failed, "Entries": results }),
+    )
 }
 
 #[cfg(test)]
@@ -120,8 +149,12 @@ mod tests {
         assert!(known_bus(None));
         assert!(known_bus(Some("fanout")));
         assert!(known_bus(Some("default")));
-        assert!(known_bus(Some("arn:aws:events:us-east-1:000000000000:event-bus/fanout")));
+        assert!(known_bus(Some(
+            "arn:aws:events:us-east-1:000000000000:event-bus/fanout"
+        )));
         assert!(!known_bus(Some("other")));
-        assert!(!known_bus(Some("arn:aws:events:us-east-1:000000000000:event-bus/other")));
+        assert!(!known_bus(Some(
+            "arn:aws:events:us-east-1:000000000000:event-bus/other"
+        )));
     }
 }

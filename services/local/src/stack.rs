@@ -141,9 +141,15 @@ pub async fn start(config: StackConfig, listener: TcpListener) -> anyhow::Result
             target: plan_queue.clone(),
         }],
     ));
-    let registry = Arc::new(ConnectionRegistry::new(clock.clone(), config.max_message_bytes));
+    let registry = Arc::new(ConnectionRegistry::new(
+        clock.clone(),
+        config.max_message_bytes,
+    ));
 
-    let secret = config.jwt_secret.clone().unwrap_or_else(|| DEV_JWT_SECRET.to_string());
+    let secret = config
+        .jwt_secret
+        .clone()
+        .unwrap_or_else(|| DEV_JWT_SECRET.to_string());
     let state = Arc::new(AppState {
         verifier: TokenVerifier::new(secret.as_bytes()),
         gateway: GatewayDeps {
@@ -213,7 +219,9 @@ pub async fn start(config: StackConfig, listener: TcpListener) -> anyhow::Result
         .route("/{stage}", get(gateway::upgrade))
         .route(
             "/{stage}/@connections/{id}",
-            post(management::post).get(management::get).delete(management::delete),
+            post(management::post)
+                .get(management::get)
+                .delete(management::delete),
         )
         .with_state(state);
     let server_shutdown = shutdown.clone();

@@ -31,13 +31,21 @@ async fn start() -> RunningStack {
 fn token(tenant: &str, user: &str) -> String {
     let now = chrono::Utc::now().timestamp();
     TokenSigner::new(DEV_JWT_SECRET.as_bytes())
-        .mint(&TenantId::new(tenant).unwrap(), &UserId::new(user).unwrap(), now, Duration::from_secs(600))
+        .mint(
+            &TenantId::new(tenant).unwrap(),
+            &UserId::new(user).unwrap(),
+            now,
+            Duration::from_secs(600),
+        )
         .unwrap()
 }
 
 async fn connect(stack: &RunningStack, tenant: &str, user: &str) -> Socket {
     let url = format!("{}?token={}", stack.ws_url(), token(tenant, user));
-    tokio_tungstenite::connect_async(url).await.expect("connect").0
+    tokio_tungstenite::connect_async(url)
+        .await
+        .expect("connect")
+        .0
 }
 
 async fn send(ws: &mut Socket, frame: &str) {
@@ -71,8 +79,17 @@ async fn request(ws: &mut Socket, frame: &str) -> ReceivedFrame {
 }
 
 async fn join(ws: &mut Socket, room: &str) {
-    let reply = request(ws, &format!(r#"{{"action":"join","room":"{room}","requestId":"j-{room}"}}"#)).await;
-    assert_eq!(reply, ReceivedFrame::Ack { request_id: Some(format!("j-{room}")) });
+    let reply = request(
+        ws,
+        &format!(r#"{{"action":"join","room":"{room}","requestId":"j-{room}"}}"#),
+    )
+    .await;
+    assert_eq!(
+        reply,
+        ReceivedFrame::Ack {
+            request_id: Some(format!("j-{room}"))
+        }
+    );
 }
 
 fn message_id(frame: &ReceivedFrame) -> String {
@@ -99,14 +116,30 @@ async fn bad_expired_or_missing_tokens_are_refused() {
     assert_eq!(http_status(&format!("{base}?token=")).await, 401);
     assert_eq!(http_status(&format!("{base}?token=not.a.jwt")).await, 403);
     let other_secret = TokenSigner::new(b"someone-else")
-        .mint(&TenantId::new("acme").unwrap(), &UserId::new("eve").unwrap(), chrono::Utc::now().timestamp(), Duration::from_secs(60))
+        .mint(
+            &TenantId::new("acme").unwrap(),
+            &UserId::new("eve").unwrap(),
+            chrono::Utc::now().timestamp(),
+            Duration::from_secs(60),
+        )
         .unwrap();
-    assert_eq!(http_status(&format!("{base}?token={other_secret}")).await, 403);
+    assert_eq!(
+        http_status(&format!("{base}?token={other_secret}")).await,
+        403
+    );
     let expired = TokenSigner::new(DEV_JWT_SECRET.as_bytes())
-        .mint(&TenantId::new("acme").unwrap(), &UserId::new("bob").unwrap(), chrono::Utc::now().timestamp() - 7_200, Duration::from_secs(60))
+        .mint(
+            &TenantId::new("acme").unwrap(),
+            &UserId::new("bob").unwrap(),
+            chrono::Utc::now().timestamp() - 7_200,
+            Duration::from_secs(60),
+        )
         .unwrap();
     assert_eq!(http_status(&format!("{base}?token={expired}")).await, 403);
-    assert_eq!(http_status(&format!("{base}?token={}", token("acme", "alice"))).await, 101);
+    assert_eq!(
+        http_status(&format!("{base}?token={}", token("acme", "alice"))).await,
+        101
+    );
     assert_eq!(stack.resources.store.connection_count(), 1);
     stack.stop().await;
 }
@@ -122,13 +155,27 @@ async fn members_receive_a_publish_exactly_once_and_others_nothing() {
     join(&mut bob, "lobby").await;
     join(&mut mallory, "lobby").await;
 
-    let ack = request(&mut bob, r#"{"action":"publish","room":"lobby","data":{"text":"hi"},"requestId":"p1"}"#).await;
-    assert_eq!(ack, ReceivedFrame::Ack { request_id: Some("p1".into()) });
+    let ack = request(
+        &mut bob,
+        r#"{"action":"publish","room":"lobby","data":{"text":"hi"},"requestId":"p1"}"#,
+    )
+    .await;
+    assert_eq!(
+        ack,
+        ReceivedFrame::Ack {
+            request_id: Some("p1".into())
+        }
+    );
 
     let to_alice = next(&mut alice).await;
     let to_bob = next(&mut bob).await;
     match &to_alice {
-        ReceivedFrame::Message { room, data, sent_at, .. } => {
+        ReceivedFrame::Message {
+            room,
+            data,
+            sent_at,
+            ..
+        } => {
             assert_eq!(room.as_deref(), Some("lobby"));
             assert_eq!(data, &serde_json::json!({"text": "hi"}));
             assert!(sent_at.ends_with('Z'));
@@ -148,14 +195,36 @@ async fn publishing_requires_membership_and_leave_stops_delivery() {
     let stack = start().await;
     let mut alice = connect(&stack, "acme", "alice").await;
     let mut bob = connect(&stack, "acme", "bob").await;
-    let reply = request(&mut alice, r#"{"action":"publish","room":"lobby","data":1,"requestId":"x"}"#).await;
-    assert!(matches!(reply, ReceivedFrame::Error { code: ErrorCode::NotMember, ref request_id, .. } if request_id.as_deref() == Some("x")));
+    let reply = request(
+        &mut alice,
+        r#"{"action":"publish","room":"lobby","data":1,"requestId":"x"}"#,
+    )
+    .await;
+    assert!(
+        matches!(reply, ReceivedFrame::Error { code: ErrorCode::NotMember, ref request_id, .. } if request_id.as_deref() == Some("x"))
+    );
     join(&mut alice, "lobby").await;
     join(&mut bob, "lobby").await;
-    let reply = request(&mut bob, r#"{"action":"leave","room":"lobby","requestId":"l"}"#).await;
-    assert_eq!(reply, ReceivedFrame::Ack { request_id: Some("l".into()) });
-    request(&mut alice, r#"{"action":"publish","room":"lobby","data":"after leave"}"#).await;
-    assert!(matches!(next(&mut alice).await, ReceivedFrame::Message { .. }));
+    let reply = request(
+        &mut bob,
+        r#"{"action":"leave","room":"lobby","requestId":"l"}"#,
+    )
+    .await;
+    assert_eq!(
+        reply,
+        ReceivedFrame::Ack {
+            request_id: Some("l".into())
+        }
+    );
+    request(
+        &mut alice,
+        r#"{"action":"publish","room":"lobby","data":"after leave"}"#,
+    )
+    .await;
+    assert!(matches!(
+        next(&mut alice).await,
+        ReceivedFrame::Message { .. }
+    ));
     silent(&mut bob, Duration::from_millis(500)).await;
     stack.stop().await;
 }
@@ -165,19 +234,42 @@ async fn bad_input_gets_error_frames_and_the_connection_stays_usable() {
     let stack = start_with(&["--max-payload-bytes", "1024"]).await;
     let mut ws = connect(&stack, "acme", "alice").await;
     join(&mut ws, "lobby").await;
-    let big = format!(r#"{{"action":"publish","room":"lobby","data":"{}","requestId":"big"}}"#, "x".repeat(2_000));
+    let big = format!(
+        r#"{{"action":"publish","room":"lobby","data":"{}","requestId":"big"}}"#,
+        "x".repeat(2_000)
+    );
     let cases: Vec<(String, ErrorCode, Option<&str>)> = vec![
         ("{not json".into(), ErrorCode::BadRequest, None),
-        (r#"{"action":"dance","requestId":"u"}"#.into(), ErrorCode::UnknownAction, Some("u")),
-        (r#"{"action":"join","requestId":"m"}"#.into(), ErrorCode::BadRequest, Some("m")),
-        (r#"{"action":"publish","room":"lobby","requestId":"d"}"#.into(), ErrorCode::BadRequest, Some("d")),
-        (r#"{"action":"join","room":"bad room!","requestId":"r"}"#.into(), ErrorCode::BadRequest, Some("r")),
+        (
+            r#"{"action":"dance","requestId":"u"}"#.into(),
+            ErrorCode::UnknownAction,
+            Some("u"),
+        ),
+        (
+            r#"{"action":"join","requestId":"m"}"#.into(),
+            ErrorCode::BadRequest,
+            Some("m"),
+        ),
+        (
+            r#"{"action":"publish","room":"lobby","requestId":"d"}"#.into(),
+            ErrorCode::BadRequest,
+            Some("d"),
+        ),
+        (
+            r#"{"action":"join","room":"bad room!","requestId":"r"}"#.into(),
+            ErrorCode::BadRequest,
+            Some("r"),
+        ),
         (r#"{"room":"lobby"}"#.into(), ErrorCode::BadRequest, None),
         (big, ErrorCode::PayloadTooLarge, Some("big")),
     ];
     for (frame, code, rid) in cases {
         match request(&mut ws, &frame).await {
-            ReceivedFrame::Error { code: got, request_id, message } => {
+            ReceivedFrame::Error {
+                code: got,
+                request_id,
+                message,
+            } => {
                 assert_eq!(got, code, "{frame}");
                 assert_eq!(request_id.as_deref(), rid, "{frame}");
                 assert!(!message.is_empty());
@@ -185,10 +277,23 @@ async fn bad_input_gets_error_frames_and_the_connection_stays_usable() {
             other => panic!("{frame}: expected an error, got {other:?}"),
         }
     }
-    ws.send(Message::Binary(vec![1u8, 2, 3].into())).await.unwrap();
-    assert!(matches!(next(&mut ws).await, ReceivedFrame::Error { code: ErrorCode::BadRequest, .. }));
+    ws.send(Message::Binary(vec![1u8, 2, 3].into()))
+        .await
+        .unwrap();
+    assert!(matches!(
+        next(&mut ws).await,
+        ReceivedFrame::Error {
+            code: ErrorCode::BadRequest,
+            ..
+        }
+    ));
     let pong = request(&mut ws, r#"{"action":"ping","requestId":"still-here"}"#).await;
-    assert_eq!(pong, ReceivedFrame::Pong { request_id: Some("still-here".into()) });
+    assert_eq!(
+        pong,
+        ReceivedFrame::Pong {
+            request_id: Some("still-here".into())
+        }
+    );
     stack.stop().await;
 }
 
@@ -199,7 +304,10 @@ async fn a_frame_over_32_kb_closes_with_1009() {
     let huge = format!(r#"{{"action":"ping","pad":"{}"}}"#, "x".repeat(40 * 1024));
     send(&mut ws, &huge).await;
     let close = loop {
-        match tokio::time::timeout(Duration::from_secs(5), ws.next()).await.expect("close within 5 s") {
+        match tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("close within 5 s")
+        {
             Some(Ok(Message::Close(frame))) => break frame,
             Some(Ok(_)) => continue,
             other => panic!("expected a close frame, got {other:?}"),
@@ -229,9 +337,19 @@ async fn closing_a_socket_removes_the_connection_and_its_memberships() {
     }
     assert_eq!(store.connection_count(), 0);
     for room in ["lobby", "kitchen"] {
-        let set = MemberSet::Room { tenant: tenant.clone(), room: RoomId::new(room).unwrap() };
+        let set = MemberSet::Room {
+            tenant: tenant.clone(),
+            room: RoomId::new(room).unwrap(),
+        };
         for shard in 0..store.shards() {
-            assert!(store.members_page(&set, shard, None).await.unwrap().items.is_empty());
+            assert!(
+                store
+                    .members_page(&set, shard, None)
+                    .await
+                    .unwrap()
+                    .items
+                    .is_empty()
+            );
         }
     }
     stack.stop().await;
@@ -258,8 +376,15 @@ async fn a_connection_that_vanished_without_disconnect_is_removed_by_the_first_4
     join(&mut alice, "lobby").await;
     assert!(store.is_member(&ghost.id, &tenant, &room).await.unwrap());
 
-    request(&mut alice, r#"{"action":"publish","room":"lobby","data":"x"}"#).await;
-    assert!(matches!(next(&mut alice).await, ReceivedFrame::Message { .. }));
+    request(
+        &mut alice,
+        r#"{"action":"publish","room":"lobby","data":"x"}"#,
+    )
+    .await;
+    assert!(matches!(
+        next(&mut alice).await,
+        ReceivedFrame::Message { .. }
+    ));
     for _ in 0..50 {
         if store.get_connection(&ghost.id).await.unwrap().is_none() {
             break;
@@ -268,7 +393,10 @@ async fn a_connection_that_vanished_without_disconnect_is_removed_by_the_first_4
     }
     assert!(store.get_connection(&ghost.id).await.unwrap().is_none());
     assert!(!store.is_member(&ghost.id, &tenant, &room).await.unwrap());
-    assert_eq!(stack.resources.deliver_dlq.depth() + stack.resources.plan_dlq.depth(), 0);
+    assert_eq!(
+        stack.resources.deliver_dlq.depth() + stack.resources.plan_dlq.depth(),
+        0
+    );
     stack.stop().await;
 }
 
@@ -276,7 +404,9 @@ fn local_sdk_config(endpoint: String) -> aws_config::ConfigLoader {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
         .endpoint_url(endpoint)
         .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_eventbridge::config::Credentials::new("test", "test", None, None, "test"))
+        .credentials_provider(aws_sdk_eventbridge::config::Credentials::new(
+            "test", "test", None, None, "test",
+        ))
 }
 
 #[tokio::test]
@@ -290,9 +420,18 @@ async fn the_management_api_client_posts_gets_and_deletes_through_the_local_endp
     join(&mut ws, "lobby").await;
     // The connection id is what the store recorded for alice.
     let tenant = TenantId::new("acme").unwrap();
-    let id = stack.resources.store.user_connections_page(&tenant, &UserId::new("alice").unwrap(), None).await.unwrap().items[0].clone();
+    let id = stack
+        .resources
+        .store
+        .user_connections_page(&tenant, &UserId::new("alice").unwrap(), None)
+        .await
+        .unwrap()
+        .items[0]
+        .clone();
 
-    let client = aws_sdk_apigatewaymanagement::Client::new(&local_sdk_config(stack.management_url()).load().await);
+    let client = aws_sdk_apigatewaymanagement::Client::new(
+        &local_sdk_config(stack.management_url()).load().await,
+    );
     client
         .post_to_connection()
         .connection_id(id.as_str())
@@ -302,12 +441,25 @@ async fn the_management_api_client_posts_gets_and_deletes_through_the_local_endp
         .expect("post");
     assert_eq!(message_id(&next(&mut ws).await), "direct");
 
-    let info = client.get_connection().connection_id(id.as_str()).send().await.expect("get");
+    let info = client
+        .get_connection()
+        .connection_id(id.as_str())
+        .send()
+        .await
+        .expect("get");
     assert!(info.connected_at().is_some());
     assert!(info.last_active_at().is_some());
-    assert_eq!(info.identity().and_then(|i| i.source_ip()), Some("127.0.0.1"));
+    assert_eq!(
+        info.identity().and_then(|i| i.source_ip()),
+        Some("127.0.0.1")
+    );
 
-    client.delete_connection().connection_id(id.as_str()).send().await.expect("delete");
+    client
+        .delete_connection()
+        .connection_id(id.as_str())
+        .send()
+        .await
+        .expect("delete");
     let closed = tokio::time::timeout(Duration::from_secs(5), async {
         loop {
             match ws.next().await {
@@ -319,9 +471,18 @@ async fn the_management_api_client_posts_gets_and_deletes_through_the_local_endp
     .await;
     assert!(closed.is_ok(), "socket closed after DELETE");
 
-    let gone = client.post_to_connection().connection_id(id.as_str()).data(Blob::new("x")).send().await;
+    let gone = client
+        .post_to_connection()
+        .connection_id(id.as_str())
+        .data(Blob::new("x"))
+        .send()
+        .await;
     match gone {
-        Err(SdkError::ServiceError(e)) => assert!(matches!(e.err(), PostToConnectionError::GoneException(_)), "{:?}", e.err()),
+        Err(SdkError::ServiceError(e)) => assert!(
+            matches!(e.err(), PostToConnectionError::GoneException(_)),
+            "{:?}",
+            e.err()
+        ),
         other => panic!("expected GoneException, got {other:?}"),
     }
     stack.stop().await;
@@ -363,8 +524,14 @@ async fn eventbridge_put_events_against_the_local_endpoint_reaches_every_room_me
         .await
         .expect("PutEvents");
     assert_eq!(out.failed_entry_count(), 1);
-    let event_id = out.entries()[0].event_id().expect("an event id").to_string();
-    assert_eq!(out.entries()[1].error_code(), Some("ResourceNotFoundException"));
+    let event_id = out.entries()[0]
+        .event_id()
+        .expect("an event id")
+        .to_string();
+    assert_eq!(
+        out.entries()[1].error_code(),
+        Some("ResourceNotFoundException")
+    );
 
     for ws in &mut members {
         match next(ws).await {
@@ -396,7 +563,13 @@ async fn user_tenant_and_connection_targets_reach_the_right_sockets() {
         async move {
             let out = client
                 .put_events()
-                .entries(PutEventsRequestEntry::builder().source("acme.test").detail_type("fanout.broadcast").detail(detail).build())
+                .entries(
+                    PutEventsRequestEntry::builder()
+                        .source("acme.test")
+                        .detail_type("fanout.broadcast")
+                        .detail(detail)
+                        .build(),
+                )
                 .send()
                 .await
                 .unwrap();
@@ -405,20 +578,42 @@ async fn user_tenant_and_connection_targets_reach_the_right_sockets() {
     };
 
     put(r#"{"tenant":"acme","target":{"user":"alice"},"data":"for alice"}"#.into()).await;
-    assert!(matches!(next(&mut alice_phone).await, ReceivedFrame::Message { data, .. } if data == "for alice"));
-    assert!(matches!(next(&mut alice_laptop).await, ReceivedFrame::Message { data, .. } if data == "for alice"));
+    assert!(
+        matches!(next(&mut alice_phone).await, ReceivedFrame::Message { data, .. } if data == "for alice")
+    );
+    assert!(
+        matches!(next(&mut alice_laptop).await, ReceivedFrame::Message { data, .. } if data == "for alice")
+    );
     silent(&mut bob, Duration::from_millis(300)).await;
     silent(&mut other_tenant, Duration::from_millis(10)).await;
 
     put(r#"{"tenant":"acme","target":{"tenant":true},"data":"everyone"}"#.into()).await;
     for ws in [&mut alice_phone, &mut alice_laptop, &mut bob] {
-        assert!(matches!(next(ws).await, ReceivedFrame::Message { data, .. } if data == "everyone"));
+        assert!(
+            matches!(next(ws).await, ReceivedFrame::Message { data, .. } if data == "everyone")
+        );
     }
     silent(&mut other_tenant, Duration::from_millis(300)).await;
 
-    let bob_id = stack.resources.store.user_connections_page(&TenantId::new("acme").unwrap(), &UserId::new("bob").unwrap(), None).await.unwrap().items[0].clone();
-    put(format!(r#"{{"tenant":"acme","target":{{"connection":"{bob_id}"}},"data":"just bob"}}"#)).await;
-    assert!(matches!(next(&mut bob).await, ReceivedFrame::Message { data, .. } if data == "just bob"));
+    let bob_id = stack
+        .resources
+        .store
+        .user_connections_page(
+            &TenantId::new("acme").unwrap(),
+            &UserId::new("bob").unwrap(),
+            None,
+        )
+        .await
+        .unwrap()
+        .items[0]
+        .clone();
+    put(format!(
+        r#"{{"tenant":"acme","target":{{"connection":"{bob_id}"}},"data":"just bob"}}"#
+    ))
+    .await;
+    assert!(
+        matches!(next(&mut bob).await, ReceivedFrame::Message { data, .. } if data == "just bob")
+    );
     silent(&mut alice_phone, Duration::from_millis(300)).await;
     stack.stop().await;
 }

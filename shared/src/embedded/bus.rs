@@ -150,7 +150,10 @@ mod tests {
             pattern: Pattern::parse(r#"{"detail-type":["fanout.broadcast"],"source":[{"anything-but":{"prefix":"test."}}]}"#).unwrap(),
             target: q.clone(),
         };
-        (MemoryBus::new("fanout", Arc::new(SystemClock), vec![rule]), q)
+        (
+            MemoryBus::new("fanout", Arc::new(SystemClock), vec![rule]),
+            q,
+        )
     }
 
     #[tokio::test]
@@ -164,13 +167,18 @@ mod tests {
             ])
             .await
             .unwrap();
-        assert!(out.iter().all(|o| matches!(o, EntryOutcome::Accepted { .. })));
+        assert!(
+            out.iter()
+                .all(|o| matches!(o, EntryOutcome::Accepted { .. }))
+        );
         let bodies = q.peek_bodies();
         assert_eq!(bodies.len(), 1);
         let env: EventEnvelope = serde_json::from_str(&bodies[0]).unwrap();
         assert_eq!(env.source, "acme.orders");
         assert_eq!(env.version, "0");
-        let EntryOutcome::Accepted { event_id } = &out[0] else { unreachable!() };
+        let EntryOutcome::Accepted { event_id } = &out[0] else {
+            unreachable!()
+        };
         assert_eq!(&env.id, event_id);
         assert_eq!(env.detail.get(), r#"{"tenant":"acme"}"#);
     }
@@ -195,7 +203,15 @@ mod tests {
                 EntryOutcome::Accepted { .. } => "ok",
             })
             .collect();
-        assert_eq!(codes, ["NotAuthorizedForSourceException", "MalformedDetail", "InvalidArgument", "ok"]);
+        assert_eq!(
+            codes,
+            [
+                "NotAuthorizedForSourceException",
+                "MalformedDetail",
+                "InvalidArgument",
+                "ok"
+            ]
+        );
         assert_eq!(q.depth(), 1);
         assert!(bus.put_events(&[]).await.is_err());
     }

@@ -67,7 +67,11 @@ impl State {
                 break;
             }
             self.hidden.pop();
-            if self.messages.get(&id).is_some_and(|m| m.hidden_generation == generation) {
+            if self
+                .messages
+                .get(&id)
+                .is_some_and(|m| m.hidden_generation == generation)
+            {
                 self.ready.push_back(id);
             }
         }
@@ -79,7 +83,8 @@ impl State {
         if let Some(m) = self.messages.get_mut(id) {
             m.hidden_generation = generation;
         }
-        self.hidden.push(Reverse((until, generation, id.to_string())));
+        self.hidden
+            .push(Reverse((until, generation, id.to_string())));
         generation
     }
 
@@ -125,7 +130,13 @@ impl MemoryQueue {
             .collect()
     }
 
-    fn enqueue(&self, body: String, delay: Duration, sent_at_ms: i64, receive_count: u32) -> String {
+    fn enqueue(
+        &self,
+        body: String,
+        delay: Duration,
+        sent_at_ms: i64,
+        receive_count: u32,
+    ) -> String {
         let id = uuid::Uuid::new_v4().to_string();
         let mut s = self.state();
         s.messages.insert(
@@ -169,7 +180,9 @@ impl MemoryQueue {
                 continue;
             }
             let generation = s.hide(&id, now + visibility);
-            let Some(m) = s.messages.get_mut(&id) else { continue };
+            let Some(m) = s.messages.get_mut(&id) else {
+                continue;
+            };
             m.receive_count += 1;
             m.receipt_generation = generation;
             out.push(ReceivedMessage {
@@ -199,11 +212,17 @@ impl Queue for MemoryQueue {
         format!("arn:aws:sqs:us-east-1:000000000000:{}", self.name)
     }
 
-    async fn send_batch(&self, messages: &[OutgoingMessage]) -> Result<Vec<FailedEntry>, QueueError> {
+    async fn send_batch(
+        &self,
+        messages: &[OutgoingMessage],
+    ) -> Result<Vec<FailedEntry>, QueueError> {
         if messages.len() > SQS_MAX_BATCH_ENTRIES {
             return Err(QueueError::Invalid {
                 queue: self.name.clone(),
-                message: format!("{} entries; at most {SQS_MAX_BATCH_ENTRIES}", messages.len()),
+                message: format!(
+                    "{} entries; at most {SQS_MAX_BATCH_ENTRIES}",
+                    messages.len()
+                ),
             });
         }
         let now_ms = chrono::Utc::now().timestamp_millis();
@@ -236,7 +255,12 @@ impl Queue for MemoryQueue {
         Ok(failed)
     }
 
-    async fn receive(&self, max: usize, wait: Duration, visibility: Duration) -> Result<Vec<ReceivedMessage>, QueueError> {
+    async fn receive(
+        &self,
+        max: usize,
+        wait: Duration,
+        visibility: Duration,
+    ) -> Result<Vec<ReceivedMessage>, QueueError> {
         let deadline = Instant::now() + wait;
         loop {
             // Register interest before looking, so a send between the look
@@ -250,7 +274,12 @@ impl Queue for MemoryQueue {
                 for m in dead {
                     tracing::warn!(queue = %self.name, message_id = %m.id, receives = m.receive_count,
                         dead_letter_queue = %redrive.dead_letter.name, "moving message to dead-letter queue after maxReceiveCount");
-                    redrive.dead_letter.enqueue(m.body, Duration::ZERO, m.sent_at_ms, m.receive_count);
+                    redrive.dead_letter.enqueue(
+                        m.body,
+                        Duration::ZERO,
+                        m.sent_at_ms,
+                        m.receive_count,
+                    );
                 }
             }
             let now = Instant::now();
@@ -274,7 +303,9 @@ impl Queue for MemoryQueue {
             // Like SQS, deleting with a stale or unknown receipt is not an
             // error; deleting with the current one removes the message.
             if let Some((id, generation)) = Self::parse_receipt(receipt)
-                && s.messages.get(id).is_some_and(|m| m.receipt_generation == generation)
+                && s.messages
+                    .get(id)
+                    .is_some_and(|m| m.receipt_generation == generation)
             {
                 s.messages.remove(id);
             }
@@ -282,12 +313,17 @@ impl Queue for MemoryQueue {
         Ok(())
     }
 
-    async fn change_visibility(&self, receipt_handle: &str, timeout: Duration) -> Result<(), QueueError> {
+    async fn change_visibility(
+        &self,
+        receipt_handle: &str,
+        timeout: Duration,
+    ) -> Result<(), QueueError> {
         let mut s = self.state();
-        let current = Self::parse_receipt(receipt_handle)
-            .filter(|(id, generation)| {
-                s.messages.get(*id).is_some_and(|m| m.receipt_generation == *generation)
-            });
+        let current = Self::parse_receipt(receipt_handle).filter(|(id, generation)| {
+            s.messages
+                .get(*id)
+                .is_some_and(|m| m.receipt_generation == *generation)
+        });
         let Some((id, _)) = current else {
             return Err(QueueError::Invalid {
                 queue: self.name.clone(),
@@ -320,7 +356,9 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn visibility_timeout_returns_unacked_messages_with_higher_count() {
         let q = MemoryQueue::new("q", QueueSettings::default());
-        q.send_batch(&[msg("1", "a", Duration::ZERO)]).await.unwrap();
+        q.send_batch(&[msg("1", "a", Duration::ZERO)])
+            .await
+            .unwrap();
         let got = q.receive(10, Duration::ZERO, VIS).await.unwrap();
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].receive_count, 1);
@@ -330,9 +368,13 @@ mod tests {
         assert_eq!(again[0].body, "a");
         assert_eq!(again[0].receive_count, 2);
         // The first receipt is stale now: deleting with it does nothing.
-        q.delete(std::slice::from_ref(&got[0].receipt_handle)).await.unwrap();
+        q.delete(std::slice::from_ref(&got[0].receipt_handle))
+            .await
+            .unwrap();
         assert_eq!(q.depth(), 1);
-        q.delete(std::slice::from_ref(&again[0].receipt_handle)).await.unwrap();
+        q.delete(std::slice::from_ref(&again[0].receipt_handle))
+            .await
+            .unwrap();
         assert_eq!(q.depth(), 0);
     }
 
@@ -349,7 +391,9 @@ mod tests {
                 ..QueueSettings::default()
             },
         );
-        q.send_batch(&[msg("1", "poison", Duration::ZERO)]).await.unwrap();
+        q.send_batch(&[msg("1", "poison", Duration::ZERO)])
+            .await
+            .unwrap();
         for n in 1..=3 {
             let got = q.receive(1, Duration::ZERO, VIS).await.unwrap();
             assert_eq!(got[0].receive_count, n);
@@ -365,7 +409,9 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn delay_hides_a_message_until_due_and_long_poll_waits_for_it() {
         let q = MemoryQueue::new("q", QueueSettings::default());
-        q.send_batch(&[msg("1", "later", Duration::from_secs(5))]).await.unwrap();
+        q.send_batch(&[msg("1", "later", Duration::from_secs(5))])
+            .await
+            .unwrap();
         assert!(q.receive(1, Duration::ZERO, VIS).await.unwrap().is_empty());
         let started = Instant::now();
         let got = q.receive(1, Duration::from_secs(20), VIS).await.unwrap();
@@ -379,19 +425,31 @@ mod tests {
         let q2 = q.clone();
         let waiter = tokio::spawn(async move { q2.receive(1, Duration::from_secs(20), VIS).await });
         tokio::time::sleep(Duration::from_secs(1)).await;
-        q.send_batch(&[msg("1", "x", Duration::ZERO)]).await.unwrap();
+        q.send_batch(&[msg("1", "x", Duration::ZERO)])
+            .await
+            .unwrap();
         assert_eq!(waiter.await.unwrap().unwrap().len(), 1);
     }
 
     #[tokio::test(start_paused = true)]
     async fn change_visibility_reveals_early_and_keeps_the_receipt() {
         let q = MemoryQueue::new("q", QueueSettings::default());
-        q.send_batch(&[msg("1", "x", Duration::ZERO)]).await.unwrap();
+        q.send_batch(&[msg("1", "x", Duration::ZERO)])
+            .await
+            .unwrap();
         let got = q.receive(1, Duration::ZERO, VIS).await.unwrap();
-        q.change_visibility(&got[0].receipt_handle, Duration::ZERO).await.unwrap();
-        q.delete(std::slice::from_ref(&got[0].receipt_handle)).await.unwrap();
+        q.change_visibility(&got[0].receipt_handle, Duration::ZERO)
+            .await
+            .unwrap();
+        q.delete(std::slice::from_ref(&got[0].receipt_handle))
+            .await
+            .unwrap();
         assert_eq!(q.depth(), 0);
-        assert!(q.change_visibility(&got[0].receipt_handle, VIS).await.is_err());
+        assert!(
+            q.change_visibility(&got[0].receipt_handle, VIS)
+                .await
+                .is_err()
+        );
     }
 
     #[tokio::test]
@@ -404,13 +462,18 @@ mod tests {
             },
         );
         let failed = q
-            .send_batch(&[msg("ok", "1234", Duration::ZERO), msg("big", "12345", Duration::ZERO)])
+            .send_batch(&[
+                msg("ok", "1234", Duration::ZERO),
+                msg("big", "12345", Duration::ZERO),
+            ])
             .await
             .unwrap();
         assert_eq!(failed.len(), 1);
         assert_eq!(failed[0].id, "big");
         assert!(!failed[0].retryable);
-        let eleven: Vec<_> = (0..11).map(|i| msg(&i.to_string(), "x", Duration::ZERO)).collect();
+        let eleven: Vec<_> = (0..11)
+            .map(|i| msg(&i.to_string(), "x", Duration::ZERO))
+            .collect();
         assert!(q.send_batch(&eleven).await.is_err());
     }
 }

@@ -69,28 +69,33 @@ impl MemoryStore {
             .count()
     }
 
-    fn page(&self, members: Option<&Members>, cursor: Option<&str>) -> Result<Page<ConnectionId>, StoreError> {
+    fn page(
+        &self,
+        members: Option<&Members>,
+        cursor: Option<&str>,
+    ) -> Result<Page<ConnectionId>, StoreError> {
         let now = self.clock.now_secs();
         let start = match cursor {
             None => Bound::Unbounded,
             Some(c) => Bound::Excluded(ConnectionId::new(c).map_err(|_| StoreError::BadCursor)?),
         };
         let Some(members) = members else {
-            return Ok(Page { items: Vec::new(), next: None });
+            return Ok(Page {
+                items: Vec::new(),
+                next: None,
+            });
         };
         let mut items = Vec::new();
         let mut last = None;
-        let mut scanned = 0;
         // Like DynamoDB, a page is a fixed number of scanned items; expired
         // ones are filtered out after the scan, so pages can be short.
-        for (id, ttl) in members.range((start, Bound::Unbounded)) {
+        for (scanned, (id, ttl)) in members.range((start, Bound::Unbounded)).enumerate() {
             if scanned == self.page_size {
                 return Ok(Page {
                     items,
                     next: last.map(|l: &ConnectionId| l.to_string()),
                 });
             }
-            scanned += 1;
             last = Some(id);
             if *ttl > now {
                 items.push(id.clone());
@@ -128,7 +133,10 @@ impl ConnectionStore for MemoryStore {
         Ok(())
     }
 
-    async fn get_connection(&self, id: &ConnectionId) -> Result<Option<ConnectionRecord>, StoreError> {
+    async fn get_connection(
+        &self,
+        id: &ConnectionId,
+    ) -> Result<Option<ConnectionRecord>, StoreError> {
         let now = self.clock.now_secs();
         Ok(self
             .tables()
@@ -149,7 +157,10 @@ impl ConnectionStore for MemoryStore {
         }
     }
 
-    async fn delete_connection(&self, id: &ConnectionId) -> Result<Option<RemovedConnection>, StoreError> {
+    async fn delete_connection(
+        &self,
+        id: &ConnectionId,
+    ) -> Result<Option<RemovedConnection>, StoreError> {
         let shard = shard_of(id, self.shards);
         let mut t = self.tables();
         let rooms = t.rooms_of.remove(id).unwrap_or_default();
@@ -163,10 +174,16 @@ impl ConnectionStore for MemoryStore {
                 m.remove(id);
             }
         }
-        if let Some(m) = t.members.get_mut(&(MemberSet::Tenant(record.tenant.clone()), shard)) {
+        if let Some(m) = t
+            .members
+            .get_mut(&(MemberSet::Tenant(record.tenant.clone()), shard))
+        {
             m.remove(id);
         }
-        if let Some(m) = t.users.get_mut(&(record.tenant.clone(), record.user.clone())) {
+        if let Some(m) = t
+            .users
+            .get_mut(&(record.tenant.clone(), record.user.clone()))
+        {
             m.remove(id);
         }
         Ok(Some(RemovedConnection {
@@ -189,7 +206,12 @@ impl ConnectionStore for MemoryStore {
         Ok(())
     }
 
-    async fn leave_room(&self, id: &ConnectionId, tenant: &TenantId, room: &RoomId) -> Result<bool, StoreError> {
+    async fn leave_room(
+        &self,
+        id: &ConnectionId,
+        tenant: &TenantId,
+        room: &RoomId,
+    ) -> Result<bool, StoreError> {
         let shard = shard_of(id, self.shards);
         let mut t = self.tables();
         let was_member = t
@@ -202,7 +224,12 @@ impl ConnectionStore for MemoryStore {
         Ok(was_member)
     }
 
-    async fn is_member(&self, id: &ConnectionId, tenant: &TenantId, room: &RoomId) -> Result<bool, StoreError> {
+    async fn is_member(
+        &self,
+        id: &ConnectionId,
+        tenant: &TenantId,
+        room: &RoomId,
+    ) -> Result<bool, StoreError> {
         let now = self.clock.now_secs();
         let shard = shard_of(id, self.shards);
         Ok(self
@@ -213,12 +240,22 @@ impl ConnectionStore for MemoryStore {
             .is_some_and(|ttl| *ttl > now))
     }
 
-    async fn members_page(&self, set: &MemberSet, shard: u32, cursor: Option<&str>) -> Result<Page<ConnectionId>, StoreError> {
+    async fn members_page(
+        &self,
+        set: &MemberSet,
+        shard: u32,
+        cursor: Option<&str>,
+    ) -> Result<Page<ConnectionId>, StoreError> {
         let t = self.tables();
         self.page(t.members.get(&(set.clone(), shard)), cursor)
     }
 
-    async fn user_connections_page(&self, tenant: &TenantId, user: &UserId, cursor: Option<&str>) -> Result<Page<ConnectionId>, StoreError> {
+    async fn user_connections_page(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        cursor: Option<&str>,
+    ) -> Result<Page<ConnectionId>, StoreError> {
         let t = self.tables();
         self.page(t.users.get(&(tenant.clone(), user.clone())), cursor)
     }
@@ -245,7 +282,10 @@ mod tests {
         for shard in 0..store.shards() {
             let mut cursor = None;
             loop {
-                let page = store.members_page(set, shard, cursor.as_deref()).await.unwrap();
+                let page = store
+                    .members_page(set, shard, cursor.as_deref())
+                    .await
+                    .unwrap();
                 out.extend(page.items.iter().map(|c| c.to_string()));
                 match page.next {
                     Some(n) => cursor = Some(n),
@@ -292,9 +332,20 @@ mod tests {
         let removed = store.delete_connection(&r.id).await.unwrap().unwrap();
         assert_eq!(removed.rooms, vec![a.clone(), b.clone()]);
         assert!(!store.is_member(&r.id, &tenant, &a).await.unwrap());
-        assert!(all(&store, &MemberSet::Tenant(tenant.clone())).await.is_empty());
+        assert!(
+            all(&store, &MemberSet::Tenant(tenant.clone()))
+                .await
+                .is_empty()
+        );
         let user = UserId::new("alice").unwrap();
-        assert!(store.user_connections_page(&tenant, &user, None).await.unwrap().items.is_empty());
+        assert!(
+            store
+                .user_connections_page(&tenant, &user, None)
+                .await
+                .unwrap()
+                .items
+                .is_empty()
+        );
         assert_eq!(store.delete_connection(&r.id).await.unwrap(), None);
     }
 
@@ -310,11 +361,21 @@ mod tests {
         assert!(store.leave_room(&r.id, &tenant, &room).await.unwrap());
         assert!(!store.leave_room(&r.id, &tenant, &room).await.unwrap());
         assert!(store.touch_connection(&r.id, 42).await.unwrap());
-        assert_eq!(store.get_connection(&r.id).await.unwrap().unwrap().last_seen_ms, 42);
+        assert_eq!(
+            store
+                .get_connection(&r.id)
+                .await
+                .unwrap()
+                .unwrap()
+                .last_seen_ms,
+            42
+        );
         let unknown = ConnectionId::new("nope").unwrap();
         assert!(!store.touch_connection(&unknown, 42).await.unwrap());
         assert!(matches!(
-            store.members_page(&MemberSet::Tenant(tenant), 0, Some("a#b")).await,
+            store
+                .members_page(&MemberSet::Tenant(tenant), 0, Some("a#b"))
+                .await,
             Err(StoreError::BadCursor)
         ));
     }

@@ -45,7 +45,12 @@ pub fn authorize(
         ),
         Err(error) => {
             tracing::info!(%error, "authorizer denied connection");
-            policy("anonymous", IamPolicyEffect::Deny, resource, json!({ "reason": error.to_string() }))
+            policy(
+                "anonymous",
+                IamPolicyEffect::Deny,
+                resource,
+                json!({ "reason": error.to_string() }),
+            )
         }
     })
 }
@@ -53,7 +58,10 @@ pub fn authorize(
 /// Did the authorizer allow the request?
 pub fn is_allowed(response: &ApiGatewayCustomAuthorizerResponse) -> bool {
     let statements = &response.policy_document.statement;
-    !statements.is_empty() && statements.iter().all(|s| s.effect == IamPolicyEffect::Allow)
+    !statements.is_empty()
+        && statements
+            .iter()
+            .all(|s| s.effect == IamPolicyEffect::Allow)
 }
 
 fn policy(
@@ -100,7 +108,12 @@ mod tests {
 
     fn token(secret: &[u8], now: i64) -> String {
         TokenSigner::new(secret)
-            .mint(&TenantId::new("acme").unwrap(), &UserId::new("alice").unwrap(), now, Duration::from_secs(60))
+            .mint(
+                &TenantId::new("acme").unwrap(),
+                &UserId::new("alice").unwrap(),
+                now,
+                Duration::from_secs(60),
+            )
             .unwrap()
     }
 
@@ -123,7 +136,11 @@ mod tests {
     fn denies_bad_and_expired_tokens() {
         let now = chrono::Utc::now().timestamp();
         let verifier = TokenVerifier::new(b"k");
-        for t in [token(b"other", now), token(b"k", now - 3_600), "x.y.z".to_string()] {
+        for t in [
+            token(b"other", now),
+            token(b"k", now - 3_600),
+            "x.y.z".to_string(),
+        ] {
             let r = authorize(&request(Some(&t)), &verifier).unwrap();
             assert!(!is_allowed(&r));
         }

@@ -68,7 +68,10 @@ pub async fn handle(event: SqsEvent, deps: &BroadcasterDeps) -> SqsBatchResponse
     response
 }
 
-async fn deliver_record(record: &SqsMessage, deps: &BroadcasterDeps) -> Result<JobReport, serde_json::Error> {
+async fn deliver_record(
+    record: &SqsMessage,
+    deps: &BroadcasterDeps,
+) -> Result<JobReport, serde_json::Error> {
     let job: DeliveryJob = serde_json::from_str(record.body.as_deref().unwrap_or(""))?;
     let report = deliver(&job, deps).await;
     tracing::info!(event_id = %job.event_id, attempt = job.attempt, delivered = report.delivered,
@@ -107,7 +110,10 @@ pub async fn deliver(job: &DeliveryJob, deps: &BroadcasterDeps) -> JobReport {
                 tracing::warn!(event_id = %job.event_id, connection_id = %id, %error, "post failed; will retry");
                 report.retryable += 1;
             }
-            Err(PostError::Http { status, ref message }) if status >= 500 => {
+            Err(PostError::Http {
+                status,
+                ref message,
+            }) if status >= 500 => {
                 tracing::warn!(event_id = %job.event_id, connection_id = %id, status, %message, "post failed; will retry");
                 report.retryable += 1;
             }

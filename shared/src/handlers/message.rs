@@ -5,7 +5,9 @@
 
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 
-use crate::event::{BROADCAST, BroadcastEvent, CLIENT_SOURCE, LifecycleEvent, ROOM_JOINED, ROOM_LEFT, Target};
+use crate::event::{
+    BROADCAST, BroadcastEvent, CLIENT_SOURCE, LifecycleEvent, ROOM_JOINED, ROOM_LEFT, Target,
+};
 use crate::handlers::{Caller, GatewayDeps, emit_lifecycle, proxy_response};
 use crate::ports::{BusEntry, BusError, publish};
 use crate::protocol::{ClientRequest, ErrorCode, RequestError, ServerFrame, parse_request};
@@ -54,7 +56,10 @@ async fn reply(
                 .await
                 .map_err(|e| internal("could not join the room", &e))?;
             emit_lifecycle(deps.bus.as_ref(), ROOM_JOINED, &lifecycle(room)).await;
-            Ok(ServerFrame::Ack { request_id: rid.as_deref() }.to_json())
+            Ok(ServerFrame::Ack {
+                request_id: rid.as_deref(),
+            }
+            .to_json())
         }
         ClientRequest::Leave { room } => {
             let was_member = deps
@@ -65,7 +70,10 @@ async fn reply(
             if was_member {
                 emit_lifecycle(deps.bus.as_ref(), ROOM_LEFT, &lifecycle(room)).await;
             }
-            Ok(ServerFrame::Ack { request_id: rid.as_deref() }.to_json())
+            Ok(ServerFrame::Ack {
+                request_id: rid.as_deref(),
+            }
+            .to_json())
         }
         ClientRequest::Ping => {
             let known = deps
@@ -79,7 +87,10 @@ async fn reply(
                     "connection is not registered; reconnect".into(),
                 ));
             }
-            Ok(ServerFrame::Pong { request_id: rid.as_deref() }.to_json())
+            Ok(ServerFrame::Pong {
+                request_id: rid.as_deref(),
+            }
+            .to_json())
         }
         ClientRequest::Publish { room, data } => {
             let member = deps
@@ -104,7 +115,10 @@ async fn reply(
                 .map_err(|e| internal("could not encode the event", &e))?;
             let entry = BusEntry::new(CLIENT_SOURCE, BROADCAST, detail);
             match publish(deps.bus.as_ref(), &[entry]).await {
-                Ok(_) => Ok(ServerFrame::Ack { request_id: rid.as_deref() }.to_json()),
+                Ok(_) => Ok(ServerFrame::Ack {
+                    request_id: rid.as_deref(),
+                }
+                .to_json()),
                 Err(BusError::Throttled(reason)) => Err(fail(
                     ErrorCode::RateLimited,
                     format!("publishing is throttled ({reason}); retry with backoff"),

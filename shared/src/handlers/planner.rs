@@ -15,7 +15,9 @@ use crate::event::{BROADCAST, BroadcastEvent, EventEnvelope, Target};
 use crate::ids::{ConnectionId, TenantId, UserId};
 use crate::limits::{DEFAULT_MAX_CONNECTIONS_PER_JOB, MAX_MESSAGE_BYTES, SQS_MAX_MESSAGE_BYTES};
 use crate::plan::{PlanError, cut_jobs};
-use crate::ports::{ConnectionStore, MemberSet, OutgoingMessage, Queue, QueueError, StoreError, send_all};
+use crate::ports::{
+    ConnectionStore, MemberSet, OutgoingMessage, Queue, QueueError, StoreError, send_all,
+};
 use crate::protocol::ServerFrame;
 
 #[derive(Clone)]
@@ -94,9 +96,13 @@ pub async fn handle(event: SqsEvent, deps: &PlannerDeps) -> SqsBatchResponse {
     response
 }
 
-async fn plan_record(record: &SqsMessage, deps: &PlannerDeps) -> Result<Option<PlanSummary>, PlanEventError> {
+async fn plan_record(
+    record: &SqsMessage,
+    deps: &PlannerDeps,
+) -> Result<Option<PlanSummary>, PlanEventError> {
     let body = record.body.as_deref().unwrap_or("");
-    let envelope: EventEnvelope = serde_json::from_str(body).map_err(PlanEventError::BadEnvelope)?;
+    let envelope: EventEnvelope =
+        serde_json::from_str(body).map_err(PlanEventError::BadEnvelope)?;
     if envelope.detail_type != BROADCAST {
         tracing::warn!(event_id = %envelope.id, detail_type = %envelope.detail_type,
             "ignoring event that is not a broadcast (check the rule's pattern)");
@@ -179,7 +185,10 @@ pub async fn resolve(
     }
 }
 
-async fn all_shards(set: &MemberSet, store: &dyn ConnectionStore) -> Result<Vec<ConnectionId>, StoreError> {
+async fn all_shards(
+    set: &MemberSet,
+    store: &dyn ConnectionStore,
+) -> Result<Vec<ConnectionId>, StoreError> {
     let shards = try_join_all((0..store.shards()).map(|shard| async move {
         let mut ids = Vec::new();
         let mut cursor: Option<String> = None;
@@ -196,11 +205,17 @@ async fn all_shards(set: &MemberSet, store: &dyn ConnectionStore) -> Result<Vec<
     Ok(shards.into_iter().flatten().collect())
 }
 
-async fn user_connections(tenant: &TenantId, user: &UserId, store: &dyn ConnectionStore) -> Result<Vec<ConnectionId>, StoreError> {
+async fn user_connections(
+    tenant: &TenantId,
+    user: &UserId,
+    store: &dyn ConnectionStore,
+) -> Result<Vec<ConnectionId>, StoreError> {
     let mut ids = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
-        let page = store.user_connections_page(tenant, user, cursor.as_deref()).await?;
+        let page = store
+            .user_connections_page(tenant, user, cursor.as_deref())
+            .await?;
         ids.extend(page.items);
         match page.next {
             Some(next) => cursor = Some(next),
