@@ -1,0 +1,132 @@
+//! Runs the real `fanout` binary: tokens it mints open connections on the
+//! local stack, and `publish` reaches a room member through PutEvents.
+
+use std::process::Command;
+use std::time::Duration;
+
+use fanout::protocol::ReceivedFrame;
+use fanout::token::{DEV_JWT_SECRET, TokenVerifier};
+use futures::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::Message;
+
+fn fanout(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_fanout"))
+        .args(args)
+        .env_remove("FANOUT_JWT_SECRET")
+        .output()
+        .expect("run fanout")
+}
+
+#[test]
+fn token_is_signed_with_the_development_secret_by_default() {
+    let out = fanout(&[
+        "token", "--tenant", "acme", "--user", "alice", "--ttl", "15m",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).unwrap();
+    let principal = TokenVerifier::new(DEV_JWT_SECRET.as_bytes())
+        .verify(token.trim())
+        .unwrap();
+    assert_eq!(principal.tenant.as_str(), "acme");
+    assert_eq!(principal.user.as_str(), "alice");
+}
+
+#[test]
+fn bad_arguments_are_explained() {
+    let out = fanout(&["token", "--tenant", "a#b", "--user", "alice"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--tenant"));
+    let out = fanout(&[
+        "publish",
+        "--endpoint",
+        "http://127.0.0.1:9",
+        "--tenant",
+        "acme",
+        "--room",
+        "lobby",
+        "--data",
+        "{oops",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--data must be valid JSON"));
+    let out = fanout(&["publish", "--tenant", "acme", "--data", "1"]);
+    assert!(!out.status.success(), "a target is required");
+}
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn next(ws: &mut Socket) -> ReceivedFrame {
+    let msg = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .expect("a frame within 5 s")
+        .expect("socket open")
+        .expect("no socket error");
+    serde_json::from_str(msg.to_text().unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn publish_reaches_a_room_member_through_the_local_stack() {
+    let config =
+        <fanout_local::StackConfig as clap::Parser>::parse_from(["fanout-local", "--port", "0"]);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let stack = fanout_local::start(config, listener).await.unwrap();
+
+    let token = String::from_utf8(fanout(&["token", "--tenant", "acme", "--user", "alice"]).stdout)
+        .unwrap();
+    let url = format!("{}?token={}", stack.ws_url(), token.trim());
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    ws.send(Message::Text(
+        r#"{"action":"join","room":"lobby","requestId":"j"}"#.into(),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        next(&mut ws).await,
+        ReceivedFrame::Ack {
+            request_id: Some("j".into())
+        }
+    );
+
+    let endpoint = stack.http_url();
+    let out = tokio::task::spawn_blocking(move || {
+        fanout(&[
+            "publish",
+            "--endpoint",
+            &endpoint,
+            "--tenant",
+            "acme",
+            "--room",
+            "lobby",
+            "--data",
+            r#"{"text":"hi"}"#,
+        ])
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8(out.stdout).unwrap();
+    let event_id = printed
+        .trim()
+        .strip_prefix("published event ")
+        .expect("prints the event id")
+        .to_string();
+
+    match next(&mut ws).await {
+        ReceivedFrame::Message { id, data, room, .. } => {
+            assert_eq!(id, event_id);
+            assert_eq!(room.as_deref(), Some("lobby"));
+            assert_eq!(data, serde_json::json!({"text": "hi"}));
+        }
+        other => panic!("expected the message, got {other:?}"),
+    }
+    stack.stop().await;
+}
