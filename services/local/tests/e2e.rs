@@ -617,3 +617,40 @@ async fn user_tenant_and_connection_targets_reach_the_right_sockets() {
     silent(&mut alice_phone, Duration::from_millis(300)).await;
     stack.stop().await;
 }
+
+async fn close_code_within(ws: &mut Socket, wait: Duration) -> CloseCode {
+    tokio::time::timeout(wait, async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Close(Some(frame)))) => return frame.code,
+                Some(Ok(_)) => continue,
+                other => panic!("expected a close frame, got {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("closed in time")
+}
+
+#[tokio::test]
+async fn idle_and_too_old_connections_are_closed_with_1001() {
+    let stack = start_with(&["--idle-timeout", "1s"]).await;
+    let mut idle = connect(&stack, "acme", "alice").await;
+    assert_eq!(
+        close_code_within(&mut idle, Duration::from_secs(5)).await,
+        CloseCode::Away
+    );
+    stack.stop().await;
+
+    let stack = start_with(&["--max-connection-duration", "2s"]).await;
+    let mut chatty = connect(&stack, "acme", "bob").await;
+    // Traffic keeps it from idling, but not past its maximum duration.
+    request(&mut chatty, r#"{"action":"ping"}"#).await;
+    assert_eq!(
+        close_code_within(&mut chatty, Duration::from_secs(5)).await,
+        CloseCode::Away
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(stack.resources.store.connection_count(), 0);
+    stack.stop().await;
+}
