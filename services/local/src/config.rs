@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use clap::Parser;
 use fanout::limits::{
-    CONNECTION_IDLE_TIMEOUT, CONNECTION_MAX_DURATION, DEFAULT_MAX_CONNECTIONS_PER_JOB,
-    DEFAULT_ROOM_SHARDS, MAX_FRAME_BYTES, MAX_MESSAGE_BYTES, MAX_PAYLOAD_BYTES,
+    DEFAULT_MAX_CONNECTIONS_PER_JOB, DEFAULT_ROOM_SHARDS, MAX_FRAME_BYTES, MAX_MESSAGE_BYTES,
+    MAX_PAYLOAD_BYTES,
 };
 use fanout::token::parse_duration;
 
@@ -139,21 +139,18 @@ impl StackConfig {
     }
 }
 
-/// Defaults shared with the library, re-exported for tests.
-pub const DEFAULT_IDLE_TIMEOUT: Duration = CONNECTION_IDLE_TIMEOUT;
-pub const DEFAULT_MAX_CONNECTION_DURATION: Duration = CONNECTION_MAX_DURATION;
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use fanout::limits::{CONNECTION_IDLE_TIMEOUT, CONNECTION_MAX_DURATION};
 
     #[test]
     fn defaults_follow_aws_limits() {
         let c = StackConfig::defaults();
         assert_eq!(c.port, 3001);
         assert_eq!(c.stage, "local");
-        assert_eq!(c.idle_timeout, DEFAULT_IDLE_TIMEOUT);
-        assert_eq!(c.max_connection_duration, DEFAULT_MAX_CONNECTION_DURATION);
+        assert_eq!(c.idle_timeout, CONNECTION_IDLE_TIMEOUT);
+        assert_eq!(c.max_connection_duration, CONNECTION_MAX_DURATION);
         assert_eq!(c.max_frame_bytes, 32 * 1024);
         assert_eq!(c.max_message_bytes, 128 * 1024);
         assert!(c.validate().is_ok());

@@ -228,13 +228,11 @@ async fn serve_connection(app: Arc<AppState>, ctx: ConnectionContext, socket: We
 }
 
 fn is_too_big(error: &axum::Error) -> bool {
-    let inner = error.to_string();
-    // axum wraps tungstenite's error; its Capacity variant is the only one
-    // about sizes ("Space limit exceeded: Message too long / frame too big").
+    // axum wraps tungstenite's error; its Capacity variant is the one about
+    // frame and message sizes.
     std::error::Error::source(error)
         .and_then(|e| e.downcast_ref::<tokio_tungstenite::tungstenite::Error>())
-        .map(|e| matches!(e, tokio_tungstenite::tungstenite::Error::Capacity(_)))
-        .unwrap_or_else(|| inner.contains("Space limit exceeded"))
+        .is_some_and(|e| matches!(e, tokio_tungstenite::tungstenite::Error::Capacity(_)))
 }
 
 /// Route selection and the message function; returns the route response.

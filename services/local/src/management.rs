@@ -57,50 +57,57 @@ fn target(app: &AppState, stage: &str, id: &str) -> Result<ConnectionId, PostErr
     ConnectionId::new(id).map_err(|_| PostError::Gone)
 }
 
+/// Runs one operation on a resolved connection and maps its error the way
+/// API Gateway does.
+async fn on_connection<F, Fut>(app: &AppState, stage: &str, id: &str, op: F) -> Response
+where
+    F: FnOnce(ConnectionId) -> Fut,
+    Fut: std::future::Future<Output = Result<Response, PostError>>,
+{
+    match target(app, stage, id) {
+        Ok(id) => op(id).await.unwrap_or_else(from_post_error),
+        Err(e) => from_post_error(e),
+    }
+}
+
 pub async fn post(
     State(app): State<Arc<AppState>>,
     Path((stage, id)): Path<(String, String)>,
     body: Bytes,
 ) -> Response {
-    let id = match target(&app, &stage, &id) {
-        Ok(id) => id,
-        Err(e) => return from_post_error(e),
-    };
-    match app.registry.post(&id, &body).await {
-        Ok(()) => StatusCode::OK.into_response(),
-        Err(e) => from_post_error(e),
-    }
+    let registry = app.registry.clone();
+    on_connection(&app, &stage, &id, |id| async move {
+        registry.post(&id, &body).await?;
+        Ok(StatusCode::OK.into_response())
+    })
+    .await
 }
 
 pub async fn get(
     State(app): State<Arc<AppState>>,
     Path((stage, id)): Path<(String, String)>,
 ) -> Response {
-    let id = match target(&app, &stage, &id) {
-        Ok(id) => id,
-        Err(e) => return from_post_error(e),
-    };
-    match ConnectionPoster::get(app.registry.as_ref(), &id).await {
-        Ok(info) => axum::Json(json!({
+    let registry = app.registry.clone();
+    on_connection(&app, &stage, &id, |id| async move {
+        let info = ConnectionPoster::get(registry.as_ref(), &id).await?;
+        Ok(axum::Json(json!({
             "connectedAt": rfc3339_ms(info.connected_at_ms),
             "lastActiveAt": rfc3339_ms(info.last_active_at_ms),
             "identity": { "sourceIp": info.source_ip, "userAgent": info.user_agent },
         }))
-        .into_response(),
-        Err(e) => from_post_error(e),
-    }
+        .into_response())
+    })
+    .await
 }
 
 pub async fn delete(
     State(app): State<Arc<AppState>>,
     Path((stage, id)): Path<(String, String)>,
 ) -> Response {
-    let id = match target(&app, &stage, &id) {
-        Ok(id) => id,
-        Err(e) => return from_post_error(e),
-    };
-    match ConnectionPoster::delete(app.registry.as_ref(), &id).await {
-        Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(e) => from_post_error(e),
-    }
+    let registry = app.registry.clone();
+    on_connection(&app, &stage, &id, |id| async move {
+        ConnectionPoster::delete(registry.as_ref(), &id).await?;
+        Ok(StatusCode::NO_CONTENT.into_response())
+    })
+    .await
 }
