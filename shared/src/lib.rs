@@ -15,21 +15,29 @@
 //! - [`routing`]: API Gateway's route selection (`$request.body.action`).
 //! - [`pattern`]: EventBridge event patterns.
 //! - [`plan`]: cutting a target's connections into delivery jobs.
+//! - [`outcome`]: what one @connections post's answer means for delivery.
+//! - [`backoff`]: full-jitter exponential backoff.
+//! - [`rate`]: a token bucket on Tokio's clock (`governor`).
+//! - [`metrics`]: CloudWatch Embedded Metric Format lines and totals.
 //! - [`clock`]: wall-clock time, behind a trait so TTL logic is testable.
 //! - [`ports`]: the traits handlers talk to (store, bus, queue, poster).
 //! - [`embedded`]: in-process adapters for the store, the bus and queues.
 //! - [`handlers`]: the functions (authorizer, connect, disconnect, message,
 //!   planner, broadcaster), taking the event types the real Lambdas receive.
 
+pub mod backoff;
 pub mod clock;
 pub mod embedded;
 pub mod event;
 pub mod handlers;
 pub mod ids;
 pub mod limits;
+pub mod metrics;
+pub mod outcome;
 pub mod pattern;
 pub mod plan;
 pub mod ports;
 pub mod protocol;
+pub mod rate;
 pub mod routing;
 pub mod token;

@@ -16,10 +16,74 @@ use crate::ports::OutgoingMessage;
 #[serde(rename_all = "camelCase")]
 pub struct DeliveryJob {
     pub event_id: String,
-    /// 1 for the planner's jobs; retries carry higher numbers.
+    /// 1 for the planner's jobs; each re-enqueue adds one.
     pub attempt: u32,
+    /// When the event was published, ms since the epoch (for the
+    /// publish-to-post latency metric).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub published_at_ms: Option<i64>,
+    /// Set on jobs in the deliver dead-letter queue: why they are there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_letter: Option<DeadLetter>,
     pub connections: Vec<ConnectionId>,
     pub frame: Box<RawValue>,
+}
+
+/// Why a job was dead-lettered. A job redriven from the dead-letter queue
+/// still carries it, which tells the broadcaster to start its attempts over.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeadLetter {
+    pub reason: DeadLetterReason,
+    /// The outcome code of the last failure (`throttled`, `forbidden`, …).
+    pub code: String,
+    /// The last error message, for on-call.
+    pub detail: String,
+    /// Attempts made before giving up.
+    pub attempts: u32,
+    /// RFC 3339 time it was dead-lettered.
+    pub at: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeadLetterReason {
+    /// Still failing with a retryable error after the maximum attempts.
+    RetriesExhausted,
+    /// Failed with an error retrying cannot fix (403, 413, other 4xx).
+    Permanent,
+}
+
+/// Everything in a job except its connections and frame.
+#[derive(Debug, Clone, Copy)]
+pub struct JobHead<'a> {
+    pub event_id: &'a str,
+    pub attempt: u32,
+    pub published_at_ms: Option<i64>,
+    pub dead_letter: Option<&'a DeadLetter>,
+}
+
+impl<'a> JobHead<'a> {
+    /// A first-attempt job head.
+    pub fn new(event_id: &'a str, published_at_ms: Option<i64>) -> Self {
+        Self {
+            event_id,
+            attempt: 1,
+            published_at_ms,
+            dead_letter: None,
+        }
+    }
+}
+
+impl DeliveryJob {
+    pub fn head(&self) -> JobHead<'_> {
+        JobHead {
+            event_id: &self.event_id,
+            attempt: self.attempt,
+            published_at_ms: self.published_at_ms,
+            dead_letter: self.dead_letter.as_ref(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -39,14 +103,13 @@ fn id_cost(id: &ConnectionId) -> usize {
 /// Cuts `connections` into job bodies of at most `budget` bytes and at most
 /// `max_per_job` ids each. `frame` is serialized once by the caller.
 pub fn cut_jobs(
-    event_id: &str,
-    attempt: u32,
+    head: &JobHead<'_>,
     frame: &RawValue,
     connections: &[ConnectionId],
     budget: usize,
     max_per_job: usize,
 ) -> Result<Vec<String>, PlanError> {
-    let empty = job_body(event_id, attempt, frame, &[]);
+    let empty = job_body(head, frame, &[]);
     let max_id_cost = connections.iter().map(id_cost).max().unwrap_or(0);
     if empty.len() + max_id_cost > budget {
         return Err(PlanError::FrameTooLarge {
@@ -66,33 +129,34 @@ pub fn cut_jobs(
             size += id_cost(&connections[end]);
             end += 1;
         }
-        bodies.push(job_body(event_id, attempt, frame, &connections[start..end]));
+        bodies.push(job_body(head, frame, &connections[start..end]));
         start = end;
     }
     Ok(bodies)
 }
 
-fn job_body(
-    event_id: &str,
-    attempt: u32,
-    frame: &RawValue,
-    connections: &[ConnectionId],
-) -> String {
+fn job_body(head: &JobHead<'_>, frame: &RawValue, connections: &[ConnectionId]) -> String {
     #[derive(Serialize)]
     #[serde(rename_all = "camelCase")]
     struct JobRef<'a> {
         event_id: &'a str,
         attempt: u32,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        published_at_ms: Option<i64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        dead_letter: Option<&'a DeadLetter>,
         connections: &'a [ConnectionId],
         frame: &'a RawValue,
     }
     serde_json::to_string(&JobRef {
-        event_id,
-        attempt,
+        event_id: head.event_id,
+        attempt: head.attempt,
+        published_at_ms: head.published_at_ms,
+        dead_letter: head.dead_letter,
         connections,
         frame,
     })
-    .expect("a job of strings and raw JSON always serializes")
+    .expect("a job of strings, numbers and raw JSON always serializes")
 }
 
 /// Groups messages into SendMessageBatch calls: at most ten entries and at
@@ -118,7 +182,6 @@ pub fn send_batches<'a>(messages: &[&'a OutgoingMessage]) -> Vec<Vec<&'a Outgoin
 mod tests {
     use super::*;
     use crate::limits::SQS_MAX_MESSAGE_BYTES;
-    use std::time::Duration;
 
     fn ids(n: usize) -> Vec<ConnectionId> {
         (0..n)
@@ -134,7 +197,14 @@ mod tests {
     fn every_job_fits_and_every_connection_is_planned_once() {
         let conns = ids(20_000);
         let f = frame(100_000);
-        let bodies = cut_jobs("e1", 1, &f, &conns, SQS_MAX_MESSAGE_BYTES, 10_000).unwrap();
+        let bodies = cut_jobs(
+            &JobHead::new("e1", None),
+            &f,
+            &conns,
+            SQS_MAX_MESSAGE_BYTES,
+            10_000,
+        )
+        .unwrap();
         assert!(bodies.len() > 1);
         let mut seen = Vec::new();
         for body in &bodies {
@@ -152,7 +222,7 @@ mod tests {
         let conns = ids(20_000);
         let f = frame(1_000);
         let budget = 64 * 1024;
-        let bodies = cut_jobs("e1", 1, &f, &conns, budget, usize::MAX).unwrap();
+        let bodies = cut_jobs(&JobHead::new("e1", None), &f, &conns, budget, usize::MAX).unwrap();
         for body in &bodies[..bodies.len() - 1] {
             assert!(
                 body.len() > budget - 32,
@@ -164,7 +234,14 @@ mod tests {
 
     #[test]
     fn max_per_job_caps_ids() {
-        let bodies = cut_jobs("e", 1, &frame(10), &ids(1_001), 256 * 1024, 500).unwrap();
+        let bodies = cut_jobs(
+            &JobHead::new("e", None),
+            &frame(10),
+            &ids(1_001),
+            256 * 1024,
+            500,
+        )
+        .unwrap();
         assert_eq!(bodies.len(), 3);
         let last: DeliveryJob = serde_json::from_str(&bodies[2]).unwrap();
         assert_eq!(last.connections.len(), 1);
@@ -173,7 +250,7 @@ mod tests {
     #[test]
     fn no_connections_means_no_jobs() {
         assert!(
-            cut_jobs("e", 1, &frame(10), &[], 1024, 10)
+            cut_jobs(&JobHead::new("e", None), &frame(10), &[], 1024, 10)
                 .unwrap()
                 .is_empty()
         );
@@ -181,7 +258,8 @@ mod tests {
 
     #[test]
     fn a_frame_that_cannot_fit_is_an_error() {
-        let err = cut_jobs("e", 1, &frame(2_000), &ids(1), 1_000, 10).unwrap_err();
+        let err =
+            cut_jobs(&JobHead::new("e", None), &frame(2_000), &ids(1), 1_000, 10).unwrap_err();
         assert!(matches!(
             err,
             PlanError::FrameTooLarge { budget: 1_000, .. }
@@ -191,22 +269,14 @@ mod tests {
     #[test]
     fn batches_respect_count_and_bytes() {
         let small: Vec<OutgoingMessage> = (0..25)
-            .map(|i| OutgoingMessage {
-                id: i.to_string(),
-                body: "x".into(),
-                delay: Duration::ZERO,
-            })
+            .map(|i| OutgoingMessage::new(i.to_string(), "x"))
             .collect();
         let refs: Vec<&OutgoingMessage> = small.iter().collect();
         let sizes: Vec<usize> = send_batches(&refs).iter().map(Vec::len).collect();
         assert_eq!(sizes, vec![10, 10, 5]);
 
         let big: Vec<OutgoingMessage> = (0..3)
-            .map(|i| OutgoingMessage {
-                id: i.to_string(),
-                body: "x".repeat(100 * 1024),
-                delay: Duration::ZERO,
-            })
+            .map(|i| OutgoingMessage::new(i.to_string(), "x".repeat(100 * 1024)))
             .collect();
         let refs: Vec<&OutgoingMessage> = big.iter().collect();
         let sizes: Vec<usize> = send_batches(&refs).iter().map(Vec::len).collect();

@@ -2,6 +2,7 @@
 //! adapter (in [`crate::embedded`], or the local gateway's registry for the
 //! poster) and an AWS adapter. Handlers take only the ports they need.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -85,6 +86,15 @@ pub trait ConnectionStore: Send + Sync {
         id: &ConnectionId,
     ) -> Result<Option<RemovedConnection>, StoreError>;
 
+    /// Deletes many connections at once, as the broadcaster does after a
+    /// batch of 410s: implementations batch their writes rather than make
+    /// one round trip per connection. Returns what was removed; ids that
+    /// were already gone are skipped.
+    async fn delete_connections(
+        &self,
+        ids: &[ConnectionId],
+    ) -> Result<Vec<RemovedConnection>, StoreError>;
+
     /// Adds a membership (and its reverse item). Idempotent.
     async fn join_room(&self, record: &ConnectionRecord, room: &RoomId) -> Result<(), StoreError>;
 
@@ -118,6 +128,46 @@ pub trait ConnectionStore: Send + Sync {
         user: &UserId,
         cursor: Option<&str>,
     ) -> Result<Page<ConnectionId>, StoreError>;
+}
+
+/// Dedupe markers: the planner claims an event's idempotency key before
+/// planning it, and marks it done after its jobs are sent, so a redelivered
+/// or republished event is planned once.
+#[async_trait]
+pub trait EventDedupe: Send + Sync {
+    /// Claims `key` for `owner` (the event id) with a conditional write.
+    /// A claim whose lease has passed can be taken over; a done marker
+    /// cannot, until its TTL passes.
+    async fn claim_event(
+        &self,
+        key: &str,
+        owner: &str,
+        now_ms: i64,
+        lease: Duration,
+    ) -> Result<EventClaim, StoreError>;
+
+    /// Marks `key` done; it stays until `expires_at_secs` (its TTL).
+    async fn complete_event(
+        &self,
+        key: &str,
+        owner: &str,
+        expires_at_secs: i64,
+    ) -> Result<(), StoreError>;
+
+    /// Drops `owner`'s unfinished claim, so a retry need not wait for the
+    /// lease to pass.
+    async fn release_event(&self, key: &str, owner: &str) -> Result<(), StoreError>;
+}
+
+/// The result of [`EventDedupe::claim_event`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventClaim {
+    /// Plan it.
+    Claimed,
+    /// Already planned: drop it.
+    AlreadyDone { owner: String },
+    /// Another delivery of it is being planned right now: try later.
+    InProgress { owner: String },
 }
 
 /// The shard a connection's membership lives in. Stable across processes
@@ -248,12 +298,34 @@ pub async fn publish(bus: &dyn EventBus, entries: &[BusEntry]) -> Result<Vec<Str
 // Queue
 // ---------------------------------------------------------------------------
 
+/// Message attributes (SQS string attributes), e.g. the error EventBridge
+/// records on a dead-lettered event.
+pub type Attributes = BTreeMap<String, String>;
+
 /// A message to send; `id` is unique within one batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutgoingMessage {
     pub id: String,
     pub body: String,
     pub delay: Duration,
+    pub attributes: Attributes,
+}
+
+impl OutgoingMessage {
+    /// A message with no delay and no attributes.
+    pub fn new(id: impl Into<String>, body: impl Into<String>) -> Self {
+        Self {
+            id: id.into(),
+            body: body.into(),
+            delay: Duration::ZERO,
+            attributes: Attributes::new(),
+        }
+    }
+
+    pub fn with_delay(mut self, delay: Duration) -> Self {
+        self.delay = delay;
+        self
+    }
 }
 
 /// A received message.
@@ -266,6 +338,7 @@ pub struct ReceivedMessage {
     pub receive_count: u32,
     /// When it was first sent, ms since the epoch.
     pub sent_at_ms: i64,
+    pub attributes: Attributes,
 }
 
 /// A batch entry the queue refused.

@@ -5,11 +5,18 @@
 use std::time::Duration;
 
 use clap::Parser;
+use fanout::handlers::broadcaster::{
+    DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_IN_FLIGHT, DEFAULT_TRIES_PER_INVOCATION,
+};
+use fanout::handlers::planner::DEFAULT_DIRECT_MAX_CONNECTIONS;
 use fanout::limits::{
     DEFAULT_MAX_CONNECTIONS_PER_JOB, DEFAULT_ROOM_SHARDS, MAX_FRAME_BYTES, MAX_MESSAGE_BYTES,
     MAX_PAYLOAD_BYTES,
 };
+use fanout::rate::Rate;
 use fanout::token::parse_duration;
+
+use crate::faults::FaultSettings;
 
 /// Run the whole fanout system in one process on 127.0.0.1: a WebSocket
 /// endpoint that behaves like API Gateway, its @connections management API,
@@ -80,8 +87,18 @@ pub struct StackConfig {
     #[arg(long, value_parser = parse_duration, default_value = "0s")]
     pub batching_window: Duration,
 
-    /// Visibility timeout of the plan and deliver queues.
+    /// Planner function timeout: each invocation's deadline.
     #[arg(long, value_parser = parse_duration, default_value = "30s")]
+    pub planner_timeout: Duration,
+
+    /// Broadcaster function timeout: each invocation's deadline.
+    #[arg(long, value_parser = parse_duration, default_value = "30s")]
+    pub broadcaster_timeout: Duration,
+
+    /// Visibility timeout of the plan and deliver queues (AWS advice: at
+    /// least 6 × the function timeout). A crashed or timed-out
+    /// invocation's messages come back after this.
+    #[arg(long, value_parser = parse_duration, default_value = "180s")]
     pub visibility_timeout: Duration,
 
     /// Receives before a message moves to its queue's dead-letter queue.
@@ -89,8 +106,108 @@ pub struct StackConfig {
     pub max_receive_count: u32,
 
     /// In-flight @connections posts per broadcaster invocation.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = DEFAULT_MAX_IN_FLIGHT)]
     pub max_in_flight: usize,
+
+    /// The account's @connections budget in calls per second that this
+    /// stage may use (API Gateway's account default is 10,000). Each
+    /// broadcaster worker gets budget ÷ --broadcaster-concurrency. 0 turns
+    /// the workers' rate limiters off.
+    #[arg(long, default_value_t = 10_000)]
+    pub api_budget_rps: u32,
+
+    /// The budget's burst (API Gateway's account default is 5,000), split
+    /// between workers the same way.
+    #[arg(long, default_value_t = 5_000)]
+    pub api_budget_burst: u32,
+
+    /// Tries per connection within one broadcaster invocation.
+    #[arg(long, default_value_t = DEFAULT_TRIES_PER_INVOCATION)]
+    pub tries_per_invocation: u32,
+
+    /// Delivery attempts (each a re-enqueued job) before posts that keep
+    /// failing go to the deliver dead-letter queue.
+    #[arg(long, default_value_t = DEFAULT_MAX_ATTEMPTS)]
+    pub max_attempts: u32,
+
+    /// A post with no answer after this is retried as a timeout.
+    #[arg(long, value_parser = parse_duration, default_value = "3s")]
+    pub post_timeout: Duration,
+
+    /// Broadcasters start no post later than this before their deadline.
+    #[arg(long, value_parser = parse_duration, default_value = "5s")]
+    pub deadline_margin: Duration,
+
+    /// Targets of at most this many connections are posted by the planner
+    /// itself, skipping the deliver queue (0 turns the fast path off).
+    #[arg(long, default_value_t = DEFAULT_DIRECT_MAX_CONNECTIONS)]
+    pub direct_max_connections: usize,
+
+    /// How long an event's idempotency key is remembered after planning.
+    #[arg(long, value_parser = parse_duration, default_value = "1h")]
+    pub dedupe_ttl: Duration,
+
+    /// The broadcast rule's target retry policy: retries after the first try.
+    #[arg(long, default_value_t = 185)]
+    pub bus_retry_attempts: u32,
+
+    /// The broadcast rule's target retry policy: oldest event still retried.
+    #[arg(long, value_parser = parse_duration, default_value = "1h")]
+    pub bus_max_event_age: Duration,
+
+    /// Fault injection: fraction (0–1) of @connections posts that answer
+    /// 410 Gone and close the connection.
+    #[arg(long, default_value_t = 0.0, value_name = "P")]
+    pub fault_gone: f64,
+
+    /// Fault injection: fraction of posts that answer 429.
+    #[arg(long, default_value_t = 0.0, value_name = "P")]
+    pub fault_throttle: f64,
+
+    /// Fault injection: fraction of posts that answer 500.
+    #[arg(long, default_value_t = 0.0, value_name = "P")]
+    pub fault_error: f64,
+
+    /// Fault injection: latency added to every @connections call, in ms.
+    #[arg(long, default_value_t = 0, value_name = "MS")]
+    pub fault_latency_ms: u64,
+
+    /// Fault injection: fraction of planner and broadcaster invocations
+    /// that panic (before or after doing their work).
+    #[arg(long, default_value_t = 0.0, value_name = "P")]
+    pub fault_crash: f64,
+
+    /// Seed for every fault decision (a fixed seed replays the same faults).
+    #[arg(long, default_value_t = 0)]
+    pub fault_seed: u64,
+
+    /// AWS-quota emulation: @connections calls per second before 429s
+    /// (API Gateway's account default is 10,000). Off when not given.
+    #[arg(long, value_name = "R")]
+    pub quota_rps: Option<u32>,
+
+    /// AWS-quota emulation: the bucket's burst (default: half of
+    /// --quota-rps, as API Gateway's 10,000 / 5,000).
+    #[arg(long, value_name = "B", requires = "quota_rps")]
+    pub quota_burst: Option<u32>,
+
+    /// Print CloudWatch Embedded Metric Format lines on stdout, as the
+    /// Lambdas do.
+    #[arg(long)]
+    pub emf: bool,
+
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line (as the Lambdas log), with span fields
+    /// such as the event id.
+    Json,
 }
 
 impl StackConfig {
@@ -135,7 +252,73 @@ impl StackConfig {
         if self.idle_timeout.is_zero() || self.max_connection_duration.is_zero() {
             return Err("--idle-timeout and --max-connection-duration must be positive".into());
         }
+        if self.tries_per_invocation == 0 || self.max_attempts == 0 {
+            return Err("--tries-per-invocation and --max-attempts must be at least 1".into());
+        }
+        for (flag, timeout) in [
+            ("--planner-timeout", self.planner_timeout),
+            ("--broadcaster-timeout", self.broadcaster_timeout),
+        ] {
+            if timeout <= self.deadline_margin {
+                return Err(format!(
+                    "{flag} ({timeout:?}) must be longer than --deadline-margin ({:?}), or no post could start",
+                    self.deadline_margin
+                ));
+            }
+            if self.visibility_timeout < timeout {
+                return Err(format!(
+                    "--visibility-timeout ({:?}) must be at least {flag} ({timeout:?}), or messages reappear while still being processed",
+                    self.visibility_timeout
+                ));
+            }
+        }
+        if self.post_timeout.is_zero() || self.post_timeout >= self.deadline_margin {
+            return Err(format!(
+                "--post-timeout ({:?}) must be positive and shorter than --deadline-margin ({:?}), so posts end before the deadline",
+                self.post_timeout, self.deadline_margin
+            ));
+        }
+        let fractions = [
+            ("--fault-gone", self.fault_gone),
+            ("--fault-throttle", self.fault_throttle),
+            ("--fault-error", self.fault_error),
+            ("--fault-crash", self.fault_crash),
+        ];
+        if let Some((flag, p)) = fractions.iter().find(|(_, p)| !(0.0..=1.0).contains(p)) {
+            return Err(format!("{flag} {p} must be a fraction between 0 and 1"));
+        }
+        if self.fault_gone + self.fault_throttle + self.fault_error > 1.0 {
+            return Err("--fault-gone + --fault-throttle + --fault-error must not exceed 1".into());
+        }
+        if self.quota_rps == Some(0) || self.quota_burst == Some(0) {
+            return Err("--quota-rps and --quota-burst must be at least 1".into());
+        }
         Ok(())
+    }
+
+    pub fn faults(&self) -> FaultSettings {
+        FaultSettings {
+            gone: self.fault_gone,
+            throttle: self.fault_throttle,
+            error: self.fault_error,
+            latency: Duration::from_millis(self.fault_latency_ms),
+            crash: self.fault_crash,
+        }
+    }
+
+    /// The emulated account quota, when `--quota-rps` is given.
+    pub fn quota(&self) -> Option<Rate> {
+        let rps = self.quota_rps?;
+        Rate::new(rps, self.quota_burst.unwrap_or((rps / 2).max(1)))
+    }
+
+    /// One broadcaster worker's share of the budget (`None`: unlimited).
+    pub fn worker_rate(&self) -> Option<Rate> {
+        Rate::share(
+            self.api_budget_rps,
+            self.api_budget_burst,
+            self.broadcaster_concurrency as u32,
+        )
     }
 }
 
@@ -163,5 +346,33 @@ mod tests {
         let c = StackConfig::parse_from(["fanout-local", "--max-in-flight", "0"]);
         assert!(c.validate().unwrap_err().contains("--max-in-flight"));
         assert!(StackConfig::try_parse_from(["fanout-local", "--idle-timeout", "soon"]).is_err());
+        let c = StackConfig::parse_from(["fanout-local", "--fault-gone", "1.5"]);
+        assert!(c.validate().unwrap_err().contains("--fault-gone"));
+        let c = StackConfig::parse_from([
+            "fanout-local",
+            "--fault-gone",
+            "0.6",
+            "--fault-error",
+            "0.6",
+        ]);
+        assert!(c.validate().unwrap_err().contains("must not exceed 1"));
+        let c = StackConfig::parse_from(["fanout-local", "--broadcaster-timeout", "2s"]);
+        assert!(c.validate().unwrap_err().contains("--broadcaster-timeout"));
+        let c = StackConfig::parse_from(["fanout-local", "--visibility-timeout", "10s"]);
+        assert!(c.validate().unwrap_err().contains("--visibility-timeout"));
+        let c = StackConfig::parse_from(["fanout-local", "--post-timeout", "10s"]);
+        assert!(c.validate().unwrap_err().contains("--post-timeout"));
+        assert!(StackConfig::try_parse_from(["fanout-local", "--quota-burst", "5"]).is_err());
+    }
+
+    #[test]
+    fn budget_is_shared_between_workers_and_quota_defaults_to_half_burst() {
+        let c = StackConfig::defaults();
+        assert_eq!(c.worker_rate(), Rate::new(1_250, 625));
+        assert_eq!(c.quota(), None);
+        let c = StackConfig::parse_from(["fanout-local", "--quota-rps", "10000"]);
+        assert_eq!(c.quota(), Rate::new(10_000, 5_000));
+        let c = StackConfig::parse_from(["fanout-local", "--api-budget-rps", "0"]);
+        assert_eq!(c.worker_rate(), None);
     }
 }

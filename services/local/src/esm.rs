@@ -1,9 +1,11 @@
 //! Event source mappings: the loops that drive a handler from a queue the
 //! way Lambda's SQS event source mapping does — up to `max_concurrency`
-//! concurrent invocations, each with up to `batch_size` messages gathered
-//! for at most `batching_window`, messages hidden for the visibility
-//! timeout, successes deleted, and `batchItemFailures` (or a failed or
-//! panicking invocation) left to reappear after the timeout.
+//! concurrent invocations (one worker each, like a warm execution
+//! environment), each with up to `batch_size` messages gathered for at most
+//! `batching_window`, messages hidden for the visibility timeout, a
+//! deadline of `function_timeout` after which the invocation is killed,
+//! successes deleted, and `batchItemFailures` (or a failed, timed-out or
+//! panicking invocation) left to reappear after the visibility timeout.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -13,10 +15,14 @@ use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use fanout::ports::{Queue, ReceivedMessage};
 use futures::future::BoxFuture;
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-/// An SQS-triggered function.
-pub type SqsHandler = Arc<dyn Fn(SqsEvent) -> BoxFuture<'static, SqsBatchResponse> + Send + Sync>;
+use crate::faults::{CrashPoint, Faults};
+
+/// An SQS-triggered function: the event and the invocation's deadline.
+pub type SqsHandler =
+    Arc<dyn Fn(SqsEvent, Instant) -> BoxFuture<'static, SqsBatchResponse> + Send + Sync>;
 
 /// How long one receive call long-polls.
 const LONG_POLL: Duration = Duration::from_secs(20);
@@ -29,14 +35,25 @@ pub struct EventSourceMapping {
     pub batching_window: Duration,
     pub max_concurrency: usize,
     pub visibility_timeout: Duration,
+    /// The function's timeout: each invocation's deadline.
+    pub function_timeout: Duration,
+    /// Injected worker crashes (`--fault-crash`).
+    pub faults: Option<Arc<Faults>>,
 }
 
 impl EventSourceMapping {
     /// Starts the pollers on `tasks`; they stop when `shutdown` fires.
-    pub fn spawn(&self, handler: SqsHandler, shutdown: CancellationToken, tasks: &mut JoinSet<()>) {
+    /// `handler_for` builds each worker's handler once, as an execution
+    /// environment builds its clients once (e.g. its own rate limiter).
+    pub fn spawn(
+        &self,
+        handler_for: impl Fn(usize) -> SqsHandler,
+        shutdown: CancellationToken,
+        tasks: &mut JoinSet<()>,
+    ) {
         for worker in 0..self.max_concurrency.max(1) {
             let mapping = self.clone();
-            let handler = handler.clone();
+            let handler = handler_for(worker);
             let shutdown = shutdown.clone();
             tasks.spawn(async move { mapping.poll(worker, handler, shutdown).await });
         }
@@ -96,14 +113,32 @@ impl EventSourceMapping {
 
     async fn invoke(&self, worker: usize, handler: &SqsHandler, batch: Vec<ReceivedMessage>) {
         let event = self.event(&batch);
+        let deadline = Instant::now() + self.function_timeout;
+        let crash = self.faults.as_ref().and_then(|f| f.crash_point());
+        let work = handler(event, deadline);
         // A separate task, so a panicking handler is an invocation error
         // (as in Lambda) and not the end of this poller.
-        let outcome = tokio::spawn(handler(event)).await;
-        let response = match outcome {
-            Ok(response) => response,
-            Err(error) => {
+        let mut task = tokio::spawn(async move {
+            if crash == Some(CrashPoint::BeforeWork) {
+                panic!("injected worker crash (--fault-crash) before the handler ran");
+            }
+            let response = work.await;
+            if crash == Some(CrashPoint::AfterWork) {
+                panic!("injected worker crash (--fault-crash) after the handler's work");
+            }
+            response
+        });
+        let response = match tokio::time::timeout_at(deadline, &mut task).await {
+            Ok(Ok(response)) => response,
+            Ok(Err(error)) => {
                 tracing::error!(function = self.function, worker, %error,
                     messages = batch.len(), "invocation failed; the batch returns after the visibility timeout");
+                return;
+            }
+            Err(_) => {
+                task.abort();
+                tracing::error!(function = self.function, worker, timeout = ?self.function_timeout,
+                    messages = batch.len(), "invocation timed out; the batch returns after the visibility timeout");
                 return;
             }
         };
@@ -162,17 +197,13 @@ mod tests {
         let msgs: Vec<OutgoingMessage> = bodies
             .iter()
             .enumerate()
-            .map(|(i, b)| OutgoingMessage {
-                id: i.to_string(),
-                body: b.to_string(),
-                delay: Duration::ZERO,
-            })
+            .map(|(i, b)| OutgoingMessage::new(i.to_string(), *b))
             .collect();
         q.send_batch(&msgs).await.unwrap();
     }
 
     #[tokio::test(start_paused = true)]
-    async fn failures_come_back_and_end_in_the_dlq_successes_are_deleted() {
+    async fn failures_panics_and_timeouts_come_back_and_end_in_the_dlq_successes_are_deleted() {
         let dlq = MemoryQueue::new("dlq", QueueSettings::default());
         let q = MemoryQueue::new(
             "q",
@@ -184,10 +215,10 @@ mod tests {
                 ..QueueSettings::default()
             },
         );
-        send(&q, &["ok", "fail", "panic"]).await;
+        send(&q, &["ok", "fail", "panic", "slow"]).await;
         let seen = Arc::new(Mutex::new(Vec::new()));
         let seen2 = seen.clone();
-        let handler: SqsHandler = Arc::new(move |event: SqsEvent| {
+        let handler: SqsHandler = Arc::new(move |event: SqsEvent, _deadline| {
             let seen = seen2.clone();
             Box::pin(async move {
                 let mut response = SqsBatchResponse::default();
@@ -196,6 +227,10 @@ mod tests {
                     seen.lock().unwrap().push(body.clone());
                     if body == "panic" {
                         panic!("handler crashed");
+                    }
+                    if body == "slow" {
+                        // Past the 5 s function timeout: killed.
+                        tokio::time::sleep(Duration::from_secs(10)).await;
                     }
                     if body == "fail" {
                         let mut f = BatchItemFailure::default();
@@ -213,20 +248,23 @@ mod tests {
             batching_window: Duration::ZERO,
             max_concurrency: 1,
             visibility_timeout: Duration::from_secs(30),
+            function_timeout: Duration::from_secs(5),
+            faults: None,
         };
         let shutdown = CancellationToken::new();
         let mut tasks = JoinSet::new();
-        mapping.spawn(handler, shutdown.clone(), &mut tasks);
-        tokio::time::sleep(Duration::from_secs(200)).await;
+        mapping.spawn(|_| handler.clone(), shutdown.clone(), &mut tasks);
+        tokio::time::sleep(Duration::from_secs(300)).await;
         shutdown.cancel();
         while tasks.join_next().await.is_some() {}
         assert_eq!(q.depth(), 0);
         let mut dead = dlq.peek_bodies();
         dead.sort();
-        assert_eq!(dead, vec!["fail".to_string(), "panic".to_string()]);
+        assert_eq!(dead, ["fail", "panic", "slow"]);
         let seen = seen.lock().unwrap();
         assert_eq!(seen.iter().filter(|b| *b == "ok").count(), 1);
         assert_eq!(seen.iter().filter(|b| *b == "fail").count(), 3);
         assert_eq!(seen.iter().filter(|b| *b == "panic").count(), 3);
+        assert_eq!(seen.iter().filter(|b| *b == "slow").count(), 3);
     }
 }

@@ -13,10 +13,12 @@
 //! - [`management`]: the `@connections` management API.
 //! - [`putevents`]: the EventBridge `PutEvents` endpoint.
 //! - [`esm`]: event source mappings driving the planner and broadcaster.
+//! - [`faults`]: fault injection and the AWS-quota emulation.
 
 pub mod config;
 pub mod esm;
 pub mod events;
+pub mod faults;
 pub mod gateway;
 pub mod management;
 pub mod putevents;

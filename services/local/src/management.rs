@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use fanout::clock::rfc3339_ms;
 use fanout::ids::ConnectionId;
-use fanout::ports::{ConnectionPoster, PostError};
+use fanout::ports::PostError;
 use serde_json::json;
 
 use crate::stack::AppState;
@@ -75,9 +75,9 @@ pub async fn post(
     Path((stage, id)): Path<(String, String)>,
     body: Bytes,
 ) -> Response {
-    let registry = app.registry.clone();
+    let poster = app.poster.clone();
     on_connection(&app, &stage, &id, |id| async move {
-        registry.post(&id, &body).await?;
+        poster.post(&id, &body).await?;
         Ok(StatusCode::OK.into_response())
     })
     .await
@@ -87,9 +87,9 @@ pub async fn get(
     State(app): State<Arc<AppState>>,
     Path((stage, id)): Path<(String, String)>,
 ) -> Response {
-    let registry = app.registry.clone();
+    let poster = app.poster.clone();
     on_connection(&app, &stage, &id, |id| async move {
-        let info = ConnectionPoster::get(registry.as_ref(), &id).await?;
+        let info = poster.get(&id).await?;
         Ok(axum::Json(json!({
             "connectedAt": rfc3339_ms(info.connected_at_ms),
             "lastActiveAt": rfc3339_ms(info.last_active_at_ms),
@@ -104,9 +104,9 @@ pub async fn delete(
     State(app): State<Arc<AppState>>,
     Path((stage, id)): Path<(String, String)>,
 ) -> Response {
-    let registry = app.registry.clone();
+    let poster = app.poster.clone();
     on_connection(&app, &stage, &id, |id| async move {
-        ConnectionPoster::delete(registry.as_ref(), &id).await?;
+        poster.delete(&id).await?;
         Ok(StatusCode::NO_CONTENT.into_response())
     })
     .await

@@ -9,19 +9,25 @@ use std::sync::Arc;
 use axum::Router;
 use axum::routing::{get, post};
 use fanout::clock::{Clock, SystemClock};
-use fanout::embedded::{BusRule, MemoryBus, MemoryQueue, MemoryStore, QueueSettings, Redrive};
+use fanout::embedded::{
+    BusRule, MemoryBus, MemoryQueue, MemoryStore, QueueSettings, Redrive, RetryPolicy,
+};
 use fanout::event::BROADCAST;
 use fanout::handlers::broadcaster::{self, BroadcasterDeps, BroadcasterSettings};
 use fanout::handlers::planner::{self, PlannerDeps, PlannerSettings};
 use fanout::handlers::{GatewayDeps, GatewaySettings};
+use fanout::metrics::{EmfStdout, MetricTotals, MetricsSink, Tee};
 use fanout::pattern::Pattern;
+use fanout::ports::ConnectionPoster;
+use fanout::rate::RateGate;
 use fanout::token::{DEV_JWT_SECRET, TokenVerifier};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::StackConfig;
-use crate::esm::{EventSourceMapping, SqsHandler};
+use crate::esm::EventSourceMapping;
+use crate::faults::{Faults, FaultyPoster, QuotaPoster};
 use crate::registry::ConnectionRegistry;
 use crate::{gateway, management, putevents};
 
@@ -30,6 +36,9 @@ pub const PLAN_QUEUE: &str = "fanout-plan";
 pub const PLAN_DLQ: &str = "fanout-plan-dlq";
 pub const DELIVER_QUEUE: &str = "fanout-deliver";
 pub const DELIVER_DLQ: &str = "fanout-deliver-dlq";
+/// Where the broadcast rule puts events it could not deliver to the plan
+/// queue.
+pub const BUS_DLQ: &str = "fanout-bus-dlq";
 /// The rule that sends broadcasts to the planner.
 pub const BROADCAST_RULE_PATTERN: &str = r#"{"detail-type":["fanout.broadcast"]}"#;
 
@@ -40,6 +49,9 @@ pub struct AppState {
     pub verifier: TokenVerifier,
     pub gateway: GatewayDeps,
     pub registry: Arc<ConnectionRegistry>,
+    /// What @connections calls go through: the registry, behind the fault
+    /// injection and quota emulation when they are on.
+    pub poster: Arc<dyn ConnectionPoster>,
     pub bus: Arc<MemoryBus>,
     /// `host:port` as API Gateway's `domainName`.
     pub domain_name: String,
@@ -54,7 +66,25 @@ pub struct Resources {
     pub plan_dlq: Arc<MemoryQueue>,
     pub deliver_queue: Arc<MemoryQueue>,
     pub deliver_dlq: Arc<MemoryQueue>,
+    pub bus_dlq: Arc<MemoryQueue>,
+    pub bus: Arc<MemoryBus>,
     pub registry: Arc<ConnectionRegistry>,
+    /// Totals of every metric the planner and broadcaster recorded.
+    pub metrics: Arc<MetricTotals>,
+    /// The quota emulation, when `--quota-rps` is on (for its counters).
+    pub quota: Option<Arc<QuotaPoster>>,
+}
+
+impl Resources {
+    /// Messages in the plan, deliver and bus dead-letter queues.
+    pub fn dead_letters(&self) -> usize {
+        self.plan_dlq.depth() + self.deliver_dlq.depth() + self.bus_dlq.depth()
+    }
+
+    /// Messages still in the plan and deliver queues (visible or not).
+    pub fn in_flight(&self) -> usize {
+        self.plan_queue.depth() + self.deliver_queue.depth()
+    }
 }
 
 /// A started stack. Dropping it does not stop it; call [`RunningStack::stop`].
@@ -132,19 +162,45 @@ pub async fn start(config: StackConfig, listener: TcpListener) -> anyhow::Result
     let plan_queue = queue_with_dlq(PLAN_QUEUE, &plan_dlq);
     let deliver_dlq = MemoryQueue::new(DELIVER_DLQ, QueueSettings::default());
     let deliver_queue = queue_with_dlq(DELIVER_QUEUE, &deliver_dlq);
+    let bus_dlq = MemoryQueue::new(BUS_DLQ, QueueSettings::default());
+    let mut broadcast_rule = BusRule::new(
+        format!("{BROADCAST}-to-planner"),
+        broadcast_rule_pattern(),
+        plan_queue.clone(),
+    );
+    broadcast_rule.retry = RetryPolicy {
+        maximum_retry_attempts: config.bus_retry_attempts,
+        maximum_event_age: config.bus_max_event_age,
+    };
+    broadcast_rule.dead_letter = Some(bus_dlq.clone());
     let bus = Arc::new(MemoryBus::new(
         "fanout",
         clock.clone(),
-        vec![BusRule {
-            name: format!("{BROADCAST}-to-planner"),
-            pattern: broadcast_rule_pattern(),
-            target: plan_queue.clone(),
-        }],
+        vec![broadcast_rule],
     ));
     let registry = Arc::new(ConnectionRegistry::new(
         clock.clone(),
         config.max_message_bytes,
     ));
+    let faults = Faults::new(config.faults(), config.fault_seed);
+    let mut poster: Arc<dyn ConnectionPoster> = registry.clone();
+    if faults.settings.affects_posts() {
+        poster = Arc::new(FaultyPoster::new(registry.clone(), faults.clone()));
+    }
+    let quota = config
+        .quota()
+        .map(|rate| Arc::new(QuotaPoster::new(poster.clone(), rate)));
+    if let Some(quota) = &quota {
+        poster = quota.clone();
+    }
+    let crash_faults = (faults.settings.crash > 0.0).then(|| faults.clone());
+
+    let totals = MetricTotals::new();
+    let metrics: Arc<dyn MetricsSink> = if config.emf {
+        Arc::new(Tee(vec![totals.clone(), Arc::new(EmfStdout)]))
+    } else {
+        totals.clone()
+    };
 
     let secret = config
         .jwt_secret
@@ -163,56 +219,102 @@ pub async fn start(config: StackConfig, listener: TcpListener) -> anyhow::Result
         },
         clock: clock.clone(),
         registry: registry.clone(),
+        poster: poster.clone(),
         bus: bus.clone(),
         domain_name: addr.to_string(),
         shutdown: shutdown.clone(),
         config: config.clone(),
     });
 
+    // What every broadcaster worker (and the planner's fast path) shares;
+    // each gets its own rate gate, as each Lambda environment has its own.
+    let broadcaster_deps = {
+        let (store, poster, deliver_queue, deliver_dlq, metrics, clock, config) = (
+            store.clone(),
+            poster.clone(),
+            deliver_queue.clone(),
+            deliver_dlq.clone(),
+            metrics.clone(),
+            clock.clone(),
+            config.clone(),
+        );
+        move || BroadcasterDeps {
+            store: store.clone(),
+            poster: poster.clone(),
+            deliver_queue: deliver_queue.clone(),
+            dead_letter_queue: deliver_dlq.clone(),
+            gate: config.worker_rate().map(|r| Arc::new(RateGate::new(r))),
+            metrics: metrics.clone(),
+            clock: clock.clone(),
+            settings: BroadcasterSettings {
+                max_in_flight: config.max_in_flight,
+                tries_per_invocation: config.tries_per_invocation,
+                max_attempts: config.max_attempts,
+                post_timeout: config.post_timeout,
+                deadline_margin: config.deadline_margin,
+                max_connections_per_job: config.max_connections_per_job,
+                ..BroadcasterSettings::default()
+            },
+        }
+    };
+
     let mut tasks = JoinSet::new();
-    let planner_deps = Arc::new(PlannerDeps {
-        store: store.clone(),
-        deliver_queue: deliver_queue.clone(),
-        clock: clock.clone(),
-        settings: PlannerSettings {
-            max_connections_per_job: config.max_connections_per_job,
-            ..PlannerSettings::default()
-        },
-    });
-    let planner_handler: SqsHandler = Arc::new(move |event| {
-        let deps = planner_deps.clone();
-        Box::pin(async move { planner::handle(event, &deps).await })
-    });
-    EventSourceMapping {
-        function: "planner",
+    let planner_mapping = EventSourceMapping {
+        function: planner::FUNCTION,
         queue: plan_queue.clone(),
         batch_size: config.planner_batch_size,
         batching_window: config.batching_window,
         max_concurrency: config.planner_concurrency,
         visibility_timeout: config.visibility_timeout,
-    }
-    .spawn(planner_handler, shutdown.clone(), &mut tasks);
-
-    let broadcaster_deps = Arc::new(BroadcasterDeps {
-        store: store.clone(),
-        poster: registry.clone(),
-        settings: BroadcasterSettings {
-            max_in_flight: config.max_in_flight,
+        function_timeout: config.planner_timeout,
+        faults: crash_faults.clone(),
+    };
+    planner_mapping.spawn(
+        |_worker| {
+            let deps = Arc::new(PlannerDeps {
+                store: store.clone(),
+                dedupe: store.clone(),
+                deliver_queue: deliver_queue.clone(),
+                clock: clock.clone(),
+                metrics: metrics.clone(),
+                direct: (config.direct_max_connections > 0).then(|| Arc::new(broadcaster_deps())),
+                settings: PlannerSettings {
+                    max_connections_per_job: config.max_connections_per_job,
+                    direct_max_connections: config.direct_max_connections,
+                    dedupe_ttl: config.dedupe_ttl,
+                    ..PlannerSettings::default()
+                },
+            });
+            Arc::new(move |event, deadline| {
+                let deps = deps.clone();
+                Box::pin(async move { planner::handle(event, deadline, &deps).await })
+            })
         },
-    });
-    let broadcaster_handler: SqsHandler = Arc::new(move |event| {
-        let deps = broadcaster_deps.clone();
-        Box::pin(async move { broadcaster::handle(event, &deps).await })
-    });
-    EventSourceMapping {
-        function: "broadcaster",
+        shutdown.clone(),
+        &mut tasks,
+    );
+
+    let broadcaster_mapping = EventSourceMapping {
+        function: broadcaster::FUNCTION,
         queue: deliver_queue.clone(),
         batch_size: config.broadcaster_batch_size,
         batching_window: config.batching_window,
         max_concurrency: config.broadcaster_concurrency,
         visibility_timeout: config.visibility_timeout,
-    }
-    .spawn(broadcaster_handler, shutdown.clone(), &mut tasks);
+        function_timeout: config.broadcaster_timeout,
+        faults: crash_faults,
+    };
+    broadcaster_mapping.spawn(
+        |_worker| {
+            let deps = Arc::new(broadcaster_deps());
+            Arc::new(move |event, deadline| {
+                let deps = deps.clone();
+                Box::pin(async move { broadcaster::handle(event, deadline, &deps).await })
+            })
+        },
+        shutdown.clone(),
+        &mut tasks,
+    );
 
     let app = Router::new()
         .route("/", post(putevents::handle))
@@ -244,7 +346,11 @@ pub async fn start(config: StackConfig, listener: TcpListener) -> anyhow::Result
             plan_dlq,
             deliver_queue,
             deliver_dlq,
+            bus_dlq,
+            bus,
             registry,
+            metrics: totals,
+            quota,
         },
         shutdown,
         tasks,

@@ -7,6 +7,6 @@ mod bus;
 mod queue;
 mod store;
 
-pub use bus::{BusRule, MemoryBus};
+pub use bus::{BusRule, MemoryBus, RetryPolicy};
 pub use queue::{MemoryQueue, QueueSettings, Redrive};
 pub use store::MemoryStore;

@@ -13,7 +13,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::limits::{SQS_MAX_BATCH_ENTRIES, SQS_MAX_DELAY, SQS_MAX_MESSAGE_BYTES};
-use crate::ports::{FailedEntry, OutgoingMessage, Queue, QueueError, ReceivedMessage};
+use crate::ports::{Attributes, FailedEntry, OutgoingMessage, Queue, QueueError, ReceivedMessage};
 
 /// Where messages go after too many receives.
 #[derive(Clone)]
@@ -40,6 +40,7 @@ impl Default for QueueSettings {
 struct Message {
     id: String,
     body: String,
+    attributes: Attributes,
     receive_count: u32,
     sent_at_ms: i64,
     /// Set on every hide (delay, receive, visibility change); a heap entry
@@ -122,17 +123,27 @@ impl MemoryQueue {
 
     /// Visible messages' bodies, without receiving them (tests, DLQ peeks).
     pub fn peek_bodies(&self) -> Vec<String> {
+        self.peek().into_iter().map(|(body, _)| body).collect()
+    }
+
+    /// Visible messages' bodies and attributes, without receiving them.
+    pub fn peek(&self) -> Vec<(String, Attributes)> {
         let mut s = self.state();
         s.reveal(Instant::now());
         s.ready
             .iter()
-            .filter_map(|id| s.messages.get(id).map(|m| m.body.clone()))
+            .filter_map(|id| {
+                s.messages
+                    .get(id)
+                    .map(|m| (m.body.clone(), m.attributes.clone()))
+            })
             .collect()
     }
 
     fn enqueue(
         &self,
         body: String,
+        attributes: Attributes,
         delay: Duration,
         sent_at_ms: i64,
         receive_count: u32,
@@ -144,6 +155,7 @@ impl MemoryQueue {
             Message {
                 id: id.clone(),
                 body,
+                attributes,
                 receive_count,
                 sent_at_ms,
                 hidden_generation: 0,
@@ -191,6 +203,7 @@ impl MemoryQueue {
                 body: m.body.clone(),
                 receive_count: m.receive_count,
                 sent_at_ms: m.sent_at_ms,
+                attributes: m.attributes.clone(),
             });
         }
         (out, dead)
@@ -250,7 +263,7 @@ impl Queue for MemoryQueue {
                 });
                 continue;
             }
-            self.enqueue(m.body.clone(), m.delay, now_ms, 0);
+            self.enqueue(m.body.clone(), m.attributes.clone(), m.delay, now_ms, 0);
         }
         Ok(failed)
     }
@@ -276,6 +289,7 @@ impl Queue for MemoryQueue {
                         dead_letter_queue = %redrive.dead_letter.name, "moving message to dead-letter queue after maxReceiveCount");
                     redrive.dead_letter.enqueue(
                         m.body,
+                        m.attributes,
                         Duration::ZERO,
                         m.sent_at_ms,
                         m.receive_count,
@@ -344,11 +358,7 @@ mod tests {
     use super::*;
 
     fn msg(id: &str, body: &str, delay: Duration) -> OutgoingMessage {
-        OutgoingMessage {
-            id: id.into(),
-            body: body.into(),
-            delay,
-        }
+        OutgoingMessage::new(id, body).with_delay(delay)
     }
 
     const VIS: Duration = Duration::from_secs(30);

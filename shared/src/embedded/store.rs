@@ -5,13 +5,15 @@
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 
 use crate::clock::Clock;
 use crate::ids::{ConnectionId, RoomId, TenantId, UserId};
 use crate::ports::{
-    ConnectionRecord, ConnectionStore, MemberSet, Page, RemovedConnection, StoreError, shard_of,
+    ConnectionRecord, ConnectionStore, EventClaim, EventDedupe, MemberSet, Page, RemovedConnection,
+    StoreError, shard_of,
 };
 
 /// Items per page, like DynamoDB's 1 MB pages of small items.
@@ -28,6 +30,50 @@ struct Tables {
     members: HashMap<(MemberSet, u32), Members>,
     /// User index: (tenant, user) → connection → ttl.
     users: HashMap<(TenantId, UserId), Members>,
+    /// Dedupe markers by key.
+    markers: HashMap<String, Marker>,
+}
+
+struct Marker {
+    owner: String,
+    /// `Some(lease end, ms)` while being planned; `None` once done.
+    lease_until_ms: Option<i64>,
+    /// Seconds since the epoch.
+    ttl: i64,
+}
+
+impl Tables {
+    fn remove_connection(&mut self, id: &ConnectionId, shards: u32) -> Option<RemovedConnection> {
+        let shard = shard_of(id, shards);
+        let rooms = self.rooms_of.remove(id).unwrap_or_default();
+        // Without the connection item the tenant is unknown, so stray
+        // memberships are left to their TTL.
+        let record = self.connections.remove(id)?;
+        for room in rooms.keys() {
+            if let Some(m) = self
+                .members
+                .get_mut(&(room_set(&record.tenant, room), shard))
+            {
+                m.remove(id);
+            }
+        }
+        if let Some(m) = self
+            .members
+            .get_mut(&(MemberSet::Tenant(record.tenant.clone()), shard))
+        {
+            m.remove(id);
+        }
+        if let Some(m) = self
+            .users
+            .get_mut(&(record.tenant.clone(), record.user.clone()))
+        {
+            m.remove(id);
+        }
+        Some(RemovedConnection {
+            record,
+            rooms: rooms.into_keys().collect(),
+        })
+    }
 }
 
 pub struct MemoryStore {
@@ -161,35 +207,18 @@ impl ConnectionStore for MemoryStore {
         &self,
         id: &ConnectionId,
     ) -> Result<Option<RemovedConnection>, StoreError> {
-        let shard = shard_of(id, self.shards);
+        Ok(self.tables().remove_connection(id, self.shards))
+    }
+
+    async fn delete_connections(
+        &self,
+        ids: &[ConnectionId],
+    ) -> Result<Vec<RemovedConnection>, StoreError> {
         let mut t = self.tables();
-        let rooms = t.rooms_of.remove(id).unwrap_or_default();
-        let Some(record) = t.connections.remove(id) else {
-            // Memberships can outlive a connection item only if the item was
-            // never written; their sets still need cleaning.
-            return Ok(None);
-        };
-        for room in rooms.keys() {
-            if let Some(m) = t.members.get_mut(&(room_set(&record.tenant, room), shard)) {
-                m.remove(id);
-            }
-        }
-        if let Some(m) = t
-            .members
-            .get_mut(&(MemberSet::Tenant(record.tenant.clone()), shard))
-        {
-            m.remove(id);
-        }
-        if let Some(m) = t
-            .users
-            .get_mut(&(record.tenant.clone(), record.user.clone()))
-        {
-            m.remove(id);
-        }
-        Ok(Some(RemovedConnection {
-            record,
-            rooms: rooms.into_keys().collect(),
-        }))
+        Ok(ids
+            .iter()
+            .filter_map(|id| t.remove_connection(id, self.shards))
+            .collect())
     }
 
     async fn join_room(&self, record: &ConnectionRecord, room: &RoomId) -> Result<(), StoreError> {
@@ -258,6 +287,75 @@ impl ConnectionStore for MemoryStore {
     ) -> Result<Page<ConnectionId>, StoreError> {
         let t = self.tables();
         self.page(t.users.get(&(tenant.clone(), user.clone())), cursor)
+    }
+}
+
+#[async_trait]
+impl EventDedupe for MemoryStore {
+    async fn claim_event(
+        &self,
+        key: &str,
+        owner: &str,
+        now_ms: i64,
+        lease: Duration,
+    ) -> Result<EventClaim, StoreError> {
+        let now_secs = now_ms.div_euclid(1000);
+        let mut t = self.tables();
+        if let Some(m) = t.markers.get(key).filter(|m| m.ttl > now_secs) {
+            match m.lease_until_ms {
+                None => {
+                    return Ok(EventClaim::AlreadyDone {
+                        owner: m.owner.clone(),
+                    });
+                }
+                Some(until) if until > now_ms => {
+                    return Ok(EventClaim::InProgress {
+                        owner: m.owner.clone(),
+                    });
+                }
+                // The lease has passed: its planner died; take over.
+                Some(_) => {}
+            }
+        }
+        let lease_until_ms = now_ms + lease.as_millis() as i64;
+        t.markers.insert(
+            key.to_string(),
+            Marker {
+                owner: owner.to_string(),
+                lease_until_ms: Some(lease_until_ms),
+                ttl: lease_until_ms.div_euclid(1000) + 1,
+            },
+        );
+        Ok(EventClaim::Claimed)
+    }
+
+    async fn complete_event(
+        &self,
+        key: &str,
+        owner: &str,
+        expires_at_secs: i64,
+    ) -> Result<(), StoreError> {
+        let mut t = self.tables();
+        t.markers.insert(
+            key.to_string(),
+            Marker {
+                owner: owner.to_string(),
+                lease_until_ms: None,
+                ttl: expires_at_secs,
+            },
+        );
+        Ok(())
+    }
+
+    async fn release_event(&self, key: &str, owner: &str) -> Result<(), StoreError> {
+        let mut t = self.tables();
+        if t.markers
+            .get(key)
+            .is_some_and(|m| m.owner == owner && m.lease_until_ms.is_some())
+        {
+            t.markers.remove(key);
+        }
+        Ok(())
     }
 }
 
@@ -378,5 +476,69 @@ mod tests {
                 .await,
             Err(StoreError::BadCursor)
         ));
+    }
+
+    #[tokio::test]
+    async fn batch_delete_removes_each_connection_and_skips_unknown_ones() {
+        let clock = ManualClock::at_ms(0);
+        let store = MemoryStore::new(clock, 4);
+        let tenant = TenantId::new("acme").unwrap();
+        let room = RoomId::new("lobby").unwrap();
+        let mut ids = Vec::new();
+        for i in 0..30 {
+            let r = record(&format!("c{i}"), "u", 1_000);
+            store.put_connection(&r).await.unwrap();
+            store.join_room(&r, &room).await.unwrap();
+            ids.push(r.id);
+        }
+        let mut doomed: Vec<ConnectionId> = ids[..20].to_vec();
+        doomed.push(ConnectionId::new("never-existed").unwrap());
+        let removed = store.delete_connections(&doomed).await.unwrap();
+        assert_eq!(removed.len(), 20);
+        assert!(removed.iter().all(|r| r.rooms == vec![room.clone()]));
+        let left = all(&store, &room_set(&tenant, &room)).await;
+        assert_eq!(left.len(), 10);
+        assert_eq!(store.connection_count(), 10);
+    }
+
+    #[tokio::test]
+    async fn dedupe_markers_claim_once_and_leases_expire() {
+        let clock = ManualClock::at_ms(0);
+        let store = MemoryStore::new(clock, 1);
+        let lease = Duration::from_secs(30);
+        let claim = |owner: &'static str, now_ms: i64| {
+            let store = &store;
+            async move {
+                store
+                    .claim_event("acme#k1", owner, now_ms, lease)
+                    .await
+                    .unwrap()
+            }
+        };
+        assert_eq!(claim("e1", 0).await, EventClaim::Claimed);
+        assert_eq!(
+            claim("e2", 1_000).await,
+            EventClaim::InProgress { owner: "e1".into() }
+        );
+        // e1's planner died: after its lease, e2 takes over.
+        assert_eq!(claim("e2", 31_000).await, EventClaim::Claimed);
+        store.complete_event("acme#k1", "e2", 3_600).await.unwrap();
+        assert_eq!(
+            claim("e1", 40_000).await,
+            EventClaim::AlreadyDone { owner: "e2".into() }
+        );
+        // Once the done marker's TTL passes, the key is free again.
+        assert_eq!(claim("e3", 3_601_000).await, EventClaim::Claimed);
+        // Only the owner's unfinished claim is released.
+        store
+            .release_event("acme#k1", "someone-else")
+            .await
+            .unwrap();
+        assert!(matches!(
+            claim("e4", 3_602_000).await,
+            EventClaim::InProgress { .. }
+        ));
+        store.release_event("acme#k1", "e3").await.unwrap();
+        assert_eq!(claim("e4", 3_602_000).await, EventClaim::Claimed);
     }
 }

@@ -1,32 +1,54 @@
 //! The planner (plan queue consumer): turns each `fanout.broadcast` event
-//! into delivery jobs. It resolves the target to connection ids (paging
-//! every shard to the end, in parallel), serializes the frame once, cuts
-//! the ids into jobs that fit one SQS message, and sends them in batches.
+//! into delivery jobs. It claims the event's idempotency key first (a
+//! conditional write), so a redelivered or republished event is planned
+//! once; resolves the target to connection ids (paging every shard to the
+//! end, in parallel); serializes the frame once; and either posts a small
+//! target directly (the fast path) or cuts the ids into jobs that fit one
+//! SQS message and sends them in batches.
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::future::{join_all, try_join_all};
 use serde_json::value::RawValue;
+use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::clock::{Clock, rfc3339_ms};
 use crate::event::{BROADCAST, BroadcastEvent, EventEnvelope, Target};
+use crate::handlers::broadcaster::{self, BroadcasterDeps, DeliverError};
 use crate::ids::{ConnectionId, TenantId, UserId};
 use crate::limits::{DEFAULT_MAX_CONNECTIONS_PER_JOB, MAX_MESSAGE_BYTES, SQS_MAX_MESSAGE_BYTES};
-use crate::plan::{PlanError, cut_jobs};
+use crate::metrics::{self, Metric, MetricsSink};
+use crate::plan::{DeliveryJob, JobHead, PlanError, cut_jobs};
 use crate::ports::{
-    ConnectionStore, MemberSet, OutgoingMessage, Queue, QueueError, StoreError, send_all,
+    ConnectionStore, EventClaim, EventDedupe, MemberSet, OutgoingMessage, Queue, QueueError,
+    StoreError, send_all,
 };
 use crate::protocol::ServerFrame;
+
+/// The function name in metrics.
+pub const FUNCTION: &str = "planner";
 
 #[derive(Clone)]
 pub struct PlannerDeps {
     pub store: Arc<dyn ConnectionStore>,
+    pub dedupe: Arc<dyn EventDedupe>,
     pub deliver_queue: Arc<dyn Queue>,
     pub clock: Arc<dyn Clock>,
+    pub metrics: Arc<dyn MetricsSink>,
+    /// Posts small targets directly; `None` always goes through the
+    /// deliver queue.
+    pub direct: Option<Arc<BroadcasterDeps>>,
     pub settings: PlannerSettings,
 }
+
+/// Targets of at most this many connections are posted directly.
+pub const DEFAULT_DIRECT_MAX_CONNECTIONS: usize = 10;
+/// How long a done dedupe marker is kept.
+pub const DEFAULT_DEDUPE_TTL: Duration = Duration::from_secs(60 * 60);
 
 #[derive(Debug, Clone)]
 pub struct PlannerSettings {
@@ -36,6 +58,10 @@ pub struct PlannerSettings {
     pub max_connections_per_job: usize,
     /// Largest frame API Gateway will post.
     pub max_frame_bytes: usize,
+    /// The fast path's limit (used only when `direct` is set).
+    pub direct_max_connections: usize,
+    /// How long an idempotency key is remembered after its event is planned.
+    pub dedupe_ttl: Duration,
 }
 
 impl Default for PlannerSettings {
@@ -44,6 +70,8 @@ impl Default for PlannerSettings {
             job_budget_bytes: SQS_MAX_MESSAGE_BYTES,
             max_connections_per_job: DEFAULT_MAX_CONNECTIONS_PER_JOB,
             max_frame_bytes: MAX_MESSAGE_BYTES,
+            direct_max_connections: DEFAULT_DIRECT_MAX_CONNECTIONS,
+            dedupe_ttl: DEFAULT_DEDUPE_TTL,
         }
     }
 }
@@ -56,12 +84,16 @@ pub enum PlanEventError {
     BadDetail(serde_json::Error),
     #[error("the message frame is {size} bytes; API Gateway posts at most {max}")]
     FrameTooLarge { size: usize, max: usize },
+    #[error("idempotency key '{key}' is being planned by event {owner}; retrying later")]
+    InProgress { key: String, owner: String },
     #[error(transparent)]
     Plan(#[from] PlanError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
     Queue(#[from] QueueError),
+    #[error("direct delivery failed: {0}")]
+    Direct(#[from] DeliverError),
 }
 
 /// What planning one event produced.
@@ -70,53 +102,140 @@ pub struct PlanSummary {
     pub event_id: String,
     pub connections: usize,
     pub jobs: usize,
+    /// Posted by the planner itself (the fast path).
+    pub direct: bool,
+    /// Dropped: its idempotency key was already planned.
+    pub duplicate: bool,
 }
 
 /// Plans every record; a record that fails is reported in
 /// `batchItemFailures` so SQS redelivers it (and, past maxReceiveCount,
 /// dead-letters it) while the others are deleted.
-pub async fn handle(event: SqsEvent, deps: &PlannerDeps) -> SqsBatchResponse {
-    let results = join_all(event.records.iter().map(|r| plan_record(r, deps))).await;
+pub async fn handle(event: SqsEvent, deadline: Instant, deps: &PlannerDeps) -> SqsBatchResponse {
+    let results = join_all(event.records.iter().map(|r| plan_record(r, deadline, deps))).await;
     let mut response = SqsBatchResponse::default();
     for (record, result) in event.records.iter().zip(results) {
         let message_id = record.message_id.clone().unwrap_or_default();
         match result {
-            Ok(Some(summary)) => tracing::info!(
-                event_id = %summary.event_id, connections = summary.connections, jobs = summary.jobs,
-                "planned broadcast"),
-            Ok(None) => {}
+            Ok(_) => {}
+            Err(error @ PlanEventError::InProgress { .. }) => {
+                tracing::info!(%error, %message_id, "event is being planned elsewhere");
+                push_failure(&mut response, message_id);
+            }
             Err(error) => {
-                tracing::error!(%error, message_id = %message_id, "could not plan event; it will be retried");
-                let mut failure = BatchItemFailure::default();
-                failure.item_identifier = message_id;
-                response.batch_item_failures.push(failure);
+                tracing::error!(%error, %message_id, "could not plan event; it will be retried");
+                push_failure(&mut response, message_id);
             }
         }
     }
     response
 }
 
+fn push_failure(response: &mut SqsBatchResponse, message_id: String) {
+    let mut failure = BatchItemFailure::default();
+    failure.item_identifier = message_id;
+    response.batch_item_failures.push(failure);
+}
+
 async fn plan_record(
     record: &SqsMessage,
+    deadline: Instant,
     deps: &PlannerDeps,
 ) -> Result<Option<PlanSummary>, PlanEventError> {
     let body = record.body.as_deref().unwrap_or("");
     let envelope: EventEnvelope =
         serde_json::from_str(body).map_err(PlanEventError::BadEnvelope)?;
-    if envelope.detail_type != BROADCAST {
-        tracing::warn!(event_id = %envelope.id, detail_type = %envelope.detail_type,
-            "ignoring event that is not a broadcast (check the rule's pattern)");
-        return Ok(None);
+    let span = tracing::info_span!("event", event_id = %envelope.id);
+    async {
+        if envelope.detail_type != BROADCAST {
+            tracing::warn!(detail_type = %envelope.detail_type,
+                "ignoring event that is not a broadcast (check the rule's pattern)");
+            return Ok(None);
+        }
+        let event: BroadcastEvent =
+            serde_json::from_str(envelope.detail.get()).map_err(PlanEventError::BadDetail)?;
+        let published_at_ms = chrono::DateTime::parse_from_rfc3339(&envelope.time)
+            .ok()
+            .map(|t| t.timestamp_millis());
+        plan_once(&envelope.id, published_at_ms, &event, deadline, deps)
+            .await
+            .map(Some)
     }
-    let event: BroadcastEvent =
-        serde_json::from_str(envelope.detail.get()).map_err(PlanEventError::BadDetail)?;
-    plan_event(&envelope.id, &event, deps).await.map(Some)
+    .instrument(span)
+    .await
 }
 
-/// Plans one broadcast: resolve, frame, cut, send.
+/// The dedupe marker's key: idempotency keys are scoped to their tenant.
+pub fn dedupe_key(event_id: &str, event: &BroadcastEvent) -> String {
+    let key = event.idempotency_key.as_deref().unwrap_or(event_id);
+    format!("{}#{key}", event.tenant)
+}
+
+/// Claims the event's idempotency key, plans it, and marks it done; a key
+/// already done is dropped as a duplicate.
+pub async fn plan_once(
+    event_id: &str,
+    published_at_ms: Option<i64>,
+    event: &BroadcastEvent,
+    deadline: Instant,
+    deps: &PlannerDeps,
+) -> Result<PlanSummary, PlanEventError> {
+    let key = dedupe_key(event_id, event);
+    let now_ms = deps.clock.now_ms();
+    // The claim lasts as long as this invocation can: if it dies, a later
+    // delivery takes over once the lease has passed.
+    let lease = deadline.saturating_duration_since(Instant::now());
+    match deps
+        .dedupe
+        .claim_event(&key, event_id, now_ms, lease)
+        .await?
+    {
+        EventClaim::Claimed => {}
+        EventClaim::AlreadyDone { owner } => {
+            tracing::info!(idempotency_key = %key, planned_as = %owner, "duplicate event dropped");
+            deps.metrics.record(
+                FUNCTION,
+                event_id,
+                &[Metric::count(metrics::DUPLICATE_EVENTS, 1)],
+            );
+            return Ok(PlanSummary {
+                event_id: event_id.to_string(),
+                connections: 0,
+                jobs: 0,
+                direct: false,
+                duplicate: true,
+            });
+        }
+        EventClaim::InProgress { owner } => {
+            return Err(PlanEventError::InProgress { key, owner });
+        }
+    }
+    match plan_event(event_id, published_at_ms, event, deadline, deps).await {
+        Ok(summary) => {
+            let expires = deps.clock.now_secs() + deps.settings.dedupe_ttl.as_secs() as i64;
+            if let Err(error) = deps.dedupe.complete_event(&key, event_id, expires).await {
+                // The jobs are sent; at worst a redelivery plans it again
+                // once the lease passes, and clients drop the duplicate.
+                tracing::error!(%error, idempotency_key = %key, "could not mark event planned");
+            }
+            Ok(summary)
+        }
+        Err(error) => {
+            if let Err(release_error) = deps.dedupe.release_event(&key, event_id).await {
+                tracing::warn!(%release_error, idempotency_key = %key,
+                    "could not release the claim; a retry waits for its lease");
+            }
+            Err(error)
+        }
+    }
+}
+
+/// Plans one broadcast: resolve, frame, then post directly or cut and send.
 pub async fn plan_event(
     event_id: &str,
+    published_at_ms: Option<i64>,
     event: &BroadcastEvent,
+    deadline: Instant,
     deps: &PlannerDeps,
 ) -> Result<PlanSummary, PlanEventError> {
     let sent_at = rfc3339_ms(deps.clock.now_ms());
@@ -140,29 +259,69 @@ pub async fn plan_event(
         let excluded: HashSet<&ConnectionId> = event.exclude.iter().collect();
         connections.retain(|c| !excluded.contains(c));
     }
-    let bodies = cut_jobs(
-        event_id,
-        1,
-        &frame,
-        &connections,
-        deps.settings.job_budget_bytes,
-        deps.settings.max_connections_per_job,
-    )?;
-    let messages: Vec<OutgoingMessage> = bodies
-        .into_iter()
-        .enumerate()
-        .map(|(i, body)| OutgoingMessage {
-            id: i.to_string(),
-            body,
-            delay: std::time::Duration::ZERO,
-        })
-        .collect();
-    send_all(deps.deliver_queue.as_ref(), &messages).await?;
-    Ok(PlanSummary {
+    let mut summary = PlanSummary {
         event_id: event_id.to_string(),
         connections: connections.len(),
-        jobs: messages.len(),
-    })
+        jobs: 0,
+        direct: false,
+        duplicate: false,
+    };
+    let direct = deps
+        .direct
+        .as_ref()
+        .filter(|_| connections.len() <= deps.settings.direct_max_connections);
+    if let Some(direct) = direct {
+        if !connections.is_empty() {
+            let job = DeliveryJob {
+                event_id: event_id.to_string(),
+                attempt: 1,
+                published_at_ms,
+                dead_letter: None,
+                connections,
+                frame,
+            };
+            broadcaster::deliver(&job, deadline, direct).await?;
+            summary.direct = true;
+        }
+    } else {
+        let bodies = cut_jobs(
+            &JobHead::new(event_id, published_at_ms),
+            &frame,
+            &connections,
+            deps.settings.job_budget_bytes,
+            deps.settings.max_connections_per_job,
+        )?;
+        let messages: Vec<OutgoingMessage> = bodies
+            .into_iter()
+            .enumerate()
+            .map(|(i, body)| OutgoingMessage::new(i.to_string(), body))
+            .collect();
+        send_all(deps.deliver_queue.as_ref(), &messages).await?;
+        summary.jobs = messages.len();
+    }
+    deps.metrics.record(
+        FUNCTION,
+        event_id,
+        &[
+            Metric::count(metrics::PLANNED_CONNECTIONS, summary.connections),
+            Metric::count(metrics::JOBS, summary.jobs),
+            Metric::count(
+                metrics::DIRECT_DELIVERIES,
+                if summary.direct {
+                    summary.connections
+                } else {
+                    0
+                },
+            ),
+        ],
+    );
+    tracing::info!(
+        connections = summary.connections,
+        jobs = summary.jobs,
+        direct = summary.direct,
+        "planned broadcast"
+    );
+    Ok(summary)
 }
 
 /// Every live connection a target names.

@@ -1,0 +1,234 @@
+//! Metrics from the planner and broadcaster as CloudWatch Embedded Metric
+//! Format (EMF) lines: one JSON object per line on stdout, which Lambda
+//! forwards to CloudWatch Logs and CloudWatch turns into metrics with no
+//! API calls. The local stack also keeps running totals for its summary
+//! and its tests.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Map, Value, json};
+
+/// The CloudWatch namespace every fanout metric is published under.
+pub const NAMESPACE: &str = "fanout";
+
+// Broadcaster.
+pub const DELIVERED: &str = "Delivered";
+pub const GONE: &str = "Gone";
+pub const THROTTLED: &str = "Throttled";
+pub const RETRIED: &str = "Retried";
+pub const FAILED: &str = "Failed";
+pub const MISCONFIGURED: &str = "Misconfigured";
+pub const REQUEUED: &str = "Requeued";
+pub const DEAD_LETTERED: &str = "DeadLettered";
+pub const PUBLISH_TO_POST_LATENCY: &str = "PublishToPostLatency";
+// Planner.
+pub const PLANNED_CONNECTIONS: &str = "PlannedConnections";
+pub const JOBS: &str = "Jobs";
+pub const DUPLICATE_EVENTS: &str = "DuplicateEvents";
+pub const DIRECT_DELIVERIES: &str = "DirectDeliveries";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    Count,
+    Milliseconds,
+}
+
+impl Unit {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Count => "Count",
+            Self::Milliseconds => "Milliseconds",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Metric {
+    pub name: &'static str,
+    pub value: f64,
+    pub unit: Unit,
+}
+
+impl Metric {
+    pub fn count(name: &'static str, value: usize) -> Self {
+        Self {
+            name,
+            value: value as f64,
+            unit: Unit::Count,
+        }
+    }
+
+    pub fn millis(name: &'static str, value: i64) -> Self {
+        Self {
+            name,
+            value: value.max(0) as f64,
+            unit: Unit::Milliseconds,
+        }
+    }
+}
+
+/// Where handlers send their metrics.
+pub trait MetricsSink: Send + Sync {
+    /// Records `metrics` for one unit of work of `function` on `event_id`.
+    fn record(&self, function: &str, event_id: &str, metrics: &[Metric]);
+}
+
+/// One EMF line (without the newline): dimension `Function`, the event id
+/// as a searchable property, and each metric as a top-level member.
+pub fn emf_line(function: &str, event_id: &str, timestamp_ms: i64, metrics: &[Metric]) -> String {
+    let definitions: Vec<Value> = metrics
+        .iter()
+        .map(|m| json!({"Name": m.name, "Unit": m.unit.as_str()}))
+        .collect();
+    let mut line = Map::new();
+    line.insert(
+        "_aws".into(),
+        json!({
+            "Timestamp": timestamp_ms,
+            "CloudWatchMetrics": [{
+                "Namespace": NAMESPACE,
+                "Dimensions": [["Function"]],
+                "Metrics": definitions,
+            }],
+        }),
+    );
+    line.insert("Function".into(), function.into());
+    line.insert("eventId".into(), event_id.into());
+    for m in metrics {
+        line.insert(m.name.into(), json!(m.value));
+    }
+    Value::Object(line).to_string()
+}
+
+/// Writes EMF lines to stdout (what Lambda ships to CloudWatch).
+#[derive(Debug, Default)]
+pub struct EmfStdout;
+
+impl MetricsSink for EmfStdout {
+    fn record(&self, function: &str, event_id: &str, metrics: &[Metric]) {
+        if metrics.is_empty() {
+            return;
+        }
+        let line = emf_line(
+            function,
+            event_id,
+            chrono::Utc::now().timestamp_millis(),
+            metrics,
+        );
+        // One write per line under stdout's lock, so lines never interleave.
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{line}");
+    }
+}
+
+/// Sum, count and maximum of one metric.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Total {
+    pub sum: f64,
+    pub count: u64,
+    pub max: f64,
+}
+
+/// Running totals per metric name, across functions.
+#[derive(Debug, Default)]
+pub struct MetricTotals {
+    // std Mutex: updated once per job, never held across an await.
+    totals: Mutex<BTreeMap<&'static str, Total>>,
+}
+
+impl MetricTotals {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// The total of one metric (zero when never recorded).
+    pub fn get(&self, name: &str) -> Total {
+        self.lock().get(name).copied().unwrap_or_default()
+    }
+
+    /// The sum of a counter, as an integer.
+    pub fn count(&self, name: &str) -> u64 {
+        self.get(name).sum as u64
+    }
+
+    pub fn snapshot(&self) -> BTreeMap<&'static str, Total> {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<&'static str, Total>> {
+        self.totals.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl MetricsSink for MetricTotals {
+    fn record(&self, _function: &str, _event_id: &str, metrics: &[Metric]) {
+        let mut totals = self.lock();
+        for m in metrics {
+            let t = totals.entry(m.name).or_default();
+            t.sum += m.value;
+            t.count += 1;
+            t.max = t.max.max(m.value);
+        }
+    }
+}
+
+/// Sends every record to each of several sinks.
+pub struct Tee(pub Vec<Arc<dyn MetricsSink>>);
+
+impl MetricsSink for Tee {
+    fn record(&self, function: &str, event_id: &str, metrics: &[Metric]) {
+        for sink in &self.0 {
+            sink.record(function, event_id, metrics);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emf_line_declares_every_metric_it_carries() {
+        let line = emf_line(
+            "broadcaster",
+            "e-1",
+            1_700_000_000_000,
+            &[
+                Metric::count(DELIVERED, 3),
+                Metric::millis(PUBLISH_TO_POST_LATENCY, 42),
+            ],
+        );
+        let v: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["_aws"]["Timestamp"], 1_700_000_000_000i64);
+        let directive = &v["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(directive["Namespace"], NAMESPACE);
+        assert_eq!(directive["Dimensions"], json!([["Function"]]));
+        assert_eq!(
+            directive["Metrics"],
+            json!([{"Name":"Delivered","Unit":"Count"},{"Name":"PublishToPostLatency","Unit":"Milliseconds"}])
+        );
+        assert_eq!(v["Function"], "broadcaster");
+        assert_eq!(v["eventId"], "e-1");
+        assert_eq!(v["Delivered"], 3.0);
+        assert_eq!(v["PublishToPostLatency"], 42.0);
+        assert!(!line.contains('\n'));
+    }
+
+    #[test]
+    fn totals_sum_count_and_max() {
+        let totals = MetricTotals::new();
+        totals.record("b", "e1", &[Metric::count(DELIVERED, 2)]);
+        totals.record("b", "e2", &[Metric::count(DELIVERED, 5)]);
+        assert_eq!(
+            totals.get(DELIVERED),
+            Total {
+                sum: 7.0,
+                count: 2,
+                max: 5.0
+            }
+        );
+        assert_eq!(totals.count(GONE), 0);
+    }
+}
