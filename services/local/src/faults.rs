@@ -42,6 +42,7 @@ impl FaultSettings {
 /// The shared, seeded source of every fault decision.
 pub struct Faults {
     pub settings: FaultSettings,
+    crashes: AtomicU64,
     // std Mutex: one draw per call, never held across an await.
     rng: Mutex<StdRng>,
 }
@@ -50,6 +51,7 @@ impl Faults {
     pub fn new(settings: FaultSettings, seed: u64) -> Arc<Self> {
         Arc::new(Self {
             settings,
+            crashes: AtomicU64::new(0),
             rng: Mutex::new(StdRng::seed_from_u64(seed)),
         })
     }
@@ -67,11 +69,17 @@ impl Faults {
         if self.settings.crash <= 0.0 || self.draw() >= self.settings.crash {
             return None;
         }
+        self.crashes.fetch_add(1, Ordering::Relaxed);
         Some(if self.draw() < 0.5 {
             CrashPoint::BeforeWork
         } else {
             CrashPoint::AfterWork
         })
+    }
+
+    /// Invocations crashed so far.
+    pub fn crashes(&self) -> u64 {
+        self.crashes.load(Ordering::Relaxed)
     }
 }
 

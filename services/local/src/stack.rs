@@ -73,6 +73,8 @@ pub struct Resources {
     pub metrics: Arc<MetricTotals>,
     /// The quota emulation, when `--quota-rps` is on (for its counters).
     pub quota: Option<Arc<QuotaPoster>>,
+    /// The fault injection (for its counters).
+    pub faults: Arc<Faults>,
 }
 
 impl Resources {
@@ -351,6 +353,7 @@ pub async fn start(config: StackConfig, listener: TcpListener) -> anyhow::Result
             registry,
             metrics: totals,
             quota,
+            faults,
         },
         shutdown,
         tasks,
