@@ -654,3 +654,120 @@ async fn idle_and_too_old_connections_are_closed_with_1001() {
     assert_eq!(stack.resources.store.connection_count(), 0);
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn the_quota_emulation_answers_429_to_the_management_api_client_past_its_bucket() {
+    use aws_sdk_apigatewaymanagement::error::SdkError;
+    use aws_sdk_apigatewaymanagement::operation::post_to_connection::PostToConnectionError;
+    use aws_sdk_apigatewaymanagement::primitives::Blob;
+
+    let stack = start_with(&["--quota-rps", "1", "--quota-burst", "3"]).await;
+    let mut ws = connect(&stack, "acme", "alice").await;
+    join(&mut ws, "lobby").await;
+    let id = stack
+        .resources
+        .store
+        .user_connections_page(
+            &TenantId::new("acme").unwrap(),
+            &UserId::new("alice").unwrap(),
+            None,
+        )
+        .await
+        .unwrap()
+        .items[0]
+        .clone();
+    // No SDK retries: every 429 must be seen.
+    let config = local_sdk_config(stack.management_url())
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .load()
+        .await;
+    let client = aws_sdk_apigatewaymanagement::Client::new(&config);
+    let mut answers = Vec::new();
+    for _ in 0..4 {
+        let result = client
+            .post_to_connection()
+            .connection_id(id.as_str())
+            .data(Blob::new(r#"{"type":"pong"}"#))
+            .send()
+            .await;
+        answers.push(match result {
+            Ok(_) => "ok".to_string(),
+            Err(SdkError::ServiceError(e)) => match e.err() {
+                PostToConnectionError::LimitExceededException(_) => {
+                    format!("{}", e.raw().status().as_u16())
+                }
+                other => panic!("unexpected {other:?}"),
+            },
+            Err(other) => panic!("unexpected {other:?}"),
+        });
+    }
+    assert_eq!(answers, ["ok", "ok", "ok", "429"]);
+    let stats = stack.resources.quota.as_ref().unwrap().stats();
+    assert_eq!((stats.accepted, stats.throttled), (3, 1));
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn with_injected_faults_every_socket_gets_the_message_or_is_closed_as_gone() {
+    let stack = start_with(&[
+        "--fault-gone",
+        "0.1",
+        "--fault-throttle",
+        "0.1",
+        "--fault-error",
+        "0.05",
+        "--fault-seed",
+        "7",
+    ])
+    .await;
+    let mut sockets = Vec::new();
+    for i in 0..60 {
+        let mut ws = connect(&stack, "acme", &format!("user{i}")).await;
+        join(&mut ws, "lobby").await;
+        sockets.push(ws);
+    }
+    let mut publisher = connect(&stack, "acme", "publisher").await;
+    join(&mut publisher, "lobby").await;
+    let ack = request(
+        &mut publisher,
+        r#"{"action":"publish","room":"lobby","data":{"n":1},"requestId":"p1"}"#,
+    )
+    .await;
+    assert!(matches!(ack, ReceivedFrame::Ack { .. }), "{ack:?}");
+    // The publisher is a member too: it gets its own message (or a 410).
+    sockets.push(publisher);
+
+    let (mut delivered, mut gone) = (0, 0);
+    for ws in &mut sockets {
+        let outcome = tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                match ws.next().await {
+                    Some(Ok(Message::Text(t))) if t.contains(r#""type":"message""#) => {
+                        return "message";
+                    }
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return "closed",
+                    Some(Ok(_)) => continue,
+                }
+            }
+        })
+        .await
+        .expect("every socket hears something");
+        match outcome {
+            "message" => delivered += 1,
+            _ => gone += 1,
+        }
+    }
+    assert_eq!(delivered + gone, 61);
+    assert!(gone > 0 && delivered > 40, "delivered {delivered}, gone {gone}");
+    // Every gone socket's records are deleted (by the 410 or by $disconnect).
+    let store = &stack.resources.store;
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while store.connection_count() != delivered {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("gone connections removed");
+    assert_eq!(stack.resources.dead_letters(), 0);
+    stack.stop().await;
+}
