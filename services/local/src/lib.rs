@@ -14,12 +14,14 @@
 //! - [`putevents`]: the EventBridge `PutEvents` endpoint.
 //! - [`esm`]: event source mappings driving the planner and broadcaster.
 //! - [`faults`]: fault injection and the AWS-quota emulation.
+//! - [`inprocess`]: socketless connections for pipeline tests and benchmarks.
 
 pub mod config;
 pub mod esm;
 pub mod events;
 pub mod faults;
 pub mod gateway;
+pub mod inprocess;
 pub mod management;
 pub mod putevents;
 pub mod registry;

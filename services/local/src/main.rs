@@ -6,19 +6,13 @@ use std::net::{Ipv4Addr, SocketAddr};
 use anyhow::Context;
 use clap::Parser;
 use fanout_local::StackConfig;
+use fanout_local::config::LogFormat;
 use tokio::net::TcpListener;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn,fanout=info,fanout_local=info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-
     let config = StackConfig::parse();
+    init_logging(config.log_format);
     if let Err(message) = config.validate() {
         eprintln!("error: {message}");
         std::process::exit(2);
@@ -65,7 +59,68 @@ async fn main() -> anyhow::Result<()> {
         }
         shutdown.cancel();
     });
+    let resources = stack.resources.clone();
     stack.wait().await;
+    print_summary(&resources);
     eprintln!("stopped");
     Ok(())
+}
+
+/// Logs on stderr (stdout carries EMF lines with --emf). `RUST_LOG`
+/// overrides the levels.
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "warn,fanout=info,fanout_local=info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        // Span fields (the event id) go on every line, flattened.
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+    }
+}
+
+/// What the pipeline did while the stack ran, and what is left behind.
+fn print_summary(resources: &fanout_local::stack::Resources) {
+    let totals = resources.metrics.snapshot();
+    if !totals.is_empty() {
+        eprintln!("metrics (totals since start):");
+        for (name, total) in &totals {
+            if name.ends_with("Latency") {
+                eprintln!(
+                    "  {name:<22} avg {:.1} ms, max {:.0} ms over {} jobs",
+                    total.sum / total.count.max(1) as f64,
+                    total.max,
+                    total.count
+                );
+            } else {
+                eprintln!("  {name:<22} {}", total.sum as u64);
+            }
+        }
+    }
+    if let Some(quota) = &resources.quota {
+        let s = quota.stats();
+        eprintln!(
+            "quota emulation: {} calls accepted, {} answered 429",
+            s.accepted, s.throttled
+        );
+    }
+    for (name, depth) in [
+        (fanout_local::stack::PLAN_DLQ, resources.plan_dlq.depth()),
+        (
+            fanout_local::stack::DELIVER_DLQ,
+            resources.deliver_dlq.depth(),
+        ),
+        (fanout_local::stack::BUS_DLQ, resources.bus_dlq.depth()),
+    ] {
+        if depth > 0 {
+            eprintln!("warning: {depth} message(s) left in dead-letter queue {name}");
+        }
+    }
 }

@@ -758,7 +758,10 @@ async fn with_injected_faults_every_socket_gets_the_message_or_is_closed_as_gone
         }
     }
     assert_eq!(delivered + gone, 61);
-    assert!(gone > 0 && delivered > 40, "delivered {delivered}, gone {gone}");
+    assert!(
+        gone > 0 && delivered > 40,
+        "delivered {delivered}, gone {gone}"
+    );
     // Every gone socket's records are deleted (by the 410 or by $disconnect).
     let store = &stack.resources.store;
     tokio::time::timeout(Duration::from_secs(10), async {

@@ -5,25 +5,17 @@
 //! and backoff instantly and the seeded faults replay the same way.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
-use std::sync::atomic::AtomicI64;
 use std::time::Duration;
 
-use axum::extract::ws::Message;
-use fanout::clock::{Clock, SystemClock};
 use fanout::ids::{ConnectionId, RoomId, TenantId, UserId};
-use fanout::limits::connection_ttl_secs;
 use fanout::metrics;
 use fanout::plan::{DeadLetterReason, DeliveryJob};
 use fanout::ports::{
-    BusEntry, ConnectionRecord, ConnectionStore, EventBus, MemberSet, OutgoingMessage, Queue,
-    publish,
+    BusEntry, ConnectionStore, EventBus, MemberSet, OutgoingMessage, Queue, publish,
 };
-use fanout_local::registry::LiveConnection;
+use fanout_local::inprocess::InProcessClient;
 use fanout_local::{RunningStack, StackConfig};
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 async fn start(extra: &[&str]) -> RunningStack {
     let mut args = vec!["fanout-local", "--port", "0"];
@@ -33,72 +25,25 @@ async fn start(extra: &[&str]) -> RunningStack {
     fanout_local::start(config, listener).await.unwrap()
 }
 
-/// A connection as the gateway registers it, with the receiving end of
-/// its outbound frames kept by the test.
-struct Client {
-    id: ConnectionId,
-    frames: mpsc::Receiver<Message>,
-}
-
-impl Client {
-    /// Event ids of every message frame received so far.
-    fn received(&mut self) -> Vec<String> {
-        let mut ids = Vec::new();
-        while let Ok(message) = self.frames.try_recv() {
-            if let Message::Text(text) = message {
-                let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-                if v["type"] == "message" {
-                    ids.push(v["id"].as_str().unwrap().to_string());
-                }
-            }
-        }
-        ids
-    }
-}
-
-/// Registers `n` connections of tenant `acme` in `room`. A client whose
-/// buffer holds `capacity` frames and is pre-filled never takes another:
-/// every post to it answers 429, like a client that stopped reading.
+/// Registers `n` connections of tenant `acme` in `room` (see
+/// [`InProcessClient::join`] for `stuck`).
 async fn members(
     stack: &RunningStack,
     room: &str,
     prefix: &str,
     n: usize,
     stuck: bool,
-) -> Vec<Client> {
-    let r = &stack.resources;
-    let now = SystemClock.now_ms();
+) -> Vec<InProcessClient> {
     let tenant = TenantId::new("acme").unwrap();
     let room = RoomId::new(room).unwrap();
     let mut clients = Vec::with_capacity(n);
     for i in 0..n {
         let id = ConnectionId::new(format!("{prefix}{i:05}=")).unwrap();
-        let (tx, rx) = mpsc::channel(if stuck { 1 } else { 64 });
-        if stuck {
-            tx.try_send(Message::Text("unread".into())).unwrap();
-        }
-        r.registry.insert(
-            id.clone(),
-            Arc::new(LiveConnection {
-                outbound: tx,
-                kick: CancellationToken::new(),
-                connected_at_ms: now,
-                last_active_ms: AtomicI64::new(now),
-                source_ip: "127.0.0.1".into(),
-                user_agent: None,
-            }),
-        );
-        let record = ConnectionRecord {
-            id: id.clone(),
-            tenant: tenant.clone(),
-            user: UserId::new(format!("user{i}")).unwrap(),
-            connected_at_ms: now,
-            last_seen_ms: now,
-            ttl: connection_ttl_secs(now, Duration::from_secs(7_200)),
-        };
-        r.store.put_connection(&record).await.unwrap();
-        r.store.join_room(&record, &room).await.unwrap();
-        clients.push(Client { id, frames: rx });
+        let user = UserId::new(format!("user{i}")).unwrap();
+        let client = InProcessClient::join(&stack.resources, id, &tenant, user, &room, 64, stuck)
+            .await
+            .unwrap();
+        clients.push(client);
     }
     clients
 }

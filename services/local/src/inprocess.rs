@@ -1,0 +1,85 @@
+//! In-process connections: registered in the gateway's registry and the
+//! store exactly as `$connect` and `join` would register a socket, but with
+//! the outbound frames kept in a channel instead of written to a socket.
+//! The pipeline tests and the quota benchmark use them to exercise
+//! planning and delivery at sizes and speeds where sockets and paused time
+//! do not mix; everything after the registry is the real path.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicI64;
+
+use axum::extract::ws::Message;
+use fanout::ids::{ConnectionId, RoomId, TenantId, UserId};
+use fanout::limits::connection_ttl_secs;
+use fanout::ports::{ConnectionRecord, ConnectionStore, StoreError};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::registry::LiveConnection;
+use crate::stack::Resources;
+
+pub struct InProcessClient {
+    pub id: ConnectionId,
+    frames: mpsc::Receiver<Message>,
+}
+
+impl InProcessClient {
+    /// Registers a connection of `user` in `tenant` and joins it to
+    /// `room`. Its buffer holds `capacity` frames; a client created
+    /// `stuck` has a full buffer it never reads, so every post to it
+    /// answers 429 like a client that stopped reading.
+    pub async fn join(
+        resources: &Resources,
+        id: ConnectionId,
+        tenant: &TenantId,
+        user: UserId,
+        room: &RoomId,
+        capacity: usize,
+        stuck: bool,
+    ) -> Result<Self, StoreError> {
+        let now = chrono::Utc::now().timestamp_millis();
+        let (outbound, frames) = mpsc::channel(capacity.max(1));
+        if stuck {
+            while outbound.try_send(Message::Text("unread".into())).is_ok() {}
+        }
+        resources.registry.insert(
+            id.clone(),
+            Arc::new(LiveConnection {
+                outbound,
+                kick: CancellationToken::new(),
+                connected_at_ms: now,
+                last_active_ms: AtomicI64::new(now),
+                source_ip: "127.0.0.1".into(),
+                user_agent: None,
+            }),
+        );
+        let record = ConnectionRecord {
+            id: id.clone(),
+            tenant: tenant.clone(),
+            user,
+            connected_at_ms: now,
+            last_seen_ms: now,
+            ttl: connection_ttl_secs(now, fanout::limits::CONNECTION_MAX_DURATION),
+        };
+        resources.store.put_connection(&record).await?;
+        resources.store.join_room(&record, room).await?;
+        Ok(Self { id, frames })
+    }
+
+    /// Event ids of the message frames received since the last call.
+    pub fn received(&mut self) -> Vec<String> {
+        let mut ids = Vec::new();
+        while let Ok(message) = self.frames.try_recv() {
+            let Message::Text(text) = message else {
+                continue;
+            };
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
+                && v["type"] == "message"
+                && let Some(id) = v["id"].as_str()
+            {
+                ids.push(id.to_string());
+            }
+        }
+        ids
+    }
+}
