@@ -75,8 +75,11 @@ pub struct StackConfig {
     #[arg(long, default_value_t = 2)]
     pub planner_concurrency: usize,
 
-    /// Broadcaster event source mapping: messages per invocation.
-    #[arg(long, default_value_t = 10)]
+    /// Broadcaster event source mapping: messages per invocation. One job
+    /// (up to 500 connections) per invocation keeps rate-limited workers
+    /// evenly loaded; larger batches leave a tail where a few workers post
+    /// while the rest idle.
+    #[arg(long, default_value_t = 1)]
     pub broadcaster_batch_size: usize,
 
     /// Broadcaster event source mapping: concurrent invocations.
