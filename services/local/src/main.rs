@@ -22,6 +22,7 @@ async fn main() -> anyhow::Result<()> {
         format!("could not listen on {addr}; is another fanout-local running? (--port 0 picks a free port)")
     })?;
     let dev_secret = config.jwt_secret.is_none();
+    let notes = config_notes(&config);
     let mut stack = fanout_local::start(config, listener).await?;
 
     let port = stack.addr.port();
@@ -37,6 +38,9 @@ async fn main() -> anyhow::Result<()> {
         stack.http_url()
     );
     println!();
+    for note in &notes {
+        println!("{note}");
+    }
     if dev_secret {
         println!(
             "Tokens are signed with the development secret (set FANOUT_JWT_SECRET to change it)."
@@ -64,6 +68,37 @@ async fn main() -> anyhow::Result<()> {
     print_summary(&resources);
     eprintln!("stopped");
     Ok(())
+}
+
+/// Lines about settings that change how delivery behaves.
+fn config_notes(config: &StackConfig) -> Vec<String> {
+    let mut notes = Vec::new();
+    match config.worker_rate() {
+        Some(rate) => notes.push(format!(
+            "Broadcaster workers: {} × {}/s (burst {}) of a {}/s @connections budget.",
+            config.broadcaster_concurrency, rate.per_second, rate.burst, config.api_budget_rps
+        )),
+        None => notes.push("Broadcaster workers: no rate limit (--api-budget-rps 0).".into()),
+    }
+    if let Some(quota) = config.quota() {
+        notes.push(format!(
+            "AWS-quota emulation: @connections answers 429 past {}/s (burst {}).",
+            quota.per_second, quota.burst
+        ));
+    }
+    let f = config.faults();
+    if f.affects_posts() || f.crash > 0.0 {
+        notes.push(format!(
+            "Fault injection (seed {}): gone {:.1} %, throttle {:.1} %, error {:.1} %, latency {} ms, worker crashes {:.1} %.",
+            config.fault_seed,
+            f.gone * 100.0,
+            f.throttle * 100.0,
+            f.error * 100.0,
+            f.latency.as_millis(),
+            f.crash * 100.0
+        ));
+    }
+    notes
 }
 
 /// Logs on stderr (stdout carries EMF lines with --emf). `RUST_LOG`
