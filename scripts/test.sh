@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
 # The full test suite, as a new user and CI run it:
 #   ./scripts/test.sh
-# It installs what it needs (the Rust components it uses), then runs the
-# formatting and lint gates and every test: unit, contract and end-to-end.
+# It installs what it needs — the Rust components it uses, and a Python
+# virtualenv with moto's AWS-compatible server (in $FANOUT_VENV, default
+# ./.venv) — then runs the formatting and lint gates and every test: unit,
+# pipeline, contract (embedded and AWS adapters, the latter against moto's
+# server on a free loopback port) and end-to-end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# Pinned so every machine tests against the same server.
+MOTO_VERSION="5.2.5"
+VENV="${FANOUT_VENV:-$PWD/.venv}"
 
 step() { printf '\n==> %s\n' "$*"; }
 
@@ -18,11 +25,54 @@ if command -v rustup >/dev/null; then
 fi
 cargo --version
 
+step "python virtualenv with moto's server ($VENV)"
+if ! python3 -m venv --help >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null; then
+    echo "python3 with venv is missing; installing it with apt-get"
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq python3 python3-venv python3-pip
+  else
+    echo "error: python3 with the venv module is required (for moto's server)" >&2
+    exit 1
+  fi
+fi
+[ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+"$VENV/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+"$VENV/bin/moto_server" --version 2>/dev/null || true
+
 step "format (cargo fmt --check)"
 cargo fmt --all -- --check
 
 step "lint (cargo clippy --all-targets -- -D warnings)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "build the tests"
+cargo test --workspace --locked --no-run
+
+step "start moto's server"
+MOTO_PORT="$("$VENV/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+MOTO_LOG="$(mktemp -t fanout-moto.XXXXXX.log)"
+"$VENV/bin/moto_server" -H 127.0.0.1 -p "$MOTO_PORT" >"$MOTO_LOG" 2>&1 &
+MOTO_PID=$!
+trap 'kill "$MOTO_PID" 2>/dev/null || true; wait "$MOTO_PID" 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do
+  if "$VENV/bin/python" -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$MOTO_PORT/moto-api/', timeout=1)" 2>/dev/null; then
+    break
+  fi
+  if ! kill -0 "$MOTO_PID" 2>/dev/null; then
+    echo "error: moto's server exited; its log:" >&2
+    cat "$MOTO_LOG" >&2
+    exit 1
+  fi
+  sleep 0.2
+done
+echo "moto's server on http://127.0.0.1:$MOTO_PORT (pid $MOTO_PID, log $MOTO_LOG)"
+
+# The AWS sides of the contract suites (and the AWS-backend end-to-end
+# tests) run against it; with REQUIRED set they fail rather than skip.
+export FANOUT_TEST_AWS_ENDPOINT="http://127.0.0.1:$MOTO_PORT"
+export FANOUT_TEST_AWS_REQUIRED=1
+export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1
 
 step "tests (cargo test --workspace)"
 cargo test --workspace --locked

@@ -22,11 +22,16 @@
 //! - [`clock`]: wall-clock time, behind a trait so TTL logic is testable.
 //! - [`ports`]: the traits handlers talk to (store, bus, queue, poster).
 //! - [`embedded`]: in-process adapters for the store, the bus and queues.
+//! - [`aws`]: the AWS adapters (DynamoDB, EventBridge, SQS, @connections)
+//!   and resource provisioning.
+//! - [`dlq`]: dead-letter queue operations on any queue: peek, redrive.
 //! - [`handlers`]: the functions (authorizer, connect, disconnect, message,
 //!   planner, broadcaster), taking the event types the real Lambdas receive.
 
+pub mod aws;
 pub mod backoff;
 pub mod clock;
+pub mod dlq;
 pub mod embedded;
 pub mod event;
 pub mod handlers;

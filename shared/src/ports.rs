@@ -250,6 +250,21 @@ pub trait EventBus: Send + Sync {
     async fn put_events(&self, entries: &[BusEntry]) -> Result<Vec<EntryOutcome>, BusError>;
 }
 
+/// Refuses a PutEvents call with an entry over EventBridge's size limit,
+/// naming the entry, before anything is sent (every bus adapter does this,
+/// so no adapter sends half a batch of a request AWS would refuse).
+pub fn check_entry_sizes(entries: &[BusEntry], max: usize) -> Result<(), BusError> {
+    match entries.iter().position(|e| e.size() > max) {
+        Some(i) => Err(BusError::Invalid(format!(
+            "entry {i} ({} / {}) is {} bytes; EventBridge takes at most {max} per entry",
+            entries[i].source,
+            entries[i].detail_type,
+            entries[i].size()
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Attempts per entry before [`publish`] gives up on it.
 pub const PUBLISH_ATTEMPTS: u32 = 3;
 
@@ -403,6 +418,26 @@ pub trait Queue: Send + Sync {
         receipt_handle: &str,
         timeout: Duration,
     ) -> Result<(), QueueError>;
+
+    /// How many messages the queue holds (SQS's approximate counts).
+    async fn depth(&self) -> Result<QueueDepth, QueueError>;
+}
+
+/// A queue's messages by state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueDepth {
+    /// Ready to be received.
+    pub visible: u64,
+    /// Received and not yet deleted (hidden by a visibility timeout).
+    pub in_flight: u64,
+    /// Sent with a delay that has not passed.
+    pub delayed: u64,
+}
+
+impl QueueDepth {
+    pub fn total(&self) -> u64 {
+        self.visible + self.in_flight + self.delayed
+    }
 }
 
 /// Attempts per message before [`send_all`] gives up on it.

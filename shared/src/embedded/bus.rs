@@ -19,7 +19,7 @@ use crate::limits::{EVENTBRIDGE_MAX_ENTRIES, EVENTBRIDGE_MAX_ENTRY_BYTES};
 use crate::pattern::Pattern;
 use crate::ports::{
     Attributes, BusEntry, BusError, EntryOutcome, EventBus, OutgoingMessage, Queue, QueueError,
-    send_all,
+    check_entry_sizes, send_all,
 };
 
 /// A target's retry policy (EventBridge's `RetryPolicy`).
@@ -109,12 +109,6 @@ impl MemoryBus {
             return Err((
                 "NotAuthorizedForSourceException".into(),
                 format!("source '{}' is reserved for AWS services", entry.source),
-            ));
-        }
-        if entry.size() > EVENTBRIDGE_MAX_ENTRY_BYTES {
-            return invalid(format!(
-                "entry is {} bytes; the limit is {EVENTBRIDGE_MAX_ENTRY_BYTES}",
-                entry.size()
             ));
         }
         match serde_json::from_str::<serde_json::Value>(&entry.detail) {
@@ -291,6 +285,7 @@ impl EventBus for MemoryBus {
                 entries.len()
             )));
         }
+        check_entry_sizes(entries, EVENTBRIDGE_MAX_ENTRY_BYTES)?;
         let mut outcomes = Vec::with_capacity(entries.len());
         for entry in entries {
             let detail = match Self::check(entry) {
@@ -370,7 +365,6 @@ mod tests {
             .put_events(&[
                 BusEntry::new("aws.events", "fanout.broadcast", "{}"),
                 BusEntry::new("acme", "fanout.broadcast", "[1]"),
-                BusEntry::new("acme", "fanout.broadcast", big),
                 BusEntry::new("acme", "fanout.broadcast", "{}"),
             ])
             .await
@@ -384,15 +378,20 @@ mod tests {
             .collect();
         assert_eq!(
             codes,
-            [
-                "NotAuthorizedForSourceException",
-                "MalformedDetail",
-                "InvalidArgument",
-                "ok"
-            ]
+            ["NotAuthorizedForSourceException", "MalformedDetail", "ok"]
         );
         assert_eq!(q.depth(), 1);
         assert!(bus.put_events(&[]).await.is_err());
+        // An oversized entry refuses the whole call, before anything is sent.
+        let err = bus
+            .put_events(&[
+                BusEntry::new("acme", "fanout.broadcast", "{}"),
+                BusEntry::new("acme", "fanout.broadcast", big),
+            ])
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("entry 1"), "{err}");
+        assert_eq!(q.depth(), 1);
     }
 
     /// A target queue that refuses its first `refusals` sends as SQS does
@@ -442,6 +441,9 @@ mod tests {
             timeout: Duration,
         ) -> Result<(), QueueError> {
             self.inner.change_visibility(receipt_handle, timeout).await
+        }
+        async fn depth(&self) -> Result<crate::ports::QueueDepth, QueueError> {
+            Queue::depth(self.inner.as_ref()).await
         }
     }
 

@@ -13,7 +13,9 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::limits::{SQS_MAX_BATCH_ENTRIES, SQS_MAX_DELAY, SQS_MAX_MESSAGE_BYTES};
-use crate::ports::{Attributes, FailedEntry, OutgoingMessage, Queue, QueueError, ReceivedMessage};
+use crate::ports::{
+    Attributes, FailedEntry, OutgoingMessage, Queue, QueueDepth, QueueError, ReceivedMessage,
+};
 
 /// Where messages go after too many receives.
 #[derive(Clone)]
@@ -325,6 +327,25 @@ impl Queue for MemoryQueue {
             }
         }
         Ok(())
+    }
+
+    async fn depth(&self) -> Result<QueueDepth, QueueError> {
+        let mut s = self.state();
+        s.reveal(Instant::now());
+        let visible = s.ready.len() as u64;
+        // A hidden message is in flight when its latest hide was a receive
+        // (or a visibility change after one); otherwise it is delayed.
+        let in_flight = s
+            .messages
+            .values()
+            .filter(|m| m.receipt_generation != 0 && !s.ready.contains(&m.id))
+            .count() as u64;
+        let total = s.messages.len() as u64;
+        Ok(QueueDepth {
+            visible,
+            in_flight,
+            delayed: total - visible - in_flight,
+        })
     }
 
     async fn change_visibility(

@@ -1,0 +1,651 @@
+//! The connection store and dedupe markers on one DynamoDB table (the
+//! single-table design in DESIGN.md):
+//!
+//! | item | pk | sk |
+//! |---|---|---|
+//! | connection | `CONN#<id>` | `META` (GSI1: `USER#<tenant>#<user>` / `CONN#<id>`) |
+//! | membership | `ROOM#<tenant>#<room>#<shard>` | `CONN#<id>` |
+//! | tenant-wide set | `TENANT#<tenant>#<shard>` | `CONN#<id>` |
+//! | reverse membership | `CONN#<id>` | `ROOM#<tenant>#<room>` |
+//! | dedupe marker | `EVT#<key>` | `EVT` |
+//!
+//! Every item has a `ttl` (epoch seconds) that reads filter on, since
+//! DynamoDB's TTL deletion can lag by days. Batch writes go 25 at a time
+//! and retry `UnprocessedItems` with backoff; queries page to the end.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, PutRequest, Select, WriteRequest};
+use futures::StreamExt;
+use std::sync::Arc;
+
+use crate::backoff::Backoff;
+use crate::clock::Clock;
+use crate::ids::{ConnectionId, RoomId, TenantId, UserId};
+use crate::ports::{
+    ConnectionRecord, ConnectionStore, EventClaim, EventDedupe, MemberSet, Page, RemovedConnection,
+    StoreError, shard_of,
+};
+
+use super::describe;
+
+/// The name of the user index.
+pub const GSI1: &str = "GSI1";
+/// Items per BatchWriteItem call.
+const BATCH_WRITE_MAX: usize = 25;
+/// Tries of a batch write before its unprocessed items are an error.
+const BATCH_WRITE_TRIES: u32 = 8;
+const BATCH_BACKOFF: Backoff = Backoff {
+    base: Duration::from_millis(50),
+    cap: Duration::from_secs(2),
+};
+/// Items per Query page, like the embedded store's pages.
+const PAGE_LIMIT: i32 = 1_000;
+/// Connections looked up at once when deleting many.
+const DELETE_LOOKUPS_IN_FLIGHT: usize = 16;
+
+type Item = HashMap<String, AttributeValue>;
+
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+    clock: Arc<dyn Clock>,
+    shards: u32,
+    page_limit: i32,
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: i64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn key(pk: String, sk: String) -> Item {
+    HashMap::from([("pk".to_string(), s(pk)), ("sk".to_string(), s(sk))])
+}
+
+fn conn_pk(id: &ConnectionId) -> String {
+    format!("CONN#{id}")
+}
+
+fn conn_sk(id: &ConnectionId) -> String {
+    format!("CONN#{id}")
+}
+
+fn room_pk(tenant: &TenantId, room: &RoomId, shard: u32) -> String {
+    format!("ROOM#{tenant}#{room}#{shard}")
+}
+
+fn set_pk(set: &MemberSet, shard: u32) -> String {
+    match set {
+        MemberSet::Room { tenant, room } => room_pk(tenant, room, shard),
+        MemberSet::Tenant(tenant) => format!("TENANT#{tenant}#{shard}"),
+    }
+}
+
+fn user_pk(tenant: &TenantId, user: &UserId) -> String {
+    format!("USER#{tenant}#{user}")
+}
+
+fn get_s<'a>(item: &'a Item, name: &str) -> Result<&'a str, StoreError> {
+    match item.get(name) {
+        Some(AttributeValue::S(v)) => Ok(v),
+        _ => Err(StoreError::Corrupt(format!(
+            "attribute {name} is missing or not a string"
+        ))),
+    }
+}
+
+fn get_n(item: &Item, name: &str) -> Result<i64, StoreError> {
+    match item.get(name) {
+        Some(AttributeValue::N(v)) => v
+            .parse()
+            .map_err(|_| StoreError::Corrupt(format!("attribute {name} is not an integer"))),
+        _ => Err(StoreError::Corrupt(format!(
+            "attribute {name} is missing or not a number"
+        ))),
+    }
+}
+
+fn unavailable<E: std::error::Error>(error: E) -> StoreError {
+    StoreError::Unavailable(describe(&error))
+}
+
+fn record_from(item: &Item) -> Result<ConnectionRecord, StoreError> {
+    let corrupt = |e: crate::ids::IdError| StoreError::Corrupt(e.to_string());
+    Ok(ConnectionRecord {
+        id: ConnectionId::new(get_s(item, "connectionId")?).map_err(corrupt)?,
+        tenant: TenantId::new(get_s(item, "tenant")?).map_err(corrupt)?,
+        user: UserId::new(get_s(item, "user")?).map_err(corrupt)?,
+        connected_at_ms: get_n(item, "connectedAt")?,
+        last_seen_ms: get_n(item, "lastSeen")?,
+        ttl: get_n(item, "ttl")?,
+    })
+}
+
+fn put(item: Item) -> WriteRequest {
+    WriteRequest::builder()
+        .put_request(
+            PutRequest::builder()
+                .set_item(Some(item))
+                .build()
+                .expect("an item is set"),
+        )
+        .build()
+}
+
+fn delete(key: Item) -> WriteRequest {
+    WriteRequest::builder()
+        .delete_request(
+            DeleteRequest::builder()
+                .set_key(Some(key))
+                .build()
+                .expect("a key is set"),
+        )
+        .build()
+}
+
+impl DynamoStore {
+    pub fn new(
+        client: Client,
+        table: impl Into<String>,
+        clock: Arc<dyn Clock>,
+        shards: u32,
+    ) -> Self {
+        Self {
+            client,
+            table: table.into(),
+            clock,
+            shards: shards.max(1),
+            page_limit: PAGE_LIMIT,
+        }
+    }
+
+    /// The same store with smaller Query pages (tests of paging).
+    pub fn with_page_limit(mut self, limit: i32) -> Self {
+        self.page_limit = limit.max(1);
+        self
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// Writes any number of requests, 25 per call, resending unprocessed
+    /// items with backoff.
+    async fn batch_write(&self, requests: Vec<WriteRequest>) -> Result<(), StoreError> {
+        for chunk in requests.chunks(BATCH_WRITE_MAX) {
+            let mut pending = chunk.to_vec();
+            for attempt in 1..=BATCH_WRITE_TRIES {
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, pending)
+                    .send()
+                    .await
+                    .map_err(unavailable)?;
+                pending = out
+                    .unprocessed_items
+                    .and_then(|mut m| m.remove(&self.table))
+                    .unwrap_or_default();
+                if pending.is_empty() {
+                    break;
+                }
+                if attempt == BATCH_WRITE_TRIES {
+                    return Err(StoreError::Unavailable(format!(
+                        "{} items still unprocessed after {BATCH_WRITE_TRIES} BatchWriteItem tries",
+                        pending.len()
+                    )));
+                }
+                tokio::time::sleep(BATCH_BACKOFF.jittered(attempt)).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// One page of a query on `pk` (or on GSI1's `gsi1pk`), live items only.
+    async fn query_page(
+        &self,
+        index: Option<&str>,
+        partition: String,
+        start: Option<Item>,
+    ) -> Result<(Vec<Item>, Option<Item>), StoreError> {
+        let condition = match index {
+            Some(_) => "gsi1pk = :pk",
+            None => "pk = :pk",
+        };
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .set_index_name(index.map(str::to_owned))
+            .key_condition_expression(condition)
+            .expression_attribute_values(":pk", s(partition))
+            .set_exclusive_start_key(start)
+            .limit(self.page_limit)
+            .select(Select::AllAttributes)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let now = self.clock.now_secs();
+        let live = out
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|item| get_n(item, "ttl").is_ok_and(|ttl| ttl > now))
+            .collect();
+        Ok((live, out.last_evaluated_key))
+    }
+
+    /// Everything under `CONN#<id>`: the connection item and its reverse
+    /// memberships (expired ones included, for deletion).
+    async fn connection_items(&self, id: &ConnectionId) -> Result<Vec<Item>, StoreError> {
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", s(conn_pk(id)))
+                .set_exclusive_start_key(start)
+                .consistent_read(true)
+                .send()
+                .await
+                .map_err(unavailable)?;
+            items.extend(out.items.unwrap_or_default());
+            match out.last_evaluated_key {
+                Some(next) => start = Some(next),
+                None => return Ok(items),
+            }
+        }
+    }
+
+    /// The deletes that remove a connection, and what they remove.
+    async fn removal(
+        &self,
+        id: &ConnectionId,
+    ) -> Result<(Vec<WriteRequest>, Option<RemovedConnection>), StoreError> {
+        let items = self.connection_items(id).await?;
+        let shard = shard_of(id, self.shards);
+        let mut requests = Vec::new();
+        let mut record = None;
+        let mut rooms = Vec::new();
+        for item in &items {
+            let sk = get_s(item, "sk")?;
+            requests.push(delete(key(conn_pk(id), sk.to_string())));
+            if sk == "META" {
+                record = Some(record_from(item)?);
+            } else if let Some(room) = sk.strip_prefix("ROOM#") {
+                let tenant = get_s(item, "tenant")?;
+                let room = room
+                    .strip_prefix(tenant)
+                    .and_then(|r| r.strip_prefix('#'))
+                    .ok_or_else(|| StoreError::Corrupt(format!("reverse membership {sk}")))?;
+                let room = RoomId::new(room).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                let tenant =
+                    TenantId::new(tenant).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                requests.push(delete(key(room_pk(&tenant, &room, shard), conn_sk(id))));
+                rooms.push(room);
+            }
+        }
+        let Some(record) = record else {
+            return Ok((requests, None));
+        };
+        requests.push(delete(key(
+            set_pk(&MemberSet::Tenant(record.tenant.clone()), shard),
+            conn_sk(id),
+        )));
+        rooms.sort();
+        Ok((requests, Some(RemovedConnection { record, rooms })))
+    }
+
+    fn cursor_of(last: Option<Item>) -> Result<Option<String>, StoreError> {
+        last.map(|k| {
+            get_s(&k, "sk")
+                .map(|sk| sk.trim_start_matches("CONN#").to_string())
+                .or_else(|_| {
+                    get_s(&k, "gsi1sk").map(|sk| sk.trim_start_matches("CONN#").to_string())
+                })
+        })
+        .transpose()
+    }
+
+    fn cursor_id(cursor: Option<&str>) -> Result<Option<ConnectionId>, StoreError> {
+        cursor
+            .map(|c| ConnectionId::new(c).map_err(|_| StoreError::BadCursor))
+            .transpose()
+    }
+}
+
+#[async_trait]
+impl ConnectionStore for DynamoStore {
+    fn shards(&self) -> u32 {
+        self.shards
+    }
+
+    async fn put_connection(&self, record: &ConnectionRecord) -> Result<(), StoreError> {
+        let shard = shard_of(&record.id, self.shards);
+        let mut meta = key(conn_pk(&record.id), "META".into());
+        meta.extend([
+            ("connectionId".to_string(), s(record.id.as_str())),
+            ("tenant".to_string(), s(record.tenant.as_str())),
+            ("user".to_string(), s(record.user.as_str())),
+            ("connectedAt".to_string(), n(record.connected_at_ms)),
+            ("lastSeen".to_string(), n(record.last_seen_ms)),
+            ("ttl".to_string(), n(record.ttl)),
+            (
+                "gsi1pk".to_string(),
+                s(user_pk(&record.tenant, &record.user)),
+            ),
+            ("gsi1sk".to_string(), s(conn_sk(&record.id))),
+        ]);
+        let mut tenant_member = key(
+            set_pk(&MemberSet::Tenant(record.tenant.clone()), shard),
+            conn_sk(&record.id),
+        );
+        tenant_member.insert("ttl".into(), n(record.ttl));
+        self.batch_write(vec![put(meta), put(tenant_member)]).await
+    }
+
+    async fn get_connection(
+        &self,
+        id: &ConnectionId,
+    ) -> Result<Option<ConnectionRecord>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(conn_pk(id), "META".into())))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let now = self.clock.now_secs();
+        match out.item {
+            Some(item) => Ok(Some(record_from(&item)?).filter(|r| r.ttl > now)),
+            None => Ok(None),
+        }
+    }
+
+    async fn touch_connection(&self, id: &ConnectionId, now_ms: i64) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(conn_pk(id), "META".into())))
+            .update_expression("SET lastSeen = :now")
+            // Only a live connection: never resurrect a deleted or expired one.
+            .condition_expression("attribute_exists(pk) AND #ttl > :nowsecs")
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":now", n(now_ms))
+            .expression_attribute_values(":nowsecs", n(self.clock.now_secs()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn delete_connection(
+        &self,
+        id: &ConnectionId,
+    ) -> Result<Option<RemovedConnection>, StoreError> {
+        let (requests, removed) = self.removal(id).await?;
+        self.batch_write(requests).await?;
+        Ok(removed)
+    }
+
+    async fn delete_connections(
+        &self,
+        ids: &[ConnectionId],
+    ) -> Result<Vec<RemovedConnection>, StoreError> {
+        // One Query per connection finds its items (in parallel); all the
+        // deletes then go out together, 25 per BatchWriteItem.
+        let lookups: Vec<_> = ids.iter().map(|id| self.removal(id)).collect();
+        let lookups: Vec<_> = futures::stream::iter(lookups)
+            .buffer_unordered(DELETE_LOOKUPS_IN_FLIGHT)
+            .collect()
+            .await;
+        let mut requests = Vec::new();
+        let mut removed = Vec::new();
+        for lookup in lookups {
+            let (r, gone) = lookup?;
+            requests.extend(r);
+            removed.extend(gone);
+        }
+        self.batch_write(requests).await?;
+        Ok(removed)
+    }
+
+    async fn join_room(&self, record: &ConnectionRecord, room: &RoomId) -> Result<(), StoreError> {
+        let shard = shard_of(&record.id, self.shards);
+        let mut member = key(room_pk(&record.tenant, room, shard), conn_sk(&record.id));
+        member.insert("ttl".into(), n(record.ttl));
+        let mut reverse = key(
+            conn_pk(&record.id),
+            format!("ROOM#{}#{room}", record.tenant),
+        );
+        reverse.extend([
+            ("tenant".to_string(), s(record.tenant.as_str())),
+            ("ttl".to_string(), n(record.ttl)),
+        ]);
+        self.batch_write(vec![put(member), put(reverse)]).await
+    }
+
+    async fn leave_room(
+        &self,
+        id: &ConnectionId,
+        tenant: &TenantId,
+        room: &RoomId,
+    ) -> Result<bool, StoreError> {
+        let shard = shard_of(id, self.shards);
+        let out = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key(room_pk(tenant, room, shard), conn_sk(id))))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key(conn_pk(id), format!("ROOM#{tenant}#{room}"))))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(out.attributes.is_some_and(|a| !a.is_empty()))
+    }
+
+    async fn is_member(
+        &self,
+        id: &ConnectionId,
+        tenant: &TenantId,
+        room: &RoomId,
+    ) -> Result<bool, StoreError> {
+        let shard = shard_of(id, self.shards);
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(room_pk(tenant, room, shard), conn_sk(id))))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let now = self.clock.now_secs();
+        Ok(out
+            .item
+            .is_some_and(|item| get_n(&item, "ttl").is_ok_and(|ttl| ttl > now)))
+    }
+
+    async fn members_page(
+        &self,
+        set: &MemberSet,
+        shard: u32,
+        cursor: Option<&str>,
+    ) -> Result<Page<ConnectionId>, StoreError> {
+        let pk = set_pk(set, shard);
+        let start = Self::cursor_id(cursor)?.map(|id| key(pk.clone(), conn_sk(&id)));
+        let (items, last) = self.query_page(None, pk, start).await?;
+        let ids = items
+            .iter()
+            .map(|item| {
+                let sk = get_s(item, "sk")?;
+                ConnectionId::new(sk.trim_start_matches("CONN#"))
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Page {
+            items: ids,
+            next: Self::cursor_of(last)?,
+        })
+    }
+
+    async fn user_connections_page(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        cursor: Option<&str>,
+    ) -> Result<Page<ConnectionId>, StoreError> {
+        let partition = user_pk(tenant, user);
+        // A GSI's start key carries the table key and the index key.
+        let start = Self::cursor_id(cursor)?.map(|id| {
+            let mut k = key(conn_pk(&id), "META".into());
+            k.insert("gsi1pk".into(), s(partition.clone()));
+            k.insert("gsi1sk".into(), s(conn_sk(&id)));
+            k
+        });
+        let (items, last) = self.query_page(Some(GSI1), partition, start).await?;
+        let ids = items
+            .iter()
+            .map(|item| {
+                ConnectionId::new(get_s(item, "connectionId")?)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))
+            })
+            .collect::<Result<_, _>>()?;
+        let next = last
+            .map(|k| get_s(&k, "gsi1sk").map(|sk| sk.trim_start_matches("CONN#").to_string()))
+            .transpose()?;
+        Ok(Page { items: ids, next })
+    }
+}
+
+#[async_trait]
+impl EventDedupe for DynamoStore {
+    async fn claim_event(
+        &self,
+        key_text: &str,
+        owner: &str,
+        now_ms: i64,
+        lease: Duration,
+    ) -> Result<EventClaim, StoreError> {
+        let lease_until_ms = now_ms + lease.as_millis() as i64;
+        let mut item = key(format!("EVT#{key_text}"), "EVT".into());
+        item.extend([
+            ("owner".to_string(), s(owner)),
+            ("leaseUntil".to_string(), n(lease_until_ms)),
+            ("ttl".to_string(), n(lease_until_ms.div_euclid(1000) + 1)),
+        ]);
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            // Free, expired, or a claim whose planner's lease has passed.
+            .condition_expression(
+                "attribute_not_exists(pk) OR #ttl <= :nowsecs OR (attribute_exists(leaseUntil) AND leaseUntil <= :nowms)",
+            )
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":nowsecs", n(now_ms.div_euclid(1000)))
+            .expression_attribute_values(":nowms", n(now_ms))
+            .send()
+            .await;
+        match result {
+            Ok(_) => return Ok(EventClaim::Claimed),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) => {}
+            Err(e) => return Err(unavailable(e)),
+        }
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(format!("EVT#{key_text}"), "EVT".into())))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let Some(marker) = out.item else {
+            // Released between the two calls: let the retry claim it.
+            return Ok(EventClaim::InProgress {
+                owner: String::new(),
+            });
+        };
+        let owner = get_s(&marker, "owner")?.to_string();
+        Ok(if marker.contains_key("leaseUntil") {
+            EventClaim::InProgress { owner }
+        } else {
+            EventClaim::AlreadyDone { owner }
+        })
+    }
+
+    async fn complete_event(
+        &self,
+        key_text: &str,
+        owner: &str,
+        expires_at_secs: i64,
+    ) -> Result<(), StoreError> {
+        let mut item = key(format!("EVT#{key_text}"), "EVT".into());
+        item.extend([
+            ("owner".to_string(), s(owner)),
+            ("ttl".to_string(), n(expires_at_secs)),
+        ]);
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn release_event(&self, key_text: &str, owner: &str) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key(format!("EVT#{key_text}"), "EVT".into())))
+            .condition_expression("#owner = :owner AND attribute_exists(leaseUntil)")
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_values(":owner", s(owner))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+}

@@ -1,0 +1,46 @@
+//! The AWS adapters for every port, on aws-sdk-rust: DynamoDB
+//! ([`DynamoStore`]: connection store and dedupe markers), EventBridge
+//! ([`EventBridgeBus`]), SQS ([`SqsQueue`]) and the API Gateway Management
+//! API ([`ApiGatewayPoster`]); plus [`provision`], which creates the
+//! resources the local stack and the contract tests need on an
+//! AWS-compatible endpoint, and [`sdk_config`], which loads the SDK
+//! configuration once.
+//!
+//! Each adapter passes the same contract suite as its embedded twin
+//! (`shared/tests/contract_*.rs`).
+
+mod apigw;
+mod dynamo;
+mod eventbridge;
+pub mod provision;
+mod sqs;
+
+pub use apigw::{ApiGatewayPoster, management_endpoint};
+pub use dynamo::DynamoStore;
+pub use eventbridge::EventBridgeBus;
+pub use sqs::SqsQueue;
+
+use aws_config::{BehaviorVersion, SdkConfig};
+
+/// Loads the SDK configuration from the environment (region, credentials,
+/// `AWS_ENDPOINT_URL`), with `endpoint_url` overriding the endpoint of
+/// every service when given (moto's server, LocalStack, a VPC endpoint).
+pub async fn sdk_config(endpoint_url: Option<&str>) -> SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    if let Some(url) = endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    loader.load().await
+}
+
+/// An SDK error with its whole chain of causes, for logs and port errors.
+pub(crate) fn describe<E: std::error::Error>(error: &E) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

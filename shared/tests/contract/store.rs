@@ -1,0 +1,279 @@
+//! The connection store and dedupe contract: `MemoryStore` and
+//! `DynamoStore` behave the same.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fanout::aws::{DynamoStore, provision};
+use fanout::clock::ManualClock;
+use fanout::embedded::MemoryStore;
+use fanout::ids::{ConnectionId, RoomId, TenantId, UserId};
+use fanout::ports::{
+    ConnectionRecord, ConnectionStore, EventClaim, EventDedupe, MemberSet, StoreError,
+};
+
+use crate::common::{sdk_config, unique};
+use crate::contract;
+
+/// A store with 3 shards and pages of 7 items, and the clock it reads.
+pub struct Subject {
+    store: Arc<dyn ConnectionStore>,
+    dedupe: Arc<dyn EventDedupe>,
+    clock: Arc<ManualClock>,
+}
+
+const SHARDS: u32 = 3;
+const PAGE: usize = 7;
+const NOW_MS: i64 = 1_800_000_000_000;
+
+async fn embedded() -> Subject {
+    let clock = ManualClock::at_ms(NOW_MS);
+    let store = Arc::new(MemoryStore::with_page_size(clock.clone(), SHARDS, PAGE));
+    Subject {
+        store: store.clone(),
+        dedupe: store,
+        clock,
+    }
+}
+
+async fn aws(endpoint: &str) -> Subject {
+    let config = sdk_config(endpoint).await;
+    let client = aws_sdk_dynamodb::Client::new(&config);
+    let table = unique("fanout-contract");
+    provision::table(&client, &table).await.unwrap();
+    let clock = ManualClock::at_ms(NOW_MS);
+    let store = Arc::new(
+        DynamoStore::new(client, table, clock.clone(), SHARDS).with_page_limit(PAGE as i32),
+    );
+    Subject {
+        store: store.clone(),
+        dedupe: store,
+        clock,
+    }
+}
+
+fn tenant() -> TenantId {
+    TenantId::new("acme").unwrap()
+}
+
+fn record(id: &str, user: &str, ttl: i64) -> ConnectionRecord {
+    ConnectionRecord {
+        id: ConnectionId::new(id).unwrap(),
+        tenant: tenant(),
+        user: UserId::new(user).unwrap(),
+        connected_at_ms: NOW_MS,
+        last_seen_ms: NOW_MS,
+        ttl,
+    }
+}
+
+fn later(secs: i64) -> i64 {
+    NOW_MS / 1000 + secs
+}
+
+async fn all(store: &dyn ConnectionStore, set: &MemberSet) -> Vec<String> {
+    let mut out = Vec::new();
+    for shard in 0..store.shards() {
+        let mut cursor = None;
+        loop {
+            let page = store
+                .members_page(set, shard, cursor.as_deref())
+                .await
+                .unwrap();
+            out.extend(page.items.iter().map(|c| c.to_string()));
+            match page.next {
+                Some(n) => cursor = Some(n),
+                None => break,
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+async fn user_connections(store: &dyn ConnectionStore, user: &str) -> Vec<String> {
+    let user = UserId::new(user).unwrap();
+    let mut out = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store
+            .user_connections_page(&tenant(), &user, cursor.as_deref())
+            .await
+            .unwrap();
+        out.extend(page.items.iter().map(|c| c.to_string()));
+        match page.next {
+            Some(n) => cursor = Some(n),
+            None => break,
+        }
+    }
+    out.sort();
+    out
+}
+
+async fn lifecycle(s: Subject) {
+    let store = s.store.as_ref();
+    let lobby = RoomId::new("lobby").unwrap();
+    let r = record("c1=", "alice", later(3_600));
+    assert_eq!(store.get_connection(&r.id).await.unwrap(), None);
+    store.put_connection(&r).await.unwrap();
+    assert_eq!(store.get_connection(&r.id).await.unwrap(), Some(r.clone()));
+
+    assert!(store.touch_connection(&r.id, NOW_MS + 5).await.unwrap());
+    let touched = store.get_connection(&r.id).await.unwrap().unwrap();
+    assert_eq!(touched.last_seen_ms, NOW_MS + 5);
+    let unknown = ConnectionId::new("nobody=").unwrap();
+    assert!(!store.touch_connection(&unknown, NOW_MS).await.unwrap());
+
+    store.join_room(&r, &lobby).await.unwrap();
+    store.join_room(&r, &lobby).await.unwrap(); // idempotent
+    assert!(store.is_member(&r.id, &tenant(), &lobby).await.unwrap());
+    let room = MemberSet::Room {
+        tenant: tenant(),
+        room: lobby.clone(),
+    };
+    assert_eq!(all(store, &room).await, ["c1="]);
+    assert_eq!(all(store, &MemberSet::Tenant(tenant())).await, ["c1="]);
+    assert_eq!(user_connections(store, "alice").await, ["c1="]);
+
+    assert!(store.leave_room(&r.id, &tenant(), &lobby).await.unwrap());
+    assert!(!store.leave_room(&r.id, &tenant(), &lobby).await.unwrap());
+    assert!(!store.is_member(&r.id, &tenant(), &lobby).await.unwrap());
+
+    let other = RoomId::new("other").unwrap();
+    store.join_room(&r, &lobby).await.unwrap();
+    store.join_room(&r, &other).await.unwrap();
+    let removed = store.delete_connection(&r.id).await.unwrap().unwrap();
+    assert_eq!(removed.record.id, r.id);
+    assert_eq!(removed.rooms, vec![lobby.clone(), other]);
+    assert!(all(store, &room).await.is_empty());
+    assert!(all(store, &MemberSet::Tenant(tenant())).await.is_empty());
+    assert!(user_connections(store, "alice").await.is_empty());
+    assert_eq!(store.get_connection(&r.id).await.unwrap(), None);
+    assert_eq!(store.delete_connection(&r.id).await.unwrap(), None);
+}
+
+async fn paging_and_expiry(s: Subject) {
+    let store = s.store.as_ref();
+    let lobby = RoomId::new("lobby").unwrap();
+    for i in 0..40 {
+        let ttl = if i % 10 == 0 { later(60) } else { later(3_600) };
+        let r = record(
+            &format!("c{i:02}="),
+            if i < 20 { "alice" } else { "bob" },
+            ttl,
+        );
+        store.put_connection(&r).await.unwrap();
+        store.join_room(&r, &lobby).await.unwrap();
+    }
+    let room = MemberSet::Room {
+        tenant: tenant(),
+        room: lobby.clone(),
+    };
+    assert_eq!(all(store, &room).await.len(), 40);
+    assert_eq!(user_connections(store, "alice").await.len(), 20);
+    // Past the short TTLs: expired items are filtered from every read,
+    // whether or not the store has deleted them yet.
+    s.clock.advance_ms(120_000);
+    let members = all(store, &room).await;
+    assert_eq!(members.len(), 36);
+    assert!(!members.contains(&"c10=".to_string()));
+    assert_eq!(all(store, &MemberSet::Tenant(tenant())).await.len(), 36);
+    assert_eq!(user_connections(store, "alice").await.len(), 18);
+    let expired = ConnectionId::new("c10=").unwrap();
+    assert_eq!(store.get_connection(&expired).await.unwrap(), None);
+    assert!(!store.is_member(&expired, &tenant(), &lobby).await.unwrap());
+    assert!(!store.touch_connection(&expired, NOW_MS).await.unwrap());
+    assert!(matches!(
+        store.members_page(&room, 0, Some("not a cursor!")).await,
+        Err(StoreError::BadCursor)
+    ));
+}
+
+async fn batch_delete(s: Subject) {
+    let store = s.store.as_ref();
+    let lobby = RoomId::new("lobby").unwrap();
+    let mut ids = Vec::new();
+    for i in 0..30 {
+        let r = record(&format!("d{i:02}="), "carol", later(3_600));
+        store.put_connection(&r).await.unwrap();
+        store.join_room(&r, &lobby).await.unwrap();
+        ids.push(r.id);
+    }
+    let mut doomed = ids[..20].to_vec();
+    doomed.push(ConnectionId::new("never-existed=").unwrap());
+    let mut removed = store.delete_connections(&doomed).await.unwrap();
+    removed.sort_by(|a, b| a.record.id.cmp(&b.record.id));
+    assert_eq!(removed.len(), 20);
+    assert!(removed.iter().all(|r| r.rooms == vec![lobby.clone()]));
+    let room = MemberSet::Room {
+        tenant: tenant(),
+        room: lobby,
+    };
+    assert_eq!(all(store, &room).await.len(), 10);
+    assert_eq!(user_connections(store, "carol").await.len(), 10);
+}
+
+async fn dedupe(s: Subject) {
+    let d = s.dedupe.as_ref();
+    let lease = Duration::from_secs(30);
+    let key = "acme#order-42";
+    assert_eq!(
+        d.claim_event(key, "e1", NOW_MS, lease).await.unwrap(),
+        EventClaim::Claimed
+    );
+    assert_eq!(
+        d.claim_event(key, "e2", NOW_MS + 1_000, lease)
+            .await
+            .unwrap(),
+        EventClaim::InProgress { owner: "e1".into() }
+    );
+    assert_eq!(
+        d.claim_event(key, "e2", NOW_MS + 31_000, lease)
+            .await
+            .unwrap(),
+        EventClaim::Claimed,
+        "a claim past its lease is taken over"
+    );
+    d.complete_event(key, "e2", later(3_600)).await.unwrap();
+    assert_eq!(
+        d.claim_event(key, "e1", NOW_MS + 40_000, lease)
+            .await
+            .unwrap(),
+        EventClaim::AlreadyDone { owner: "e2".into() }
+    );
+    assert_eq!(
+        d.claim_event(key, "e3", NOW_MS + 3_601_000, lease)
+            .await
+            .unwrap(),
+        EventClaim::Claimed,
+        "a done marker past its ttl is free"
+    );
+    d.release_event(key, "someone-else").await.unwrap();
+    assert!(matches!(
+        d.claim_event(key, "e4", NOW_MS + 3_602_000, lease)
+            .await
+            .unwrap(),
+        EventClaim::InProgress { .. }
+    ));
+    d.release_event(key, "e3").await.unwrap();
+    assert_eq!(
+        d.claim_event(key, "e4", NOW_MS + 3_602_000, lease)
+            .await
+            .unwrap(),
+        EventClaim::Claimed
+    );
+    // A done marker is never released.
+    d.complete_event(key, "e4", later(7_200)).await.unwrap();
+    d.release_event(key, "e4").await.unwrap();
+    assert!(matches!(
+        d.claim_event(key, "e5", NOW_MS + 3_603_000, lease)
+            .await
+            .unwrap(),
+        EventClaim::AlreadyDone { .. }
+    ));
+}
+
+contract!(store_lifecycle: lifecycle, embedded = embedded, aws = aws);
+contract!(store_paging_and_expiry: paging_and_expiry, embedded = embedded, aws = aws);
+contract!(store_batch_delete: batch_delete, embedded = embedded, aws = aws);
+contract!(store_dedupe: dedupe, embedded = embedded, aws = aws);
