@@ -1,0 +1,22 @@
+//! The `$connect` REQUEST authorizer Lambda: verifies the client's token.
+
+use aws_lambda_events::apigw::ApiGatewayCustomAuthorizerRequestTypeRequest;
+use fanout::handlers::authorizer::authorize;
+use fanout::token::TokenVerifier;
+use fanout_lambda::config::{AuthorizerConfig, Env};
+use fanout_lambda::{Error, LambdaEvent, config_or_exit, run, service_fn, setup};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    setup::init_logging();
+    let config = config_or_exit(|| AuthorizerConfig::read(&Env::process()));
+    let verifier = TokenVerifier::new(config.jwt_secret.as_bytes());
+    let verifier = &verifier;
+    run(service_fn(
+        move |event: LambdaEvent<ApiGatewayCustomAuthorizerRequestTypeRequest>| async move {
+            // An `Err("Unauthorized")` makes API Gateway answer 401.
+            authorize(&event.payload, verifier).map_err(Error::from)
+        },
+    ))
+    .await
+}

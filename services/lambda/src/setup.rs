@@ -1,0 +1,87 @@
+//! Built once per execution environment: logs, the SDK configuration, and
+//! the adapters each handler takes.
+
+use std::sync::Arc;
+
+use aws_config::SdkConfig;
+use fanout::aws::{ApiGatewayPoster, DynamoStore, EventBridgeBus, SqsQueue};
+use fanout::clock::{Clock, SystemClock};
+use fanout::handlers::GatewayDeps;
+use fanout::handlers::broadcaster::BroadcasterDeps;
+use fanout::metrics::EmfStdout;
+use fanout::ports::QueueError;
+use fanout::rate::RateGate;
+
+use crate::config::{DeliveryConfig, GatewayConfig, StoreConfig};
+
+/// JSON log lines on stderr (CloudWatch Logs keeps them apart from the EMF
+/// lines on stdout), with the current span's fields — the event id — on
+/// every line. `RUST_LOG` sets the levels (default `info`).
+pub fn init_logging() {
+    tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_current_span(true)
+        .with_span_list(false)
+        .with_ansi(false)
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+}
+
+/// The SDK configuration from the Lambda environment (region, role
+/// credentials; `AWS_ENDPOINT_URL` when set).
+pub async fn sdk_config() -> SdkConfig {
+    fanout::aws::sdk_config(None).await
+}
+
+fn clock() -> Arc<dyn Clock> {
+    Arc::new(SystemClock)
+}
+
+pub fn store(sdk: &SdkConfig, config: &StoreConfig) -> Arc<DynamoStore> {
+    Arc::new(DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(sdk),
+        &config.table,
+        clock(),
+        config.shards,
+    ))
+}
+
+pub fn gateway_deps(sdk: &SdkConfig, config: &GatewayConfig) -> GatewayDeps {
+    GatewayDeps {
+        store: store(sdk, &config.store),
+        bus: Arc::new(EventBridgeBus::new(
+            aws_sdk_eventbridge::Client::new(sdk),
+            &config.event_bus,
+        )),
+        clock: clock(),
+        settings: config.settings.clone(),
+    }
+}
+
+/// The broadcaster's dependencies: the store, the @connections poster, the
+/// deliver queue and its DLQ (looked up once), and this environment's rate
+/// gate.
+pub async fn broadcaster_deps(
+    sdk: &SdkConfig,
+    store_config: &StoreConfig,
+    config: &DeliveryConfig,
+) -> Result<BroadcasterDeps, QueueError> {
+    let sqs = aws_sdk_sqs::Client::new(sdk);
+    Ok(BroadcasterDeps {
+        store: store(sdk, store_config),
+        poster: Arc::new(ApiGatewayPoster::for_endpoint(
+            sdk,
+            &config.management_endpoint,
+        )),
+        deliver_queue: Arc::new(SqsQueue::open(sqs.clone(), &config.deliver_queue).await?),
+        dead_letter_queue: Arc::new(SqsQueue::open(sqs, &config.deliver_dlq).await?),
+        gate: config.worker_rate.map(|r| Arc::new(RateGate::new(r))),
+        metrics: Arc::new(EmfStdout),
+        clock: clock(),
+        settings: config.broadcaster.clone(),
+    })
+}
