@@ -89,7 +89,7 @@ async fn main() -> anyhow::Result<()> {
 
     let deadline = started + Duration::from_secs(args.timeout);
     let mut last_report = Instant::now();
-    while r.in_flight() > 0 && Instant::now() < deadline {
+    while r.in_flight().await? > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
         if last_report.elapsed() >= Duration::from_secs(5) {
             last_report = Instant::now();
@@ -136,7 +136,7 @@ async fn main() -> anyhow::Result<()> {
     );
     println!("lost                    {lost}");
     println!("duplicates              {duplicates}");
-    println!("dead letters            {}", r.dead_letters());
+    println!("dead letters            {}", r.dead_letters().await?);
     stack.stop().await;
     if lost > 0 {
         anyhow::bail!("{lost} deliveries lost");

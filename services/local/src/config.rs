@@ -202,6 +202,32 @@ pub struct StackConfig {
     /// Log format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// Which adapters to run on: in-process (`embedded`), or DynamoDB,
+    /// EventBridge and SQS (`aws`), creating the table, bus, rule, queues
+    /// and dead-letter queues when missing. The gateway, @connections and
+    /// the functions stay in this process either way.
+    #[arg(long, value_enum, default_value_t = BackendKind::Embedded)]
+    pub backend: BackendKind,
+
+    /// With --backend aws: the AWS-compatible endpoint (e.g. moto's server,
+    /// http://127.0.0.1:5000). Without it, the SDK's default endpoints
+    /// (a real account, from the usual AWS environment variables).
+    #[arg(long, value_name = "URL")]
+    pub endpoint_url: Option<String>,
+
+    /// With --backend aws: prefix for every resource name (several stacks
+    /// on one endpoint).
+    #[arg(long, default_value = "")]
+    pub resource_prefix: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendKind {
+    /// In-process store, bus and queues (no account, the default).
+    Embedded,
+    /// DynamoDB, EventBridge and SQS through aws-sdk-rust.
+    Aws,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -292,6 +318,19 @@ impl StackConfig {
         }
         if self.fault_gone + self.fault_throttle + self.fault_error > 1.0 {
             return Err("--fault-gone + --fault-throttle + --fault-error must not exceed 1".into());
+        }
+        if self.endpoint_url.is_some() && self.backend != BackendKind::Aws {
+            return Err("--endpoint-url only applies with --backend aws".into());
+        }
+        if !self
+            .resource_prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(format!(
+                "--resource-prefix '{}' must be letters, digits, - or _",
+                self.resource_prefix
+            ));
         }
         if self.quota_rps == Some(0) || self.quota_burst == Some(0) {
             return Err("--quota-rps and --quota-burst must be at least 1".into());

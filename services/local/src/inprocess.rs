@@ -11,7 +11,7 @@ use std::sync::atomic::AtomicI64;
 use axum::extract::ws::Message;
 use fanout::ids::{ConnectionId, RoomId, TenantId, UserId};
 use fanout::limits::connection_ttl_secs;
-use fanout::ports::{ConnectionRecord, ConnectionStore, StoreError};
+use fanout::ports::{ConnectionRecord, StoreError};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 

@@ -7,6 +7,7 @@
 //! # Layout
 //! - [`config`]: flags and their defaults (the AWS limits).
 //! - [`stack`]: wiring; [`stack::start`] takes a bound listener.
+//! - [`backend`]: the embedded adapters, or the AWS ones (`--backend aws`).
 //! - [`gateway`]: the WebSocket endpoint (API Gateway's behaviour).
 //! - [`events`]: builds the API Gateway events handlers receive.
 //! - [`registry`]: open connections; the embedded connection poster.
@@ -16,6 +17,7 @@
 //! - [`faults`]: fault injection and the AWS-quota emulation.
 //! - [`inprocess`]: socketless connections for pipeline tests and benchmarks.
 
+pub mod backend;
 pub mod config;
 pub mod esm;
 pub mod events;

@@ -65,7 +65,7 @@ async fn main() -> anyhow::Result<()> {
     });
     let resources = stack.resources.clone();
     stack.wait().await;
-    print_summary(&resources);
+    print_summary(&resources).await;
     eprintln!("stopped");
     Ok(())
 }
@@ -122,7 +122,7 @@ fn init_logging(format: LogFormat) {
 }
 
 /// What the pipeline did while the stack ran, and what is left behind.
-fn print_summary(resources: &fanout_local::stack::Resources) {
+async fn print_summary(resources: &fanout_local::stack::Resources) {
     let totals = resources.metrics.snapshot();
     if !totals.is_empty() {
         eprintln!("metrics (totals since start):");
@@ -146,16 +146,19 @@ fn print_summary(resources: &fanout_local::stack::Resources) {
             s.accepted, s.throttled
         );
     }
-    for (name, depth) in [
-        (fanout_local::stack::PLAN_DLQ, resources.plan_dlq.depth()),
-        (
-            fanout_local::stack::DELIVER_DLQ,
-            resources.deliver_dlq.depth(),
-        ),
-        (fanout_local::stack::BUS_DLQ, resources.bus_dlq.depth()),
+    for queue in [
+        &resources.plan_dlq,
+        &resources.deliver_dlq,
+        &resources.bus_dlq,
     ] {
-        if depth > 0 {
-            eprintln!("warning: {depth} message(s) left in dead-letter queue {name}");
+        match queue.depth().await {
+            Ok(depth) if depth.total() > 0 => eprintln!(
+                "warning: {} message(s) left in dead-letter queue {}",
+                depth.total(),
+                queue.name()
+            ),
+            Ok(_) => {}
+            Err(error) => eprintln!("warning: {error}"),
         }
     }
 }

@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use fanout::limits::EVENTBRIDGE_MAX_ENTRIES;
-use fanout::ports::{BusEntry, EntryOutcome, EventBus};
+use fanout::ports::{BusEntry, EntryOutcome};
 use serde::Deserialize;
 use serde_json::{Value, json};
 

@@ -9,38 +9,28 @@ use std::sync::Arc;
 use axum::Router;
 use axum::routing::{get, post};
 use fanout::clock::{Clock, SystemClock};
-use fanout::embedded::{
-    BusRule, MemoryBus, MemoryQueue, MemoryStore, QueueSettings, Redrive, RetryPolicy,
-};
-use fanout::event::BROADCAST;
+
 use fanout::handlers::broadcaster::{self, BroadcasterDeps, BroadcasterSettings};
 use fanout::handlers::planner::{self, PlannerDeps, PlannerSettings};
 use fanout::handlers::{GatewayDeps, GatewaySettings};
 use fanout::metrics::{EmfStdout, MetricTotals, MetricsSink, Tee};
-use fanout::pattern::Pattern;
-use fanout::ports::ConnectionPoster;
+use fanout::ports::{ConnectionPoster, ConnectionStore, EventBus, Queue, QueueError};
 use fanout::rate::RateGate;
 use fanout::token::{DEV_JWT_SECRET, TokenVerifier};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::StackConfig;
+use crate::backend::{self, Backend};
+use crate::config::{BackendKind, StackConfig};
 use crate::esm::EventSourceMapping;
 use crate::faults::{Faults, FaultyPoster, QuotaPoster};
 use crate::registry::ConnectionRegistry;
 use crate::{gateway, management, putevents};
 
-/// Queue names, as the SAM template names them.
-pub const PLAN_QUEUE: &str = "fanout-plan";
-pub const PLAN_DLQ: &str = "fanout-plan-dlq";
-pub const DELIVER_QUEUE: &str = "fanout-deliver";
-pub const DELIVER_DLQ: &str = "fanout-deliver-dlq";
-/// Where the broadcast rule puts events it could not deliver to the plan
-/// queue.
-pub const BUS_DLQ: &str = "fanout-bus-dlq";
-/// The rule that sends broadcasts to the planner.
-pub const BROADCAST_RULE_PATTERN: &str = r#"{"detail-type":["fanout.broadcast"]}"#;
+pub use crate::backend::{
+    BROADCAST_RULE_PATTERN, BUS_DLQ, DELIVER_DLQ, DELIVER_QUEUE, PLAN_DLQ, PLAN_QUEUE,
+};
 
 /// What every HTTP handler shares.
 pub struct AppState {
@@ -52,22 +42,22 @@ pub struct AppState {
     /// What @connections calls go through: the registry, behind the fault
     /// injection and quota emulation when they are on.
     pub poster: Arc<dyn ConnectionPoster>,
-    pub bus: Arc<MemoryBus>,
+    pub bus: Arc<dyn EventBus>,
     /// `host:port` as API Gateway's `domainName`.
     pub domain_name: String,
     pub shutdown: CancellationToken,
 }
 
-/// The embedded resources, exposed for tests and stats.
+/// The stack's resources (embedded or AWS), exposed for tests and stats.
 #[derive(Clone)]
 pub struct Resources {
-    pub store: Arc<MemoryStore>,
-    pub plan_queue: Arc<MemoryQueue>,
-    pub plan_dlq: Arc<MemoryQueue>,
-    pub deliver_queue: Arc<MemoryQueue>,
-    pub deliver_dlq: Arc<MemoryQueue>,
-    pub bus_dlq: Arc<MemoryQueue>,
-    pub bus: Arc<MemoryBus>,
+    pub store: Arc<dyn ConnectionStore>,
+    pub plan_queue: Arc<dyn Queue>,
+    pub plan_dlq: Arc<dyn Queue>,
+    pub deliver_queue: Arc<dyn Queue>,
+    pub deliver_dlq: Arc<dyn Queue>,
+    pub bus_dlq: Arc<dyn Queue>,
+    pub bus: Arc<dyn EventBus>,
     pub registry: Arc<ConnectionRegistry>,
     /// Totals of every metric the planner and broadcaster recorded.
     pub metrics: Arc<MetricTotals>,
@@ -79,13 +69,17 @@ pub struct Resources {
 
 impl Resources {
     /// Messages in the plan, deliver and bus dead-letter queues.
-    pub fn dead_letters(&self) -> usize {
-        self.plan_dlq.depth() + self.deliver_dlq.depth() + self.bus_dlq.depth()
+    pub async fn dead_letters(&self) -> Result<u64, QueueError> {
+        let mut total = 0;
+        for q in [&self.plan_dlq, &self.deliver_dlq, &self.bus_dlq] {
+            total += q.depth().await?.total();
+        }
+        Ok(total)
     }
 
     /// Messages still in the plan and deliver queues (visible or not).
-    pub fn in_flight(&self) -> usize {
-        self.plan_queue.depth() + self.deliver_queue.depth()
+    pub async fn in_flight(&self) -> Result<u64, QueueError> {
+        Ok(self.plan_queue.depth().await?.total() + self.deliver_queue.depth().await?.total())
     }
 }
 
@@ -136,10 +130,6 @@ impl RunningStack {
     }
 }
 
-fn broadcast_rule_pattern() -> Pattern {
-    Pattern::parse(BROADCAST_RULE_PATTERN).expect("the built-in rule pattern is valid")
-}
-
 /// Starts the stack on an already-bound listener.
 pub async fn start(config: StackConfig, listener: TcpListener) -> anyhow::Result<RunningStack> {
     config.validate().map_err(anyhow::Error::msg)?;
@@ -147,39 +137,20 @@ pub async fn start(config: StackConfig, listener: TcpListener) -> anyhow::Result
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let shutdown = CancellationToken::new();
 
-    let store = Arc::new(MemoryStore::new(clock.clone(), config.shards));
-    let queue_with_dlq = |name: &str, dlq: &Arc<MemoryQueue>| {
-        MemoryQueue::new(
-            name,
-            QueueSettings {
-                redrive: Some(Redrive {
-                    dead_letter: dlq.clone(),
-                    max_receive_count: config.max_receive_count,
-                }),
-                ..QueueSettings::default()
-            },
-        )
+    let backend = match config.backend {
+        BackendKind::Embedded => backend::embedded(&config, clock.clone()),
+        BackendKind::Aws => backend::aws(&config, clock.clone()).await?,
     };
-    let plan_dlq = MemoryQueue::new(PLAN_DLQ, QueueSettings::default());
-    let plan_queue = queue_with_dlq(PLAN_QUEUE, &plan_dlq);
-    let deliver_dlq = MemoryQueue::new(DELIVER_DLQ, QueueSettings::default());
-    let deliver_queue = queue_with_dlq(DELIVER_QUEUE, &deliver_dlq);
-    let bus_dlq = MemoryQueue::new(BUS_DLQ, QueueSettings::default());
-    let mut broadcast_rule = BusRule::new(
-        format!("{BROADCAST}-to-planner"),
-        broadcast_rule_pattern(),
-        plan_queue.clone(),
-    );
-    broadcast_rule.retry = RetryPolicy {
-        maximum_retry_attempts: config.bus_retry_attempts,
-        maximum_event_age: config.bus_max_event_age,
-    };
-    broadcast_rule.dead_letter = Some(bus_dlq.clone());
-    let bus = Arc::new(MemoryBus::new(
-        "fanout",
-        clock.clone(),
-        vec![broadcast_rule],
-    ));
+    let Backend {
+        store,
+        dedupe,
+        bus,
+        plan_queue,
+        plan_dlq,
+        deliver_queue,
+        deliver_dlq,
+        bus_dlq,
+    } = backend;
     let registry = Arc::new(ConnectionRegistry::new(
         clock.clone(),
         config.max_message_bytes,
@@ -275,7 +246,7 @@ pub async fn start(config: StackConfig, listener: TcpListener) -> anyhow::Result
         |_worker| {
             let deps = Arc::new(PlannerDeps {
                 store: store.clone(),
-                dedupe: store.clone(),
+                dedupe: dedupe.clone(),
                 deliver_queue: deliver_queue.clone(),
                 clock: clock.clone(),
                 metrics: metrics.clone(),

@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use fanout::aws::ApiGatewayPoster;
 use fanout::ids::{ConnectionId, TenantId, UserId};
-use fanout::ports::{ConnectionPoster, ConnectionStore, PostError};
+use fanout::ports::{ConnectionPoster, PostError};
 use fanout::token::{DEV_JWT_SECRET, TokenSigner};
 use fanout_local::{RunningStack, StackConfig};
 use futures::{SinkExt, StreamExt};
