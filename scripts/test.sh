@@ -76,3 +76,6 @@ export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1
 
 step "tests (cargo test --workspace)"
 cargo test --workspace --locked
+
+step "end-to-end suite again, on the AWS backend (DynamoDB, EventBridge, SQS on moto)"
+FANOUT_E2E_BACKEND=aws cargo test -p fanout-local --locked --test e2e
