@@ -30,11 +30,12 @@ if ! rustup target add aarch64-unknown-linux-gnu >/dev/null 2>&1; then
   ARCH="x86_64"
 fi
 
-step "cargo lambda build --release $ARCH_FLAG (${FUNCTIONS[*]})"
+step "cargo lambda build --profile lambda $ARCH_FLAG (${FUNCTIONS[*]})"
 PACKAGES=()
 for f in "${FUNCTIONS[@]}"; do PACKAGES+=(-p "fanout-$f"); done
 SECONDS=0
-cargo lambda build --release "$ARCH_FLAG" "${PACKAGES[@]}"
+# The `lambda` profile is `release`, stripped and without debug info.
+cargo lambda build --profile lambda "$ARCH_FLAG" "${PACKAGES[@]}"
 echo "built in ${SECONDS}s"
 
 step "bootstraps ($ARCH)"

@@ -10,11 +10,14 @@ use axum::Router;
 use axum::routing::{get, post};
 use fanout::clock::{Clock, SystemClock};
 
+use fanout::event::{AllOfTenant, Target};
 use fanout::handlers::broadcaster::{self, BroadcasterDeps, BroadcasterSettings};
+use fanout::handlers::planner::resolve;
 use fanout::handlers::planner::{self, PlannerDeps, PlannerSettings};
 use fanout::handlers::{GatewayDeps, GatewaySettings};
+use fanout::ids::TenantId;
 use fanout::metrics::{EmfStdout, MetricTotals, MetricsSink, Tee};
-use fanout::ports::{ConnectionPoster, ConnectionStore, EventBus, Queue, QueueError};
+use fanout::ports::{ConnectionPoster, ConnectionStore, EventBus, Queue, QueueError, StoreError};
 use fanout::rate::RateGate;
 use fanout::token::{DEV_JWT_SECRET, TokenVerifier};
 use tokio::net::TcpListener;
@@ -75,6 +78,13 @@ impl Resources {
             total += q.depth().await?.total();
         }
         Ok(total)
+    }
+
+    /// Live connections of `tenant`, as a whole-tenant broadcast resolves
+    /// them.
+    pub async fn connection_count(&self, tenant: &TenantId) -> Result<usize, StoreError> {
+        let target = Target::Tenant(AllOfTenant);
+        Ok(resolve(tenant, &target, self.store.as_ref()).await?.len())
     }
 
     /// Messages still in the plan and deliver queues (visible or not).

@@ -46,24 +46,8 @@ async fn start_with(extra: &[&str]) -> RunningStack {
 
 /// Live connections of tenant `acme` (every test's tenant), from the store.
 async fn connections(stack: &RunningStack) -> usize {
-    let store = &stack.resources.store;
-    let set = MemberSet::Tenant(TenantId::new("acme").unwrap());
-    let mut count = 0;
-    for shard in 0..store.shards() {
-        let mut cursor = None;
-        loop {
-            let page = store
-                .members_page(&set, shard, cursor.as_deref())
-                .await
-                .unwrap();
-            count += page.items.len();
-            match page.next {
-                Some(next) => cursor = Some(next),
-                None => break,
-            }
-        }
-    }
-    count
+    let acme = TenantId::new("acme").unwrap();
+    stack.resources.connection_count(&acme).await.unwrap()
 }
 
 async fn start() -> RunningStack {

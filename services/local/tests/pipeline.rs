@@ -88,28 +88,6 @@ async fn dead_jobs(stack: &RunningStack) -> Vec<DeliveryJob> {
         .collect()
 }
 
-/// Live connections of tenant `acme`, from the store.
-async fn stored_connections(stack: &RunningStack) -> usize {
-    let store = &stack.resources.store;
-    let set = MemberSet::Tenant(TenantId::new("acme").unwrap());
-    let mut count = 0;
-    for shard in 0..store.shards() {
-        let mut cursor = None;
-        loop {
-            let page = store
-                .members_page(&set, shard, cursor.as_deref())
-                .await
-                .unwrap();
-            count += page.items.len();
-            match page.next {
-                Some(next) => cursor = Some(next),
-                None => break,
-            }
-        }
-    }
-    count
-}
-
 #[tokio::test(start_paused = true)]
 async fn under_faults_every_live_member_of_a_2000_room_gets_the_message_and_nothing_is_lost() {
     let stack = start(&[
@@ -152,7 +130,8 @@ async fn under_faults_every_live_member_of_a_2000_room_gets_the_message_and_noth
             );
         }
     }
-    assert_eq!(stored_connections(&stack).await, live);
+    let acme = TenantId::new("acme").unwrap();
+    assert_eq!(r.connection_count(&acme).await.unwrap(), live);
     assert_eq!(
         r.dead_letters().await.unwrap(),
         0,
