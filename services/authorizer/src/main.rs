@@ -10,7 +10,8 @@ use fanout_lambda::{Error, LambdaEvent, config_or_exit, run, service_fn, setup};
 async fn main() -> Result<(), Error> {
     setup::init_logging();
     let config = config_or_exit(|| AuthorizerConfig::read(&Env::process()));
-    let verifier = TokenVerifier::new(config.jwt_secret.as_bytes());
+    let secret = setup::jwt_secret(&setup::sdk_config().await, &config.jwt_secret).await?;
+    let verifier = TokenVerifier::new(secret.as_bytes());
     let verifier = &verifier;
     run(service_fn(
         move |event: LambdaEvent<ApiGatewayCustomAuthorizerRequestTypeRequest>| async move {

@@ -3,7 +3,8 @@
 //!
 //! | variable | functions | default |
 //! |---|---|---|
-//! | `FANOUT_JWT_SECRET` | authorizer | required |
+//! | `FANOUT_JWT_SECRET_ARN` | authorizer | the Secrets Manager secret with the token key (deployed) |
+//! | `FANOUT_JWT_SECRET` | authorizer | the key itself, when there is no ARN (tests) |
 //! | `FANOUT_TABLE` | all but authorizer | required |
 //! | `FANOUT_SHARDS` | all but authorizer | 4 |
 //! | `FANOUT_EVENT_BUS` | connect, disconnect, message | required |
@@ -33,6 +34,7 @@ use fanout::limits::{DEFAULT_MAX_CONNECTIONS_PER_JOB, DEFAULT_ROOM_SHARDS, MAX_P
 use fanout::rate::Rate;
 
 pub const JWT_SECRET: &str = "FANOUT_JWT_SECRET";
+pub const JWT_SECRET_ARN: &str = "FANOUT_JWT_SECRET_ARN";
 pub const TABLE: &str = "FANOUT_TABLE";
 pub const SHARDS: &str = "FANOUT_SHARDS";
 pub const EVENT_BUS: &str = "FANOUT_EVENT_BUS";
@@ -167,16 +169,33 @@ impl StoreConfig {
     }
 }
 
+/// Where the token key comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JwtSecretSource {
+    /// A Secrets Manager secret (how the stack deploys it: never a plain
+    /// value in the function's configuration).
+    SecretsManager { arn: String },
+    /// The key itself (local runs and tests).
+    Value(String),
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthorizerConfig {
-    pub jwt_secret: String,
+    pub jwt_secret: JwtSecretSource,
 }
 
 impl AuthorizerConfig {
     pub fn read(env: &Env) -> Result<Self, ConfigError> {
-        Ok(Self {
-            jwt_secret: env.required(JWT_SECRET)?,
-        })
+        let jwt_secret = match (env.required(JWT_SECRET_ARN), env.required(JWT_SECRET)) {
+            (Ok(arn), _) => JwtSecretSource::SecretsManager { arn },
+            (Err(_), Ok(value)) => JwtSecretSource::Value(value),
+            (Err(_), Err(_)) => {
+                return Err(ConfigError::Missing(
+                    "FANOUT_JWT_SECRET_ARN (or FANOUT_JWT_SECRET)",
+                ));
+            }
+        };
+        Ok(Self { jwt_secret })
     }
 }
 
@@ -339,7 +358,18 @@ mod tests {
         );
         assert_eq!(
             AuthorizerConfig::read(&Env::from_pairs(&[(JWT_SECRET, "  ")])).unwrap_err(),
-            ConfigError::Missing(JWT_SECRET)
+            ConfigError::Missing("FANOUT_JWT_SECRET_ARN (or FANOUT_JWT_SECRET)")
+        );
+        assert_eq!(
+            AuthorizerConfig::read(&Env::from_pairs(&[
+                (JWT_SECRET_ARN, "arn:aws:secretsmanager:us-east-1:1:secret:jwt"),
+                (JWT_SECRET, "ignored"),
+            ]))
+            .unwrap()
+            .jwt_secret,
+            JwtSecretSource::SecretsManager {
+                arn: "arn:aws:secretsmanager:us-east-1:1:secret:jwt".into()
+            }
         );
         assert_eq!(
             GatewayConfig::read(&Env::from_pairs(&[(TABLE, "t")])).unwrap_err(),

@@ -12,7 +12,7 @@ use fanout::metrics::EmfStdout;
 use fanout::ports::QueueError;
 use fanout::rate::RateGate;
 
-use crate::config::{DeliveryConfig, GatewayConfig, StoreConfig};
+use crate::config::{DeliveryConfig, GatewayConfig, JwtSecretSource, StoreConfig};
 
 /// JSON log lines on stderr (CloudWatch Logs keeps them apart from the EMF
 /// lines on stdout), with the current span's fields — the event id — on
@@ -35,6 +35,21 @@ pub fn init_logging() {
 /// credentials; `AWS_ENDPOINT_URL` when set).
 pub async fn sdk_config() -> SdkConfig {
     fanout::aws::sdk_config(None).await
+}
+
+/// The token key: read once from Secrets Manager, or given.
+pub async fn jwt_secret(sdk: &SdkConfig, source: &JwtSecretSource) -> Result<String, String> {
+    match source {
+        JwtSecretSource::Value(value) => Ok(value.clone()),
+        JwtSecretSource::SecretsManager { arn } => aws_sdk_secretsmanager::Client::new(sdk)
+            .get_secret_value()
+            .secret_id(arn)
+            .send()
+            .await
+            .map_err(|e| format!("could not read secret {arn}: {e}"))?
+            .secret_string
+            .ok_or_else(|| format!("secret {arn} has no string value")),
+    }
 }
 
 fn clock() -> Arc<dyn Clock> {
