@@ -9,9 +9,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Pinned so every machine tests against the same server.
+# Pinned so every machine tests against the same tools.
 MOTO_VERSION="5.2.5"
+SAM_CLI_VERSION="1.170.0"
+CHECKOV_VERSION="3.2.459"
 VENV="${FANOUT_VENV:-$PWD/.venv}"
+# The template tools get their own virtualenv: their pins need not agree
+# with moto's.
+INFRA_VENV="${FANOUT_INFRA_VENV:-$PWD/.venv-infra}"
 
 step() { printf '\n==> %s\n' "$*"; }
 
@@ -40,11 +45,24 @@ fi
 "$VENV/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
 "$VENV/bin/moto_server" --version 2>/dev/null || true
 
+step "python virtualenv with the SAM CLI and checkov ($INFRA_VENV)"
+[ -x "$INFRA_VENV/bin/python" ] || python3 -m venv "$INFRA_VENV"
+"$INFRA_VENV/bin/pip" install --quiet --disable-pip-version-check \
+  "aws-sam-cli==$SAM_CLI_VERSION" "checkov==$CHECKOV_VERSION"
+
 step "format (cargo fmt --check)"
 cargo fmt --all -- --check
 
 step "lint (cargo clippy --all-targets -- -D warnings)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "template: sam validate (SAM translation), sam validate --lint (cfn-lint), checkov"
+export SAM_CLI_TELEMETRY=0
+"$INFRA_VENV/bin/sam" validate --region us-east-1 -t infra/template.yaml
+"$INFRA_VENV/bin/sam" validate --lint --region us-east-1 -t infra/template.yaml
+# Skipped checks and their reasons are in infra/checkov.yaml.
+"$INFRA_VENV/bin/checkov" --skip-download --quiet --compact \
+  --config-file infra/checkov.yaml -f infra/template.yaml
 
 step "build the tests"
 cargo test --workspace --locked --no-run

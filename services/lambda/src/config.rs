@@ -54,6 +54,30 @@ pub const DEADLINE_MARGIN_MS: &str = "FANOUT_DEADLINE_MARGIN_MS";
 pub const DIRECT_MAX_CONNECTIONS: &str = "FANOUT_DIRECT_MAX_CONNECTIONS";
 pub const DEDUPE_TTL_SECS: &str = "FANOUT_DEDUPE_TTL_SECS";
 
+/// Every variable any function reads.
+pub const ALL: &[&str] = &[
+    JWT_SECRET,
+    JWT_SECRET_ARN,
+    TABLE,
+    SHARDS,
+    EVENT_BUS,
+    MAX_PAYLOAD_BYTES_VAR,
+    DELIVER_QUEUE,
+    DELIVER_DLQ,
+    MANAGEMENT_ENDPOINT,
+    API_BUDGET_RPS,
+    API_BUDGET_BURST,
+    DELIVER_MAX_CONCURRENCY,
+    MAX_CONNECTIONS_PER_JOB,
+    MAX_IN_FLIGHT,
+    TRIES_PER_INVOCATION,
+    MAX_ATTEMPTS,
+    POST_TIMEOUT_MS,
+    DEADLINE_MARGIN_MS,
+    DIRECT_MAX_CONNECTIONS,
+    DEDUPE_TTL_SECS,
+];
+
 /// The deliver queue's max concurrency the budget is split over by default
 /// (the local stack's `--broadcaster-concurrency`).
 pub const DEFAULT_DELIVER_MAX_CONCURRENCY: u32 = 8;
@@ -362,7 +386,10 @@ mod tests {
         );
         assert_eq!(
             AuthorizerConfig::read(&Env::from_pairs(&[
-                (JWT_SECRET_ARN, "arn:aws:secretsmanager:us-east-1:1:secret:jwt"),
+                (
+                    JWT_SECRET_ARN,
+                    "arn:aws:secretsmanager:us-east-1:1:secret:jwt"
+                ),
                 (JWT_SECRET, "ignored"),
             ]))
             .unwrap()

@@ -1,0 +1,384 @@
+//! The SAM template agrees with the code: every tunable's default is the
+//! library's and the local stack's default, every function is a package in
+//! `services/` built with cargo-lambda for `provided.al2023` on arm64, each
+//! function's environment is one its binary accepts (read by the binary's
+//! own configuration code), and the WebSocket API has the routes the
+//! protocol needs. Linters do not catch these.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use fanout::handlers::broadcaster::BroadcasterSettings;
+use fanout::handlers::planner::PlannerSettings;
+use fanout_lambda::config::{
+    AuthorizerConfig, BroadcasterConfig, DEFAULT_DELIVER_MAX_CONCURRENCY, Env, GatewayConfig,
+    PlannerConfig,
+};
+use fanout_local::StackConfig;
+use serde_yaml::Value;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("infra/ is inside the repository")
+        .to_path_buf()
+}
+
+fn template() -> Value {
+    let path = root().join("infra/template.yaml");
+    let text = std::fs::read_to_string(&path).expect("infra/template.yaml");
+    serde_yaml::from_str(&text).expect("the template is YAML")
+}
+
+fn map(v: &Value) -> &serde_yaml::Mapping {
+    v.as_mapping().expect("a mapping")
+}
+
+/// A parameter's default, as text.
+fn default_of(t: &Value, parameter: &str) -> String {
+    let p = &t["Parameters"][parameter];
+    assert!(!p.is_null(), "parameter {parameter} is missing");
+    match &p["Default"] {
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => s.clone(),
+        other => panic!("parameter {parameter} has default {other:?}"),
+    }
+}
+
+fn number(t: &Value, parameter: &str) -> u64 {
+    default_of(t, parameter)
+        .parse()
+        .unwrap_or_else(|_| panic!("{parameter}'s default is not a number"))
+}
+
+fn resources(t: &Value) -> impl Iterator<Item = (&str, &Value)> {
+    map(&t["Resources"])
+        .iter()
+        .map(|(k, v)| (k.as_str().expect("resource names are strings"), v))
+}
+
+fn of_type<'a>(t: &'a Value, kind: &'a str) -> Vec<(&'a str, &'a Value)> {
+    resources(t).filter(|(_, r)| r["Type"] == kind).collect()
+}
+
+#[test]
+fn tunables_default_to_the_code_defaults() {
+    let t = template();
+    let local = StackConfig::defaults();
+    let broadcaster = BroadcasterSettings::default();
+    let planner = PlannerSettings::default();
+    let table: Vec<(&str, u64)> = vec![
+        ("ApiBudgetRps", u64::from(local.api_budget_rps)),
+        ("ApiBudgetBurst", u64::from(local.api_budget_burst)),
+        (
+            "DeliverMaxConcurrency",
+            local.broadcaster_concurrency as u64,
+        ),
+        (
+            "DeliverMaxConcurrency",
+            u64::from(DEFAULT_DELIVER_MAX_CONCURRENCY),
+        ),
+        ("PlanMaxConcurrency", local.planner_concurrency as u64),
+        ("PlannerBatchSize", local.planner_batch_size as u64),
+        ("BroadcasterBatchSize", local.broadcaster_batch_size as u64),
+        ("BatchingWindowSeconds", local.batching_window.as_secs()),
+        (
+            "FunctionTimeoutSeconds",
+            local.broadcaster_timeout.as_secs(),
+        ),
+        ("FunctionTimeoutSeconds", local.planner_timeout.as_secs()),
+        (
+            "QueueVisibilityTimeoutSeconds",
+            local.visibility_timeout.as_secs(),
+        ),
+        ("MaxReceiveCount", u64::from(local.max_receive_count)),
+        ("Shards", u64::from(local.shards)),
+        ("Shards", u64::from(fanout::limits::DEFAULT_ROOM_SHARDS)),
+        ("MaxConnectionsPerJob", local.max_connections_per_job as u64),
+        (
+            "MaxConnectionsPerJob",
+            planner.max_connections_per_job as u64,
+        ),
+        ("MaxInFlight", local.max_in_flight as u64),
+        ("MaxInFlight", broadcaster.max_in_flight as u64),
+        (
+            "TriesPerInvocation",
+            u64::from(broadcaster.tries_per_invocation),
+        ),
+        ("TriesPerInvocation", u64::from(local.tries_per_invocation)),
+        ("MaxAttempts", u64::from(broadcaster.max_attempts)),
+        ("MaxAttempts", u64::from(local.max_attempts)),
+        (
+            "DirectMaxConnections",
+            planner.direct_max_connections as u64,
+        ),
+        ("DirectMaxConnections", local.direct_max_connections as u64),
+        ("DedupeTtlSeconds", planner.dedupe_ttl.as_secs()),
+        ("DedupeTtlSeconds", local.dedupe_ttl.as_secs()),
+        ("BusRetryAttempts", u64::from(local.bus_retry_attempts)),
+        ("BusMaxEventAgeSeconds", local.bus_max_event_age.as_secs()),
+    ];
+    for (parameter, code) in table {
+        assert_eq!(number(&t, parameter), code, "default of {parameter}");
+    }
+    // AWS's advice, kept by the defaults: visibility ≥ 6 × function timeout.
+    assert!(
+        number(&t, "QueueVisibilityTimeoutSeconds") >= 6 * number(&t, "FunctionTimeoutSeconds")
+    );
+}
+
+/// Evaluates an environment value the way CloudFormation would, with
+/// parameter defaults for `!Ref Parameter` and placeholders for resources.
+fn evaluate(t: &Value, v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        Value::Tagged(tagged) => {
+            let tag = tagged.tag.to_string();
+            let inner = &tagged.value;
+            match tag.as_str() {
+                "!Ref" => {
+                    let name = inner.as_str().expect("!Ref names a string");
+                    if t["Parameters"][name].is_null() {
+                        format!("{name}-physical-id")
+                    } else {
+                        default_of(t, name)
+                    }
+                }
+                "!GetAtt" => format!("{}-attribute", inner.as_str().unwrap_or("x")),
+                "!Sub" => {
+                    let text = inner.as_str().expect("!Sub of a string");
+                    let mut out = String::new();
+                    let mut rest = text;
+                    while let Some(start) = rest.find("${") {
+                        out.push_str(&rest[..start]);
+                        let end = rest[start..].find('}').expect("closed ${") + start;
+                        let name = &rest[start + 2..end];
+                        if !t["Parameters"][name].is_null() {
+                            out.push_str(&default_of(t, name));
+                        } else {
+                            out.push_str(&name.replace(['.', ':'], "-").to_lowercase());
+                        }
+                        rest = &rest[end + 1..];
+                    }
+                    out.push_str(rest);
+                    out
+                }
+                other => panic!("unexpected tag {other} in an environment variable"),
+            }
+        }
+        other => panic!("unexpected environment value {other:?}"),
+    }
+}
+
+fn environment(t: &Value, function: &Value) -> BTreeMap<String, String> {
+    let mut env = BTreeMap::new();
+    for scope in [
+        &t["Globals"]["Function"]["Environment"]["Variables"],
+        &function["Properties"]["Environment"]["Variables"],
+    ] {
+        if let Some(vars) = scope.as_mapping() {
+            for (k, v) in vars {
+                env.insert(k.as_str().unwrap().to_string(), evaluate(t, v));
+            }
+        }
+    }
+    env
+}
+
+#[test]
+fn every_function_is_a_cargo_lambda_package_whose_binary_accepts_its_environment() {
+    let t = template();
+    let globals = &t["Globals"]["Function"];
+    assert_eq!(globals["Runtime"], "provided.al2023");
+    assert_eq!(globals["Handler"], "bootstrap");
+    assert_eq!(globals["Architectures"][0], "arm64");
+    let functions = of_type(&t, "AWS::Serverless::Function");
+    let mut binaries = Vec::new();
+    for (name, f) in &functions {
+        assert_eq!(
+            f["Metadata"]["BuildMethod"], "rust-cargolambda",
+            "{name} builds with cargo-lambda"
+        );
+        let binary = f["Metadata"]["BuildProperties"]["Binary"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name} names its binary"));
+        let package = binary
+            .strip_prefix("fanout-")
+            .unwrap_or_else(|| panic!("{binary} is not a fanout-<function> binary"));
+        let manifest = root().join("services").join(package).join("Cargo.toml");
+        let manifest = std::fs::read_to_string(&manifest)
+            .unwrap_or_else(|e| panic!("{name}: {} ({e})", manifest.display()));
+        assert!(
+            manifest.contains(&format!("name = \"{binary}\"")),
+            "services/{package} builds {binary}"
+        );
+        binaries.push(binary.to_string());
+
+        let env = environment(&t, f);
+        let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        for (key, _) in &pairs {
+            assert!(
+                fanout_lambda::config::ALL.contains(key) || *key == "RUST_LOG",
+                "{name} sets {key}, which no function reads"
+            );
+        }
+        let env = Env::from_pairs(&pairs);
+        let read = match package {
+            "authorizer" => AuthorizerConfig::read(&env).map(|_| ()),
+            "connect" | "disconnect" | "message" => GatewayConfig::read(&env).map(|_| ()),
+            "planner" => PlannerConfig::read(&env).map(|p| {
+                assert_eq!(p.settings.dedupe_ttl, PlannerSettings::default().dedupe_ttl);
+                assert_eq!(
+                    p.delivery.worker_rate,
+                    StackConfig::defaults().worker_rate(),
+                    "the planner's fast path shares the workers' rate"
+                );
+            }),
+            "broadcaster" => BroadcasterConfig::read(&env).map(|b| {
+                assert_eq!(
+                    b.delivery.worker_rate,
+                    StackConfig::defaults().worker_rate(),
+                    "each deployed worker gets the local stack's per-worker share"
+                );
+                assert_eq!(
+                    b.delivery.broadcaster.max_attempts,
+                    BroadcasterSettings::default().max_attempts
+                );
+            }),
+            other => panic!("no configuration reader for function {other}"),
+        };
+        if let Err(error) = read {
+            panic!("{name}'s environment is refused by its binary: {error}");
+        }
+    }
+    binaries.sort();
+    assert_eq!(
+        binaries,
+        [
+            "fanout-authorizer",
+            "fanout-broadcaster",
+            "fanout-connect",
+            "fanout-disconnect",
+            "fanout-message",
+            "fanout-planner"
+        ]
+    );
+    // And every function package in services/ is deployed.
+    for entry in std::fs::read_dir(root().join("services")).unwrap() {
+        let dir = entry.unwrap().path();
+        let package = dir.file_name().unwrap().to_str().unwrap().to_string();
+        if ["local", "cli", "lambda"].contains(&package.as_str()) {
+            continue;
+        }
+        assert!(
+            binaries.contains(&format!("fanout-{package}")),
+            "services/{package} is not in the template"
+        );
+    }
+}
+
+#[test]
+fn the_websocket_api_routes_like_the_local_gateway() {
+    let t = template();
+    let (_, api) = of_type(&t, "AWS::ApiGatewayV2::Api")[0];
+    assert_eq!(api["Properties"]["ProtocolType"], "WEBSOCKET");
+    assert_eq!(
+        api["Properties"]["RouteSelectionExpression"],
+        "$request.body.action"
+    );
+    let (_, authorizer) = of_type(&t, "AWS::ApiGatewayV2::Authorizer")[0];
+    assert_eq!(authorizer["Properties"]["AuthorizerType"], "REQUEST");
+    assert_eq!(
+        authorizer["Properties"]["IdentitySource"][0],
+        "route.request.querystring.token"
+    );
+    let routes = of_type(&t, "AWS::ApiGatewayV2::Route");
+    let responses: Vec<String> = of_type(&t, "AWS::ApiGatewayV2::RouteResponse")
+        .iter()
+        .map(|(_, r)| evaluate(&t, &r["Properties"]["RouteId"]))
+        .collect();
+    let mut keys = Vec::new();
+    for (name, route) in &routes {
+        let key = route["Properties"]["RouteKey"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let auth = route["Properties"]["AuthorizationType"].as_str().unwrap();
+        assert_eq!(
+            auth,
+            if key == "$connect" { "CUSTOM" } else { "NONE" },
+            "{key}: authorization only on $connect"
+        );
+        let is_client_route = !["$connect", "$disconnect"].contains(&key.as_str());
+        if is_client_route {
+            assert!(
+                responses.contains(&format!("{name}-physical-id")),
+                "{key} has a route response, so its reply reaches the client"
+            );
+        }
+        keys.push(key);
+    }
+    keys.sort();
+    let mut expected: Vec<String> = ["$connect", "$disconnect", "$default"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain(
+            fanout_local::gateway::MESSAGE_ROUTES
+                .iter()
+                .map(|s| s.to_string()),
+        )
+        .collect();
+    expected.sort();
+    assert_eq!(keys, expected);
+}
+
+#[test]
+fn every_queue_dead_letters_and_every_dead_letter_queue_raises_an_alarm() {
+    let t = template();
+    let queues = of_type(&t, "AWS::SQS::Queue");
+    let alarmed: Vec<String> = of_type(&t, "AWS::CloudWatch::Alarm")
+        .iter()
+        .filter_map(|(_, a)| match &a["Properties"]["Dimensions"][0]["Value"] {
+            Value::Tagged(tagged) => tagged.value.as_str().map(str::to_owned),
+            _ => None,
+        })
+        .collect();
+    let mut dead_letter_queues = 0;
+    for (name, q) in &queues {
+        assert_eq!(
+            q["Properties"]["SqsManagedSseEnabled"], true,
+            "{name} is encrypted"
+        );
+        if name.contains("DeadLetter") {
+            dead_letter_queues += 1;
+            assert!(
+                alarmed.contains(&format!("{name}.QueueName")),
+                "{name} has a depth alarm"
+            );
+        } else {
+            assert!(
+                !q["Properties"]["RedrivePolicy"].is_null(),
+                "{name} has a redrive policy"
+            );
+        }
+    }
+    assert_eq!(dead_letter_queues, 3);
+    let (_, rule) = of_type(&t, "AWS::Events::Rule")[0];
+    let target = &rule["Properties"]["Targets"][0];
+    assert!(!target["RetryPolicy"].is_null(), "explicit retry policy");
+    assert!(!target["DeadLetterConfig"].is_null(), "target DLQ");
+    for (name, f) in of_type(&t, "AWS::Serverless::Function") {
+        for (_, event) in f["Properties"]["Events"].as_mapping().into_iter().flatten() {
+            let p = &event["Properties"];
+            assert_eq!(
+                p["FunctionResponseTypes"][0], "ReportBatchItemFailures",
+                "{name}"
+            );
+            assert!(
+                !p["ScalingConfig"]["MaximumConcurrency"].is_null(),
+                "{name}"
+            );
+        }
+    }
+}
