@@ -1,6 +1,9 @@
 //! `fanout`: the operator CLI. `token` mints a client JWT; `publish` sends
 //! a `fanout.broadcast` event with the AWS SDK's EventBridge client, to the
-//! local stack (`--endpoint`) or to AWS.
+//! local stack (`--endpoint`) or to AWS; `dlq` lists, shows and redrives
+//! dead-letter queues.
+
+mod dlq;
 
 use std::time::Duration;
 
@@ -38,6 +41,13 @@ enum Command {
     /// Publish a fanout.broadcast event to a room, a user, a connection or
     /// a whole tenant.
     Publish(PublishArgs),
+    /// Inspect and redrive dead-letter queues (AWS, moto or the local stack).
+    Dlq {
+        #[command(flatten)]
+        connection: dlq::Connection,
+        #[command(subcommand)]
+        command: dlq::DlqCommand,
+    },
 }
 
 #[derive(Args)]
@@ -79,8 +89,17 @@ struct PublishArgs {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
+async fn main() {
+    // Errors print as one readable line (with their causes), never as a
+    // backtrace, whatever RUST_BACKTRACE says.
+    if let Err(error) = run(Cli::parse().command).await {
+        eprintln!("error: {error:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Token { tenant, user, ttl } => {
             let tenant = TenantId::new(tenant).context("--tenant")?;
             let user = UserId::new(user).context("--user")?;
@@ -97,6 +116,10 @@ async fn main() -> anyhow::Result<()> {
             );
         }
         Command::Publish(args) => publish(args).await?,
+        Command::Dlq {
+            connection,
+            command,
+        } => dlq::run(connection, command).await?,
     }
     Ok(())
 }

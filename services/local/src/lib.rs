@@ -13,6 +13,7 @@
 //! - [`registry`]: open connections; the embedded connection poster.
 //! - [`management`]: the `@connections` management API.
 //! - [`putevents`]: the EventBridge `PutEvents` endpoint.
+//! - [`sqsapi`]: an SQS-compatible endpoint over the stack's queues (DLQ tools).
 //! - [`esm`]: event source mappings driving the planner and broadcaster.
 //! - [`faults`]: fault injection and the AWS-quota emulation.
 //! - [`inprocess`]: socketless connections for pipeline tests and benchmarks.
@@ -27,6 +28,7 @@ pub mod inprocess;
 pub mod management;
 pub mod putevents;
 pub mod registry;
+pub mod sqsapi;
 pub mod stack;
 
 pub use config::StackConfig;

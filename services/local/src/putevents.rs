@@ -62,15 +62,21 @@ fn known_bus(name: Option<&str>) -> bool {
     BUS_NAMES.contains(&short)
 }
 
+/// `POST /`: EventBridge's PutEvents, or (by its `X-Amz-Target`) the SQS
+/// operations of [`crate::sqsapi`].
 pub async fn handle(State(app): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
     let target = headers
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
+    if target.starts_with(crate::sqsapi::TARGET_PREFIX) {
+        let host = crate::sqsapi::host_of(&headers, &app.domain_name);
+        return crate::sqsapi::handle(&app.queues, &host, target, body).await;
+    }
     if target != PUT_EVENTS_TARGET {
         return client_error(
             "UnknownOperationException",
-            &format!("this endpoint serves only {PUT_EVENTS_TARGET}, not '{target}'"),
+            &format!("this endpoint serves {PUT_EVENTS_TARGET} and SQS, not '{target}'"),
         );
     }
     let request: PutEventsRequest = match serde_json::from_slice(&body) {

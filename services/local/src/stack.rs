@@ -46,6 +46,8 @@ pub struct AppState {
     /// injection and quota emulation when they are on.
     pub poster: Arc<dyn ConnectionPoster>,
     pub bus: Arc<dyn EventBus>,
+    /// The queues the SQS-compatible endpoint serves.
+    pub queues: crate::sqsapi::QueueDirectory,
     /// `host:port` as API Gateway's `domainName`.
     pub domain_name: String,
     pub shutdown: CancellationToken,
@@ -204,6 +206,23 @@ pub async fn start(config: StackConfig, listener: TcpListener) -> anyhow::Result
         registry: registry.clone(),
         poster: poster.clone(),
         bus: bus.clone(),
+        queues: crate::sqsapi::QueueDirectory::new(
+            vec![
+                plan_queue.clone(),
+                plan_dlq.clone(),
+                deliver_queue.clone(),
+                deliver_dlq.clone(),
+                bus_dlq.clone(),
+            ],
+            &[
+                (plan_queue.name(), plan_dlq.name(), config.max_receive_count),
+                (
+                    deliver_queue.name(),
+                    deliver_dlq.name(),
+                    config.max_receive_count,
+                ),
+            ],
+        ),
         domain_name: addr.to_string(),
         shutdown: shutdown.clone(),
         config: config.clone(),

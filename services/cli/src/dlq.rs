@@ -1,0 +1,392 @@
+//! `fanout dlq`: what on-call does with dead-letter queues, on AWS, on an
+//! AWS-compatible endpoint (moto), or on the local stack (whose endpoint
+//! serves the SQS operations these need).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use aws_sdk_sqs::types::QueueAttributeName;
+use clap::{Args, Subcommand};
+use fanout::aws::SqsQueue;
+use fanout::dlq;
+use fanout::event::EventEnvelope;
+use fanout::plan::DeliveryJob;
+use fanout::ports::{Queue, ReceivedMessage};
+
+#[derive(Args)]
+pub struct Connection {
+    /// SQS endpoint URL: the local stack (http://127.0.0.1:3001) or an
+    /// AWS-compatible server. Omit for AWS.
+    #[arg(long, env = "FANOUT_SQS_ENDPOINT", global = true)]
+    endpoint: Option<String>,
+    /// AWS region (default: from the environment or profile).
+    #[arg(long, global = true)]
+    region: Option<String>,
+    /// AWS profile from ~/.aws/config.
+    #[arg(long, global = true)]
+    profile: Option<String>,
+}
+
+#[derive(Subcommand)]
+pub enum DlqCommand {
+    /// List every dead-letter queue with its depth and the queue it
+    /// collects from.
+    List {
+        /// Only queues whose names start with this (e.g. the stack name).
+        #[arg(long, default_value = "")]
+        prefix: String,
+    },
+    /// Show up to N messages of a queue without consuming them: event id,
+    /// why it failed, failed connections, attempts and age.
+    Show {
+        /// Queue name or URL.
+        queue: String,
+        #[arg(short = 'n', long, default_value_t = 10)]
+        count: usize,
+    },
+    /// Move messages back to the queue that dead-lettered them (or --to),
+    /// deleting each from the dead-letter queue only once it is sent.
+    Redrive {
+        /// Dead-letter queue name or URL.
+        queue: String,
+        /// Destination queue (default: the queue whose redrive policy
+        /// targets this one; required for the bus's dead-letter queue).
+        #[arg(long)]
+        to: Option<String>,
+        /// At most this many messages per second.
+        #[arg(long)]
+        rate: Option<u32>,
+        /// Move at most this many messages.
+        #[arg(long)]
+        max: Option<usize>,
+    },
+}
+
+pub async fn run(connection: Connection, command: DlqCommand) -> anyhow::Result<()> {
+    let client = client(&connection).await;
+    match command {
+        DlqCommand::List { prefix } => list(&client, &prefix).await,
+        DlqCommand::Show { queue, count } => show(&client, &queue, count).await,
+        DlqCommand::Redrive {
+            queue,
+            to,
+            rate,
+            max,
+        } => redrive(&client, &queue, to.as_deref(), rate, max).await,
+    }
+}
+
+async fn client(c: &Connection) -> aws_sdk_sqs::Client {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    if let Some(profile) = &c.profile {
+        loader = loader.profile_name(profile);
+    }
+    if let Some(region) = &c.region {
+        loader = loader.region(aws_config::Region::new(region.clone()));
+    }
+    if let Some(endpoint) = &c.endpoint {
+        // Local endpoints accept any credentials; supply dummies so no
+        // credential chain is needed.
+        loader = loader.endpoint_url(endpoint);
+        if c.region.is_none() {
+            loader = loader.region(aws_config::Region::new("us-east-1"));
+        }
+        if c.profile.is_none() {
+            loader = loader.credentials_provider(aws_sdk_sqs::config::Credentials::new(
+                "local",
+                "local",
+                None,
+                None,
+                "fanout-cli",
+            ));
+        }
+    }
+    aws_sdk_sqs::Client::new(&loader.load().await)
+}
+
+fn sdk_error<E: std::error::Error + 'static, R: std::fmt::Debug>(
+    what: &str,
+) -> impl FnOnce(aws_sdk_sqs::error::SdkError<E, R>) -> anyhow::Error {
+    let what = what.to_string();
+    move |e| anyhow::anyhow!("{what}: {}", aws_sdk_sqs::error::DisplayErrorContext(e))
+}
+
+/// A queue's name, given its name or URL.
+fn queue_name(queue: &str) -> &str {
+    queue.rsplit('/').next().unwrap_or(queue)
+}
+
+struct QueueInfo {
+    name: String,
+    arn: String,
+    visible: u64,
+    in_flight: u64,
+    delayed: u64,
+    dead_letter_target: Option<String>,
+}
+
+async fn queues(client: &aws_sdk_sqs::Client, prefix: &str) -> anyhow::Result<Vec<QueueInfo>> {
+    let mut urls = Vec::new();
+    let mut token = None;
+    loop {
+        let out = client
+            .list_queues()
+            .queue_name_prefix(prefix)
+            .set_next_token(token)
+            .send()
+            .await
+            .map_err(sdk_error("ListQueues"))?;
+        urls.extend(out.queue_urls.unwrap_or_default());
+        match out.next_token {
+            Some(t) => token = Some(t),
+            None => break,
+        }
+    }
+    let mut infos = Vec::new();
+    for url in urls {
+        let attributes = client
+            .get_queue_attributes()
+            .queue_url(&url)
+            .attribute_names(QueueAttributeName::All)
+            .send()
+            .await
+            .map_err(sdk_error("GetQueueAttributes"))?
+            .attributes
+            .unwrap_or_default();
+        let count = |name: QueueAttributeName| {
+            attributes
+                .get(&name)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        let dead_letter_target = attributes
+            .get(&QueueAttributeName::RedrivePolicy)
+            .and_then(|p| serde_json::from_str::<serde_json::Value>(p).ok())
+            .and_then(|p| p["deadLetterTargetArn"].as_str().map(str::to_owned));
+        infos.push(QueueInfo {
+            name: queue_name(&url).to_string(),
+            arn: attributes
+                .get(&QueueAttributeName::QueueArn)
+                .cloned()
+                .unwrap_or_default(),
+            visible: count(QueueAttributeName::ApproximateNumberOfMessages),
+            in_flight: count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+            delayed: count(QueueAttributeName::ApproximateNumberOfMessagesDelayed),
+            dead_letter_target,
+        });
+    }
+    Ok(infos)
+}
+
+/// Dead-letter queues: targets of a redrive policy, or named like one
+/// (the bus's, which an EventBridge rule targets, not a queue).
+fn is_dead_letter_queue(q: &QueueInfo, all: &[QueueInfo]) -> bool {
+    let lower = q.name.to_lowercase();
+    all.iter()
+        .any(|s| s.dead_letter_target.as_deref() == Some(q.arn.as_str()))
+        || lower.contains("dlq")
+        || lower.contains("deadletter")
+}
+
+async fn list(client: &aws_sdk_sqs::Client, prefix: &str) -> anyhow::Result<()> {
+    let all = queues(client, prefix).await?;
+    let sources: HashMap<&str, &str> = all
+        .iter()
+        .filter_map(|s| {
+            s.dead_letter_target
+                .as_deref()
+                .map(|t| (t, s.name.as_str()))
+        })
+        .collect();
+    let dlqs: Vec<&QueueInfo> = all
+        .iter()
+        .filter(|q| is_dead_letter_queue(q, &all))
+        .collect();
+    if dlqs.is_empty() {
+        println!(
+            "no dead-letter queues{}",
+            if prefix.is_empty() {
+                String::new()
+            } else {
+                format!(" starting with '{prefix}'")
+            }
+        );
+        return Ok(());
+    }
+    println!(
+        "{:<48} {:>9} {:>9} {:>8}  collects from",
+        "dead-letter queue", "messages", "in flight", "delayed"
+    );
+    for q in dlqs {
+        println!(
+            "{:<48} {:>9} {:>9} {:>8}  {}",
+            q.name,
+            q.visible,
+            q.in_flight,
+            q.delayed,
+            sources
+                .get(q.arn.as_str())
+                .copied()
+                .unwrap_or("(an EventBridge rule target)")
+        );
+    }
+    Ok(())
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn age(sent_at_ms: i64) -> String {
+    let secs = ((now_ms() - sent_at_ms) / 1000).max(0);
+    match secs {
+        s if s < 120 => format!("{s}s"),
+        s if s < 7_200 => format!("{}m", s / 60),
+        s if s < 172_800 => format!("{}h", s / 3_600),
+        s => format!("{}d", s / 86_400),
+    }
+}
+
+/// What one dead-lettered message is, for on-call.
+pub fn describe(m: &ReceivedMessage) -> String {
+    let mut lines = vec![format!(
+        "message {}  age {}  received {} times",
+        m.message_id,
+        age(m.sent_at_ms),
+        m.receive_count
+    )];
+    if let Ok(job) = serde_json::from_str::<DeliveryJob>(&m.body) {
+        lines.push(format!("  event      {}", job.event_id));
+        match &job.dead_letter {
+            Some(d) => {
+                lines.push(format!("  reason     {:?} ({}): {}", d.reason, d.code, d.detail));
+                lines.push(format!("  attempts   {}  dead-lettered at {}", d.attempts, d.at));
+            }
+            None => lines.push(format!(
+                "  reason     the job failed {} receives (crash or timeout; see the broadcaster's logs)",
+                m.receive_count
+            )),
+        }
+        let shown: Vec<&str> = job.connections.iter().take(5).map(|c| c.as_str()).collect();
+        lines.push(format!(
+            "  failed     {} connection(s): {}{}",
+            job.connections.len(),
+            shown.join(", "),
+            if job.connections.len() > 5 {
+                ", …"
+            } else {
+                ""
+            }
+        ));
+    } else if let Ok(event) = serde_json::from_str::<EventEnvelope>(&m.body) {
+        lines.push(format!(
+            "  event      {}  ({} from {})",
+            event.id, event.detail_type, event.source
+        ));
+        match (
+            m.attributes.get("ERROR_CODE"),
+            m.attributes.get("ERROR_MESSAGE"),
+        ) {
+            (Some(code), message) => lines.push(format!(
+                "  reason     the rule could not deliver it: {code}: {}",
+                message.map(String::as_str).unwrap_or("")
+            )),
+            _ => lines.push(format!(
+                "  reason     planning failed {} times (see the planner's logs for this event id)",
+                m.receive_count
+            )),
+        }
+    } else {
+        let mut body: String = m.body.chars().take(200).collect();
+        if m.body.len() > 200 {
+            body.push('…');
+        }
+        lines.push(format!("  body       {body}"));
+    }
+    lines.join("\n")
+}
+
+async fn show(client: &aws_sdk_sqs::Client, queue: &str, count: usize) -> anyhow::Result<()> {
+    let q = SqsQueue::open(client.clone(), queue_name(queue)).await?;
+    let messages = dlq::peek(&q, count).await?;
+    if messages.is_empty() {
+        println!("{} is empty", q.name());
+        return Ok(());
+    }
+    for m in &messages {
+        println!("{}\n", describe(m));
+    }
+    let depth = q.depth().await?;
+    println!(
+        "showed {} of {} message(s) in {}; nothing was consumed",
+        messages.len(),
+        depth.total(),
+        q.name()
+    );
+    Ok(())
+}
+
+async fn redrive(
+    client: &aws_sdk_sqs::Client,
+    queue: &str,
+    to: Option<&str>,
+    rate: Option<u32>,
+    max: Option<usize>,
+) -> anyhow::Result<()> {
+    let from = SqsQueue::open(client.clone(), queue_name(queue)).await?;
+    let destination = match to {
+        Some(to) => queue_name(to).to_string(),
+        None => {
+            let all = queues(client, "").await?;
+            let arn = from.arn();
+            match all
+                .iter()
+                .find(|s| s.dead_letter_target.as_deref() == Some(arn.as_str()))
+            {
+                Some(source) => source.name.clone(),
+                None => bail!(
+                    "no queue dead-letters into {}; give the destination with --to (for the bus's dead-letter queue, the plan queue)",
+                    from.name()
+                ),
+            }
+        }
+    };
+    let to = SqsQueue::open(client.clone(), &destination)
+        .await
+        .with_context(|| format!("destination queue {destination}"))?;
+    let total = from.depth().await?.visible;
+    let limit = max.unwrap_or(usize::MAX);
+    eprintln!(
+        "moving up to {} of {total} message(s) from {} to {}{}",
+        if limit == usize::MAX {
+            total.to_string()
+        } else {
+            limit.to_string()
+        },
+        from.name(),
+        to.name(),
+        rate.map(|r| format!(" at {r}/s")).unwrap_or_default()
+    );
+    // In batches, so progress shows on long redrives.
+    let mut moved = 0;
+    while moved < limit {
+        let batch = (limit - moved).min(100);
+        let n = dlq::redrive(&from, &to, batch, rate).await?;
+        if n == 0 {
+            break;
+        }
+        moved += n;
+        eprintln!("  moved {moved}");
+        tokio::time::sleep(Duration::ZERO).await;
+    }
+    println!(
+        "redrove {moved} message(s) from {} to {}",
+        from.name(),
+        to.name()
+    );
+    Ok(())
+}
