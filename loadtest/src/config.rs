@@ -1,0 +1,188 @@
+//! The harness's flags: the scenario, the target, and the prices its cost
+//! estimate uses (defaults from the AWS price list the project designs to).
+
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+
+/// Drive real WebSocket connections through fanout and measure delivery:
+/// publish→receive latency (HDR histogram), throughput, loss, duplicates,
+/// ordering, errors and CPU time, with a JSON report, SVG charts and an
+/// estimate of what the run would cost on AWS. Without --url it starts the
+/// local stack in this process.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "fanout-loadtest", version, about, long_about = None)]
+pub struct Scenario {
+    /// WebSocket connections to open.
+    #[arg(long, default_value_t = 1_000)]
+    pub connections: usize,
+
+    /// Rooms the connections are spread over (1 = one room holds all).
+    #[arg(long, default_value_t = 1)]
+    pub rooms: usize,
+
+    /// New connections per second while ramping up (API Gateway's default
+    /// quota is 500/s).
+    #[arg(long, default_value_t = 500)]
+    pub ramp_rate: u32,
+
+    /// Messages to publish (round-robin over the rooms).
+    #[arg(long, default_value_t = 10)]
+    pub messages: usize,
+
+    /// Messages published per second.
+    #[arg(long, default_value_t = 10.0)]
+    pub publish_rate: f64,
+
+    /// Bytes of padding in each message's data.
+    #[arg(long, default_value_t = 100)]
+    pub payload_bytes: usize,
+
+    /// How messages are published: EventBridge PutEvents, or a client's
+    /// `publish` action.
+    #[arg(long, value_enum, default_value_t = Via::Events)]
+    pub via: Via,
+
+    /// `pipeline`: through the bus, planner and broadcaster. `direct`: the
+    /// gateway posts to every member without the pipeline (the machine's
+    /// upper bound; local stack only).
+    #[arg(long, value_enum, default_value_t = Mode::Pipeline)]
+    pub mode: Mode,
+
+    /// Where to write the JSON report (charts go beside it as
+    /// <stem>-latency.svg and <stem>-deliveries.svg).
+    #[arg(long, default_value = "loadtest-report.json")]
+    pub report: PathBuf,
+
+    /// Seconds to wait for deliveries after the last publish.
+    #[arg(long, default_value_t = 30)]
+    pub timeout: u64,
+
+    /// A deployed stage's WebSocket URL (wss://…/stage). Omit to start the
+    /// local stack in this process.
+    #[arg(long, requires = "publish_endpoint")]
+    pub url: Option<String>,
+
+    /// Where PutEvents goes for --url (an EventBridge endpoint URL, or
+    /// "aws" for the SDK's default endpoint and credentials).
+    #[arg(long)]
+    pub publish_endpoint: Option<String>,
+
+    /// Event bus for --via events.
+    #[arg(long, default_value = "fanout")]
+    pub bus: String,
+
+    /// HS256 secret to mint client tokens (default: the local stack's
+    /// development secret).
+    #[arg(long, env = "FANOUT_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+
+    /// A ready token for every connection, instead of minting one.
+    #[arg(long)]
+    pub token: Option<String>,
+
+    /// Tenant of every connection.
+    #[arg(long, default_value = "loadtest")]
+    pub tenant: String,
+
+    /// Spread client sockets over this many 127.0.0.x source addresses
+    /// (0: one per 20,000 connections), so 50,000+ connections fit the
+    /// ephemeral ports of loopback.
+    #[arg(long, default_value_t = 0)]
+    pub source_addresses: usize,
+
+    /// A flag for the in-process local stack (repeatable), e.g.
+    /// --stack-arg=--api-budget-rps=0.
+    #[arg(long = "stack-arg", allow_hyphen_values = true)]
+    pub stack_args: Vec<String>,
+
+    /// Hide the progress bars (tests, logs).
+    #[arg(long)]
+    pub quiet: bool,
+
+    #[command(flatten)]
+    pub prices: Prices,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Via {
+    Events,
+    Client,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Pipeline,
+    Direct,
+}
+
+/// Prices for the cost estimate, in USD.
+#[derive(Debug, Clone, clap::Args, serde::Serialize)]
+pub struct Prices {
+    /// API Gateway WebSocket messages, per million (32 KB units, both ways).
+    #[arg(long, default_value_t = 1.00)]
+    pub price_apigw_messages_per_million: f64,
+    /// API Gateway connection minutes, per million.
+    #[arg(long, default_value_t = 0.25)]
+    pub price_apigw_connection_minutes_per_million: f64,
+    /// EventBridge custom events, per million.
+    #[arg(long, default_value_t = 1.00)]
+    pub price_eventbridge_events_per_million: f64,
+    /// SQS requests, per million (64 KB units).
+    #[arg(long, default_value_t = 0.40)]
+    pub price_sqs_requests_per_million: f64,
+    /// Lambda requests, per million.
+    #[arg(long, default_value_t = 0.20)]
+    pub price_lambda_requests_per_million: f64,
+    /// Lambda GB-seconds on arm64.
+    #[arg(long, default_value_t = 0.000_013_333_4)]
+    pub price_lambda_gb_second: f64,
+    /// DynamoDB on-demand write units, per million.
+    #[arg(long, default_value_t = 0.625)]
+    pub price_dynamodb_writes_per_million: f64,
+    /// DynamoDB on-demand read units, per million.
+    #[arg(long, default_value_t = 0.125)]
+    pub price_dynamodb_reads_per_million: f64,
+    /// Memory of every function, for GB-seconds.
+    #[arg(long, default_value_t = 256)]
+    pub lambda_memory_mb: u32,
+    /// Assumed billed duration of one invocation, in ms.
+    #[arg(long, default_value_t = 20)]
+    pub lambda_ms_per_invocation: u32,
+}
+
+impl Scenario {
+    /// Fails with a message naming the flag when a value cannot work.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.connections == 0 || self.rooms == 0 || self.messages == 0 {
+            return Err("--connections, --rooms and --messages must be at least 1".into());
+        }
+        if self.rooms > self.connections {
+            return Err(format!(
+                "--rooms {} is more than --connections {}: some rooms would be empty",
+                self.rooms, self.connections
+            ));
+        }
+        if self.ramp_rate == 0 || self.publish_rate <= 0.0 {
+            return Err("--ramp-rate and --publish-rate must be positive".into());
+        }
+        if self.mode == Mode::Direct && self.url.is_some() {
+            return Err("--mode direct needs the in-process local stack (no --url)".into());
+        }
+        if self.source_addresses > 254 {
+            return Err("--source-addresses is at most 254 (127.0.0.1–127.0.0.254)".into());
+        }
+        Ok(())
+    }
+
+    /// Source addresses to spread sockets over.
+    pub fn source_address_count(&self) -> usize {
+        if self.source_addresses > 0 {
+            self.source_addresses
+        } else {
+            self.connections.div_ceil(20_000).max(1)
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! Publishing the scenario's messages: through EventBridge's PutEvents (a
+//! product service), a client's `publish` action, or — `direct` mode —
+//! straight from the gateway's registry to every member, skipping the
+//! pipeline (the machine's upper bound).
+
+use aws_sdk_eventbridge::types::PutEventsRequestEntry;
+use bytes::Bytes;
+use fanout::event::{BROADCAST, Target};
+use fanout::handlers::planner::resolve;
+use fanout::ids::{RoomId, TenantId};
+use fanout::ports::ConnectionPoster;
+use fanout::protocol::ServerFrame;
+use fanout_local::stack::Resources;
+use futures::stream::SplitSink;
+use futures::{SinkExt, StreamExt};
+use serde_json::value::RawValue;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::clients::Socket;
+
+/// Posts in flight at once in direct mode.
+const DIRECT_IN_FLIGHT: usize = 256;
+
+pub enum Publisher {
+    Events {
+        client: aws_sdk_eventbridge::Client,
+        bus: String,
+        tenant: String,
+    },
+    /// One joined publisher connection per room; their incoming frames are
+    /// drained (and ignored) by a task each.
+    Client {
+        senders: Vec<SplitSink<Socket, Message>>,
+    },
+    Direct {
+        resources: Resources,
+        tenant: TenantId,
+    },
+}
+
+/// The room name of room `k`.
+pub fn room_name(k: usize) -> String {
+    format!("room{k}")
+}
+
+/// The data of message `seq`, padded to about `payload_bytes`.
+pub fn data(seq: u32, payload_bytes: usize) -> String {
+    format!(r#"{{"seq":{seq},"pad":"{}"}}"#, "x".repeat(payload_bytes))
+}
+
+impl Publisher {
+    /// Wraps publisher connections (already joined to their rooms).
+    pub fn clients(sockets: Vec<Socket>) -> Self {
+        let senders = sockets
+            .into_iter()
+            .map(|ws| {
+                let (sink, mut stream) = ws.split();
+                tokio::spawn(async move { while stream.next().await.is_some() {} });
+                sink
+            })
+            .collect();
+        Self::Client { senders }
+    }
+
+    pub async fn publish(&mut self, seq: u32, room: usize, payload: &str) -> Result<(), String> {
+        match self {
+            Self::Events {
+                client,
+                bus,
+                tenant,
+            } => {
+                let detail = format!(
+                    r#"{{"tenant":"{tenant}","target":{{"room":"{}"}},"data":{payload}}}"#,
+                    room_name(room)
+                );
+                let entry = PutEventsRequestEntry::builder()
+                    .event_bus_name(bus.as_str())
+                    .source("fanout.loadtest")
+                    .detail_type(BROADCAST)
+                    .detail(detail)
+                    .build();
+                let out = client
+                    .put_events()
+                    .entries(entry)
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        format!(
+                            "PutEvents: {}",
+                            aws_sdk_eventbridge::error::DisplayErrorContext(e)
+                        )
+                    })?;
+                if out.failed_entry_count() > 0 {
+                    let entry = out.entries().first();
+                    return Err(format!(
+                        "PutEvents refused the entry: {}",
+                        entry.and_then(|e| e.error_code()).unwrap_or("unknown")
+                    ));
+                }
+                Ok(())
+            }
+            Self::Client { senders } => {
+                let request = format!(
+                    r#"{{"action":"publish","room":"{}","data":{payload},"requestId":"p{seq}"}}"#,
+                    room_name(room)
+                );
+                senders[room]
+                    .send(Message::Text(request.into()))
+                    .await
+                    .map_err(|e| format!("publish over the socket: {e}"))
+            }
+            Self::Direct { resources, tenant } => {
+                let room_id = RoomId::new(room_name(room)).map_err(|e| e.to_string())?;
+                let members = resolve(
+                    tenant,
+                    &Target::Room(room_id.clone()),
+                    resources.store.as_ref(),
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+                let data = RawValue::from_string(payload.to_string()).map_err(|e| e.to_string())?;
+                let id = format!("direct-{seq}");
+                let sent_at = fanout::clock::rfc3339_ms(chrono::Utc::now().timestamp_millis());
+                let frame = Bytes::from(
+                    ServerFrame::Message {
+                        id: &id,
+                        room: Some(room_id.as_str()),
+                        data: &data,
+                        sent_at: &sent_at,
+                    }
+                    .to_json(),
+                );
+                let registry = resources.registry.as_ref();
+                let posts: Vec<_> = members
+                    .iter()
+                    .map(|member| {
+                        let frame = frame.clone();
+                        async move { registry.post(member, &frame).await }
+                    })
+                    .collect();
+                let failures = futures::stream::iter(posts)
+                    .buffer_unordered(DIRECT_IN_FLIGHT)
+                    .filter(|r| futures::future::ready(r.is_err()))
+                    .count()
+                    .await;
+                if failures > 0 {
+                    return Err(format!("{failures} direct posts failed"));
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// An EventBridge client for `endpoint`: the local stack or another
+/// endpoint takes dummy credentials; "aws" uses the SDK's defaults.
+pub async fn eventbridge(endpoint: &str) -> aws_sdk_eventbridge::Client {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    if endpoint != "aws" {
+        loader = loader
+            .endpoint_url(endpoint)
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_eventbridge::config::Credentials::new(
+                "loadtest",
+                "loadtest",
+                None,
+                None,
+                "fanout-loadtest",
+            ));
+    }
+    aws_sdk_eventbridge::Client::new(&loader.load().await)
+}
+
+/// Direct mode's publisher.
+pub fn direct(resources: Resources, tenant: TenantId) -> Publisher {
+    Publisher::Direct { resources, tenant }
+}

@@ -1,0 +1,178 @@
+//! The run's report: a table on stdout, a JSON file, and two SVG charts
+//! (the latency distribution and deliveries over time).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use hdrhistogram::Histogram;
+use plotters::prelude::*;
+use serde::Serialize;
+
+use crate::config::{Mode, Via};
+use crate::cost::Cost;
+use crate::measure::Percentiles;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Connect {
+    pub succeeded: u64,
+    pub failed: u64,
+    pub latency_ms: Percentiles,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub target: String,
+    pub mode: Mode,
+    pub via: Via,
+    pub connections: u64,
+    pub rooms: u64,
+    pub messages: u64,
+    pub payload_bytes: u64,
+    pub connect: Connect,
+    /// Expected (connection, message) pairs.
+    pub expected: u64,
+    pub deliveries: u64,
+    pub deliveries_per_sec: f64,
+    pub latency_ms: Percentiles,
+    pub lost: u64,
+    pub duplicates: u64,
+    pub out_of_order: u64,
+    pub errors: BTreeMap<String, u64>,
+    /// CPU seconds of the local stack's threads and the generator's.
+    pub cpu_seconds: BTreeMap<String, f64>,
+    /// Resident memory added by the open connections (both ends when the
+    /// stack runs in this process), per connection.
+    pub memory_per_connection_bytes: Option<u64>,
+    pub elapsed_sec: f64,
+    pub estimated_aws_cost: Cost,
+    #[serde(skip)]
+    pub deliveries_per_100ms: Vec<u64>,
+}
+
+impl Report {
+    pub fn print_table(&self) {
+        let l = &self.latency_ms;
+        println!();
+        println!(
+            "target                {} ({:?}, via {:?})",
+            self.target, self.mode, self.via
+        );
+        println!(
+            "connections           {} ok, {} failed (connect p50 {:.1} ms, p99 {:.1} ms)",
+            self.connect.succeeded,
+            self.connect.failed,
+            self.connect.latency_ms.p50,
+            self.connect.latency_ms.p99
+        );
+        println!("rooms / messages      {} / {}", self.rooms, self.messages);
+        println!(
+            "deliveries            {} of {} expected",
+            self.deliveries, self.expected
+        );
+        println!("deliveries/s          {:.0}", self.deliveries_per_sec);
+        println!(
+            "latency (ms)          p50 {:.1}  p90 {:.1}  p99 {:.1}  p99.9 {:.1}  max {:.1}",
+            l.p50, l.p90, l.p99, l.p999, l.max
+        );
+        println!(
+            "lost / duplicates     {} / {}  (out of order {})",
+            self.lost, self.duplicates, self.out_of_order
+        );
+        if !self.errors.is_empty() {
+            println!("errors                {:?}", self.errors);
+        }
+        let cpu: Vec<String> = self
+            .cpu_seconds
+            .iter()
+            .map(|(k, v)| format!("{k} {v:.2} s"))
+            .collect();
+        println!("cpu                   {}", cpu.join(", "));
+        if let Some(m) = self.memory_per_connection_bytes {
+            println!(
+                "memory/connection     {:.1} KiB (both ends)",
+                m as f64 / 1024.0
+            );
+        }
+        println!("elapsed               {:.1} s", self.elapsed_sec);
+        println!(
+            "estimated AWS cost    ${:.4} ({})",
+            self.estimated_aws_cost.total_usd, self.estimated_aws_cost.assumptions
+        );
+    }
+
+    /// Writes the JSON report and the charts; returns the chart paths.
+    pub fn write(&self, path: &Path, latency_us: &Histogram<u64>) -> anyhow::Result<Vec<PathBuf>> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(path, serde_json::to_string_pretty(self)? + "\n")?;
+        let stem = path.with_extension("");
+        let latency = PathBuf::from(format!("{}-latency.svg", stem.display()));
+        let over_time = PathBuf::from(format!("{}-deliveries.svg", stem.display()));
+        latency_chart(&latency, latency_us).map_err(|e| anyhow::anyhow!("{e}"))?;
+        deliveries_chart(&over_time, &self.deliveries_per_100ms)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(vec![latency, over_time])
+    }
+}
+
+type ChartResult = Result<(), Box<dyn std::error::Error>>;
+
+/// Deliveries per latency bucket (1 ms wide up to the 99.9th percentile).
+fn latency_chart(path: &Path, h: &Histogram<u64>) -> ChartResult {
+    let top_ms = ((h.value_at_quantile(0.999) / 1000) + 1).max(2);
+    let mut buckets = vec![0u64; top_ms as usize + 1];
+    for v in h.iter_recorded() {
+        let ms = (v.value_iterated_to() / 1000).min(top_ms) as usize;
+        buckets[ms] += v.count_since_last_iteration();
+    }
+    let peak = buckets.iter().copied().max().unwrap_or(1).max(1);
+    let root = SVGBackend::new(path, (900, 500)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption("publish → receive latency", ("sans-serif", 22))
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0u64..top_ms + 1, 0u64..peak + peak / 10 + 1)?;
+    chart
+        .configure_mesh()
+        .x_desc("latency (ms)")
+        .y_desc("deliveries")
+        .draw()?;
+    chart.draw_series(buckets.iter().enumerate().map(|(ms, &count)| {
+        Rectangle::new(
+            [(ms as u64, 0), (ms as u64 + 1, count)],
+            BLUE.mix(0.6).filled(),
+        )
+    }))?;
+    root.present()?;
+    Ok(())
+}
+
+/// Deliveries per second over the run, in 100 ms steps.
+fn deliveries_chart(path: &Path, per_100ms: &[u64]) -> ChartResult {
+    let rates: Vec<(f64, f64)> = per_100ms
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| (i as f64 / 10.0, n as f64 * 10.0))
+        .collect();
+    let end = (rates.len() as f64 / 10.0).max(0.1);
+    let peak = rates.iter().map(|(_, r)| *r).fold(1.0, f64::max);
+    let root = SVGBackend::new(path, (900, 500)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption("deliveries over time", ("sans-serif", 22))
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(80)
+        .build_cartesian_2d(0.0..end, 0.0..peak * 1.1)?;
+    chart
+        .configure_mesh()
+        .x_desc("seconds since the first publish")
+        .y_desc("deliveries / s")
+        .draw()?;
+    chart.draw_series(LineSeries::new(rates, RED.stroke_width(2)))?;
+    root.present()?;
+    Ok(())
+}
