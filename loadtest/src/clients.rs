@@ -12,6 +12,7 @@ use serde::Deserialize;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -68,9 +69,18 @@ pub async fn open(url: &str, token: &str, source: Ipv4Addr) -> Result<Socket, St
                 .connect(addr)
                 .await
                 .map_err(|e| format!("connect: {e}"))?;
-            let (ws, _) = tokio_tungstenite::client_async(full, MaybeTlsStream::Plain(stream))
-                .await
-                .map_err(|e| format!("handshake: {e}"))?;
+            // Small buffers, so the generator's own memory does not hide the
+            // stack's per-connection cost.
+            let config = WebSocketConfig::default()
+                .read_buffer_size(4 * 1024)
+                .write_buffer_size(0);
+            let (ws, _) = tokio_tungstenite::client_async_with_config(
+                full,
+                MaybeTlsStream::Plain(stream),
+                Some(config),
+            )
+            .await
+            .map_err(|e| format!("handshake: {e}"))?;
             Ok(ws)
         }
         None => tokio_tungstenite::connect_async(full)

@@ -35,6 +35,9 @@ use crate::stack::AppState;
 /// and all have route responses.
 pub const MESSAGE_ROUTES: &[&str] = &["join", "leave", "publish", "ping"];
 
+/// Initial read buffer of each connection.
+pub const READ_BUFFER_BYTES: usize = 4 * 1024;
+
 /// A new connection id in API Gateway's shape: 10 random bytes, base64.
 pub fn new_connection_id() -> String {
     base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 10]>())
@@ -120,8 +123,14 @@ pub async fn upgrade(
             tokio::spawn(async move { run_disconnect(&app, &ctx, 1006, "upgrade failed").await });
         }
     };
+    // Small buffers: most connections are idle most of the time, and
+    // tungstenite's default 128 KiB read buffer per connection would make
+    // memory, not CPU, the limit on connections. Larger messages still
+    // work; the buffer grows while one is read.
     ws.max_frame_size(app.config.max_frame_bytes)
         .max_message_size(app.config.max_message_bytes)
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(0)
         .on_failed_upgrade(on_fail)
         .on_upgrade(move |socket| serve_connection(app, ctx, socket))
 }
