@@ -62,6 +62,10 @@ pub async fn open(url: &str, token: &str, source: Ipv4Addr) -> Result<Socket, St
     match loopback {
         Some(addr) => {
             let socket = TcpSocket::new_v4().map_err(|e| format!("socket: {e}"))?;
+            // Ports of earlier runs may still be in TIME_WAIT.
+            socket
+                .set_reuseaddr(true)
+                .map_err(|e| format!("socket: {e}"))?;
             socket
                 .bind(SocketAddr::new(IpAddr::V4(source), 0))
                 .map_err(|e| format!("bind {source}: {e}"))?;

@@ -86,7 +86,7 @@ pub struct Scenario {
     pub tenant: String,
 
     /// Spread client sockets over this many 127.0.0.x source addresses
-    /// (0: one per 20,000 connections), so 50,000+ connections fit the
+    /// (0: one per 5,000 connections), so 50,000+ connections fit the
     /// ephemeral ports of loopback.
     #[arg(long, default_value_t = 0)]
     pub source_addresses: usize,
@@ -182,7 +182,7 @@ impl Scenario {
         if self.source_addresses > 0 {
             self.source_addresses
         } else {
-            self.connections.div_ceil(20_000).max(1)
+            self.connections.div_ceil(5_000).max(1)
         }
     }
 }

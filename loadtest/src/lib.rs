@@ -281,6 +281,17 @@ pub async fn run(scenario: &Scenario) -> anyhow::Result<(Report, Histogram<u64>)
         logs.push(l.await?);
     }
     let cpu = system::cpu_seconds_by_thread_group();
+    let quota = local
+        .as_ref()
+        .and_then(|l| l.stack.resources.quota.as_ref())
+        .map(|q| {
+            let s = q.stats();
+            report::QuotaCalls {
+                accepted: s.accepted,
+                throttled: s.throttled,
+                throttled_share: s.throttled as f64 / (s.accepted + s.throttled).max(1) as f64,
+            }
+        });
     if let Some(local) = local {
         local.stack.stop().await;
         local.runtime.shutdown_background();
@@ -347,6 +358,7 @@ pub async fn run(scenario: &Scenario) -> anyhow::Result<(Report, Histogram<u64>)
         memory_per_connection_bytes: memory_per_connection,
         elapsed_sec: elapsed,
         estimated_aws_cost: cost::estimate(&usage, &scenario.prices),
+        quota,
         deliveries_per_100ms: d.per_100ms.clone(),
     };
     Ok((report, d.latency_us))

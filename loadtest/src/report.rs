@@ -19,6 +19,13 @@ pub struct Connect {
     pub latency_ms: Percentiles,
 }
 
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct QuotaCalls {
+    pub accepted: u64,
+    pub throttled: u64,
+    pub throttled_share: f64,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub target: String,
@@ -45,6 +52,9 @@ pub struct Report {
     pub memory_per_connection_bytes: Option<u64>,
     pub elapsed_sec: f64,
     pub estimated_aws_cost: Cost,
+    /// @connections calls the in-process stack's quota emulation accepted
+    /// and refused with 429 (when --stack-arg=--quota-rps is on).
+    pub quota: Option<QuotaCalls>,
     #[serde(skip)]
     pub deliveries_per_100ms: Vec<u64>,
 }
@@ -91,6 +101,14 @@ impl Report {
             println!(
                 "memory/connection     {:.1} KiB (both ends)",
                 m as f64 / 1024.0
+            );
+        }
+        if let Some(q) = &self.quota {
+            println!(
+                "quota emulation       {} accepted, {} throttled ({:.2} %)",
+                q.accepted,
+                q.throttled,
+                q.throttled_share * 100.0
             );
         }
         println!("elapsed               {:.1} s", self.elapsed_sec);
