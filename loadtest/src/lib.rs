@@ -201,8 +201,10 @@ pub async fn run(scenario: &Scenario) -> anyhow::Result<(Report, Histogram<u64>)
                 (None, None) => bail!("--url needs --publish-endpoint"),
             };
             Publisher::Events {
-                client: publish::eventbridge(&endpoint).await,
-                bus: scenario.bus.clone(),
+                bus: fanout::aws::EventBridgeBus::new(
+                    publish::eventbridge(&endpoint).await,
+                    &scenario.bus,
+                ),
                 tenant: scenario.tenant.clone(),
             }
         }

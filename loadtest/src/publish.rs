@@ -3,12 +3,12 @@
 //! straight from the gateway's registry to every member, skipping the
 //! pipeline (the machine's upper bound).
 
-use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 use bytes::Bytes;
+use fanout::aws::EventBridgeBus;
 use fanout::event::{BROADCAST, Target};
 use fanout::handlers::planner::resolve;
 use fanout::ids::{RoomId, TenantId};
-use fanout::ports::ConnectionPoster;
+use fanout::ports::{BusEntry, ConnectionPoster};
 use fanout::protocol::ServerFrame;
 use fanout_local::stack::Resources;
 use futures::stream::SplitSink;
@@ -23,8 +23,7 @@ const DIRECT_IN_FLIGHT: usize = 256;
 
 pub enum Publisher {
     Events {
-        client: aws_sdk_eventbridge::Client,
-        bus: String,
+        bus: EventBridgeBus,
         tenant: String,
     },
     /// One joined publisher connection per room; their incoming frames are
@@ -64,40 +63,16 @@ impl Publisher {
 
     pub async fn publish(&mut self, seq: u32, room: usize, payload: &str) -> Result<(), String> {
         match self {
-            Self::Events {
-                client,
-                bus,
-                tenant,
-            } => {
+            Self::Events { bus, tenant } => {
                 let detail = format!(
                     r#"{{"tenant":"{tenant}","target":{{"room":"{}"}},"data":{payload}}}"#,
                     room_name(room)
                 );
-                let entry = PutEventsRequestEntry::builder()
-                    .event_bus_name(bus.as_str())
-                    .source("fanout.loadtest")
-                    .detail_type(BROADCAST)
-                    .detail(detail)
-                    .build();
-                let out = client
-                    .put_events()
-                    .entries(entry)
-                    .send()
+                let entry = BusEntry::new("fanout.loadtest", BROADCAST, detail);
+                fanout::ports::publish(&*bus, &[entry])
                     .await
-                    .map_err(|e| {
-                        format!(
-                            "PutEvents: {}",
-                            aws_sdk_eventbridge::error::DisplayErrorContext(e)
-                        )
-                    })?;
-                if out.failed_entry_count() > 0 {
-                    let entry = out.entries().first();
-                    return Err(format!(
-                        "PutEvents refused the entry: {}",
-                        entry.and_then(|e| e.error_code()).unwrap_or("unknown")
-                    ));
-                }
-                Ok(())
+                    .map(|_| ())
+                    .map_err(|e| format!("PutEvents: {e}"))
             }
             Self::Client { senders } => {
                 let request = format!(

@@ -8,10 +8,11 @@ mod dlq;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 use clap::{Args, Parser, Subcommand};
+use fanout::aws::EventBridgeBus;
 use fanout::event::{AllOfTenant, BROADCAST, BroadcastEvent, Target};
 use fanout::ids::{ConnectionId, RoomId, TenantId, UserId};
+use fanout::ports::BusEntry;
 use fanout::token::{JWT_SECRET_ENV, TokenSigner, parse_duration, secret_from_env};
 use serde_json::value::RawValue;
 
@@ -177,35 +178,14 @@ async fn publish(args: PublishArgs) -> anyhow::Result<()> {
                 "fanout-cli",
             ));
     }
-    let client = aws_sdk_eventbridge::Client::new(&loader.load().await);
-    let entry = PutEventsRequestEntry::builder()
-        .event_bus_name(&args.bus)
-        .source(&args.source)
-        .detail_type(BROADCAST)
-        .detail(detail)
-        .build();
-    let out = client
-        .put_events()
-        .entries(entry)
-        .send()
+    let bus = EventBridgeBus::new(
+        aws_sdk_eventbridge::Client::new(&loader.load().await),
+        &args.bus,
+    );
+    // `publish` resends a throttled or failed entry before giving up.
+    let ids = fanout::ports::publish(&bus, &[BusEntry::new(&args.source, BROADCAST, detail)])
         .await
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "PutEvents failed: {}",
-                aws_sdk_eventbridge::error::DisplayErrorContext(e)
-            )
-        })?;
-    let result = out
-        .entries()
-        .first()
-        .context("PutEvents returned no entry")?;
-    match result.event_id() {
-        Some(id) if out.failed_entry_count() == 0 => println!("published event {id}"),
-        _ => bail!(
-            "event refused: {}: {}",
-            result.error_code().unwrap_or("unknown"),
-            result.error_message().unwrap_or("")
-        ),
-    }
+        .context("PutEvents")?;
+    println!("published event {}", ids[0]);
     Ok(())
 }

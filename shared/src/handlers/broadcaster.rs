@@ -211,15 +211,11 @@ pub async fn deliver(
     for try_number in 1..=tries {
         let round = post_round(&pending, &frame, stop_at, deps).await;
         not_started.extend(round.not_started);
+        let delivered_before = report.delivered;
         let mut retry = Vec::new();
         for (id, result) in round.finished {
             match classify(&result) {
-                Outcome::Delivered => {
-                    report.delivered += 1;
-                    if let Some(published) = head.published_at_ms {
-                        report.latency_ms = Some(deps.clock.now_ms() - published);
-                    }
-                }
+                Outcome::Delivered => report.delivered += 1,
                 Outcome::Gone => gone.push(id.clone()),
                 Outcome::Retryable(reason) => {
                     if reason == RetryReason::Throttled {
@@ -241,6 +237,13 @@ pub async fn deliver(
                     permanent.entry(reason.code()).or_default().add(id, detail);
                 }
             }
+        }
+        // One clock read per round, not per post: the round's last post
+        // finished just now.
+        if report.delivered > delivered_before
+            && let Some(published) = head.published_at_ms
+        {
+            report.latency_ms = Some(deps.clock.now_ms() - published);
         }
         pending = retry;
         if pending.is_empty() || try_number == tries {
