@@ -455,7 +455,7 @@ pub async fn send_all(queue: &dyn Queue, messages: &[OutgoingMessage]) -> Result
         if attempt > 0 {
             tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
         }
-        let mut failed_ids = Vec::new();
+        let mut failed_ids = std::collections::HashSet::new();
         for batch in crate::plan::send_batches(&pending) {
             let owned: Vec<OutgoingMessage> = batch.iter().map(|m| (*m).clone()).collect();
             for failure in queue.send_batch(&owned).await? {
@@ -466,7 +466,7 @@ pub async fn send_all(queue: &dyn Queue, messages: &[OutgoingMessage]) -> Result
                     });
                 }
                 last = (failure.code, failure.message);
-                failed_ids.push(failure.id);
+                failed_ids.insert(failure.id);
             }
         }
         pending.retain(|m| failed_ids.contains(&m.id));

@@ -175,9 +175,9 @@ async fn a_plan_queue_event_is_planned_into_deliver_queue_jobs() {
     assert_eq!(job["frame"]["data"]["status"], "shipped");
     // Its idempotency key is now taken: the same event again is dropped.
     planner::handle(event, deadline, &deps).await;
-    assert_eq!(deliver.depth(), 1);
+    assert_eq!(deliver.message_count(), 1);
     assert_eq!(
-        w.plan.depth(),
+        w.plan.message_count(),
         0,
         "the gateway's lifecycle events are not broadcasts"
     );

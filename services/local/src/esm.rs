@@ -257,7 +257,7 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(300)).await;
         shutdown.cancel();
         while tasks.join_next().await.is_some() {}
-        assert_eq!(q.depth(), 0);
+        assert_eq!(q.message_count(), 0);
         let mut dead = dlq.peek_bodies();
         dead.sort();
         assert_eq!(dead, ["fail", "panic", "slow"]);

@@ -118,7 +118,7 @@ pub async fn handle(State(app): State<Arc<AppState>>, headers: HeaderMap, body: 
         });
     }
     if !entries.is_empty() {
-        let outcomes = match app.bus.put_events(&entries).await {
+        let outcomes = match app.gateway.bus.put_events(&entries).await {
             Ok(o) => o,
             Err(e) => {
                 return aws_json(

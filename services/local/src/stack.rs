@@ -45,7 +45,6 @@ pub struct AppState {
     /// What @connections calls go through: the registry, behind the fault
     /// injection and quota emulation when they are on.
     pub poster: Arc<dyn ConnectionPoster>,
-    pub bus: Arc<dyn EventBus>,
     /// The queues the SQS-compatible endpoint serves.
     pub queues: crate::sqsapi::QueueDirectory,
     /// `host:port` as API Gateway's `domainName`.
@@ -205,7 +204,6 @@ pub async fn start(config: StackConfig, listener: TcpListener) -> anyhow::Result
         clock: clock.clone(),
         registry: registry.clone(),
         poster: poster.clone(),
-        bus: bus.clone(),
         queues: crate::sqsapi::QueueDirectory::new(
             vec![
                 plan_queue.clone(),

@@ -380,7 +380,7 @@ mod tests {
             codes,
             ["NotAuthorizedForSourceException", "MalformedDetail", "ok"]
         );
-        assert_eq!(q.depth(), 1);
+        assert_eq!(q.message_count(), 1);
         assert!(bus.put_events(&[]).await.is_err());
         // An oversized entry refuses the whole call, before anything is sent.
         let err = bus
@@ -391,7 +391,7 @@ mod tests {
             .await
             .unwrap_err();
         assert!(err.to_string().contains("entry 1"), "{err}");
-        assert_eq!(q.depth(), 1);
+        assert_eq!(q.message_count(), 1);
     }
 
     /// A target queue that refuses its first `refusals` sends as SQS does
@@ -478,10 +478,14 @@ mod tests {
         });
         let (bus, dlq) = bus_with_dlq(target, 5);
         bus.put_events(&[entry()]).await.unwrap();
-        assert_eq!(q.depth(), 0, "PutEvents does not wait for the retries");
+        assert_eq!(
+            q.message_count(),
+            0,
+            "PutEvents does not wait for the retries"
+        );
         tokio::time::sleep(Duration::from_secs(600)).await;
-        assert_eq!(q.depth(), 1);
-        assert_eq!(dlq.depth(), 0);
+        assert_eq!(q.message_count(), 1);
+        assert_eq!(dlq.message_count(), 0);
     }
 
     #[tokio::test(start_paused = true)]
@@ -497,7 +501,7 @@ mod tests {
             panic!("{out:?}")
         };
         tokio::time::sleep(Duration::from_secs(600)).await;
-        assert_eq!(q.depth(), 0);
+        assert_eq!(q.message_count(), 0);
         let dead = dlq.peek();
         assert_eq!(dead.len(), 1);
         let (body, attributes) = &dead[0];
@@ -524,6 +528,6 @@ mod tests {
         assert_eq!(dead.len(), 1);
         assert_eq!(dead[0].1["ERROR_CODE"], "InvalidParameterValue");
         assert_eq!(dead[0].1["RETRY_ATTEMPTS"], "0");
-        assert_eq!(tiny.depth(), 0);
+        assert_eq!(tiny.message_count(), 0);
     }
 }

@@ -698,7 +698,7 @@ mod tests {
                 .iter()
                 .all(|id| f.poster.delivered(id.as_str()) == 1)
         );
-        assert_eq!(f.deliver.depth() + f.dlq.depth(), 0);
+        assert_eq!(f.deliver.message_count() + f.dlq.message_count(), 0);
         assert_eq!(f.totals.count(metrics::DELIVERED), 300);
     }
 
@@ -730,7 +730,7 @@ mod tests {
             assert!(!f.store.is_member(&id, &tenant, &room).await.unwrap());
         }
         assert_eq!(
-            f.deliver.depth() + f.dlq.depth(),
+            f.deliver.message_count() + f.dlq.message_count(),
             0,
             "gone is not a failure"
         );
@@ -757,7 +757,7 @@ mod tests {
         assert_eq!(report.delivered, 5);
         assert_eq!(report.throttled, 1);
         assert_eq!(report.retried, 3);
-        assert_eq!(f.deliver.depth() + f.dlq.depth(), 0);
+        assert_eq!(f.deliver.message_count() + f.dlq.message_count(), 0);
     }
 
     #[tokio::test(start_paused = true)]
@@ -776,7 +776,7 @@ mod tests {
         assert_eq!((report.delivered, report.requeued), (8, 2));
         // The delayed job is not visible yet.
         assert!(f.deliver.peek_bodies().is_empty());
-        assert_eq!(f.deliver.depth(), 1);
+        assert_eq!(f.deliver.message_count(), 1);
         tokio::time::sleep(DEFAULT_REQUEUE_BACKOFF.ceiling(2)).await;
         let requeued = jobs_in(&f.deliver);
         assert_eq!(requeued.len(), 1);
@@ -786,7 +786,7 @@ mod tests {
         let mut left: Vec<&str> = requeued[0].connections.iter().map(|c| c.as_str()).collect();
         left.sort();
         assert_eq!(left, ["c3", "c8"]);
-        assert_eq!(f.dlq.depth(), 0);
+        assert_eq!(f.dlq.message_count(), 0);
     }
 
     #[tokio::test(start_paused = true)]
@@ -798,7 +798,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!((report.delivered, report.dead_lettered), (4, 1));
-        assert_eq!(f.deliver.depth(), 0);
+        assert_eq!(f.deliver.message_count(), 0);
         let dead = jobs_in(&f.dlq);
         assert_eq!(dead.len(), 1);
         let letter = dead[0].dead_letter.as_ref().unwrap();
@@ -884,7 +884,7 @@ mod tests {
             at: "2026-11-22T09:00:00.000Z".into(),
         });
         deliver(&j, far(), &f.deps).await.unwrap();
-        assert_eq!(f.dlq.depth(), 0);
+        assert_eq!(f.dlq.message_count(), 0);
         tokio::time::sleep(Duration::from_secs(900)).await;
         let requeued = jobs_in(&f.deliver);
         assert_eq!(requeued[0].attempt, 2);
