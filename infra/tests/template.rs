@@ -8,8 +8,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use fanout::handlers::broadcaster::BroadcasterSettings;
-use fanout::handlers::planner::PlannerSettings;
+use fanout_core::handlers::broadcaster::BroadcasterSettings;
+use fanout_core::handlers::planner::PlannerSettings;
 use fanout_lambda::config::{
     AuthorizerConfig, BroadcasterConfig, DEFAULT_DELIVER_MAX_CONCURRENCY, Env, GatewayConfig,
     PlannerConfig,
@@ -93,7 +93,10 @@ fn tunables_default_to_the_code_defaults() {
         ),
         ("MaxReceiveCount", u64::from(local.max_receive_count)),
         ("Shards", u64::from(local.shards)),
-        ("Shards", u64::from(fanout::limits::DEFAULT_ROOM_SHARDS)),
+        (
+            "Shards",
+            u64::from(fanout_core::limits::DEFAULT_ROOM_SHARDS),
+        ),
         ("MaxConnectionsPerJob", local.max_connections_per_job as u64),
         (
             "MaxConnectionsPerJob",

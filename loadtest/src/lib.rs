@@ -27,8 +27,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use fanout::ids::{TenantId, UserId};
-use fanout::token::{DEV_JWT_SECRET, TokenSigner};
+use fanout_core::ids::{TenantId, UserId};
+use fanout_core::token::{DEV_JWT_SECRET, TokenSigner};
 use fanout_local::{RunningStack, StackConfig};
 use futures::StreamExt;
 use hdrhistogram::Histogram;
@@ -205,7 +205,7 @@ pub async fn run(scenario: &Scenario) -> anyhow::Result<(Report, Histogram<u64>)
                 (None, None) => bail!("--url needs --publish-endpoint"),
             };
             Publisher::Events {
-                bus: fanout::aws::EventBridgeBus::new(
+                bus: fanout_aws::EventBridgeBus::new(
                     publish::eventbridge(&endpoint).await,
                     &scenario.bus,
                 ),
@@ -308,8 +308,8 @@ pub async fn run(scenario: &Scenario) -> anyhow::Result<(Report, Histogram<u64>)
         deliveries: d.delivered,
         frame_bytes,
         rooms: scenario.rooms as u64,
-        shards: u64::from(fanout::limits::DEFAULT_ROOM_SHARDS),
-        max_connections_per_job: fanout::limits::DEFAULT_MAX_CONNECTIONS_PER_JOB as u64,
+        shards: u64::from(fanout_core::limits::DEFAULT_ROOM_SHARDS),
+        max_connections_per_job: fanout_core::limits::DEFAULT_MAX_CONNECTIONS_PER_JOB as u64,
         via: scenario.via,
     };
     let report = Report {

@@ -4,12 +4,12 @@
 //! pipeline (the machine's upper bound).
 
 use bytes::Bytes;
-use fanout::aws::EventBridgeBus;
-use fanout::event::{BROADCAST, Target};
-use fanout::handlers::planner::resolve;
-use fanout::ids::{RoomId, TenantId};
-use fanout::ports::{BusEntry, ConnectionPoster};
-use fanout::protocol::ServerFrame;
+use fanout_aws::EventBridgeBus;
+use fanout_core::event::{BROADCAST, Target};
+use fanout_core::handlers::planner::resolve;
+use fanout_core::ids::{RoomId, TenantId};
+use fanout_core::ports::{BusEntry, ConnectionPoster};
+use fanout_core::protocol::ServerFrame;
 use fanout_local::stack::Resources;
 use futures::stream::SplitSink;
 use futures::{SinkExt, StreamExt};
@@ -69,7 +69,7 @@ impl Publisher {
                     room_name(room)
                 );
                 let entry = BusEntry::new("fanout.loadtest", BROADCAST, detail);
-                fanout::ports::publish(&*bus, &[entry])
+                fanout_core::ports::publish(&*bus, &[entry])
                     .await
                     .map(|_| ())
                     .map_err(|e| format!("PutEvents: {e}"))
@@ -95,7 +95,7 @@ impl Publisher {
                 .map_err(|e| e.to_string())?;
                 let data = RawValue::from_string(payload.to_string()).map_err(|e| e.to_string())?;
                 let id = format!("direct-{seq}");
-                let sent_at = fanout::clock::rfc3339_ms(chrono::Utc::now().timestamp_millis());
+                let sent_at = fanout_core::clock::rfc3339_ms(chrono::Utc::now().timestamp_millis());
                 let frame = Bytes::from(
                     ServerFrame::Message {
                         id: &id,

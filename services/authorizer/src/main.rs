@@ -1,8 +1,8 @@
 //! The `$connect` REQUEST authorizer Lambda: verifies the client's token.
 
 use aws_lambda_events::apigw::ApiGatewayCustomAuthorizerRequestTypeRequest;
-use fanout::handlers::authorizer::authorize;
-use fanout::token::TokenVerifier;
+use fanout_core::handlers::authorizer::authorize;
+use fanout_core::token::TokenVerifier;
 use fanout_lambda::config::{AuthorizerConfig, Env};
 use fanout_lambda::{Error, LambdaEvent, config_or_exit, run, service_fn, setup};
 

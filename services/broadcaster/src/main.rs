@@ -1,7 +1,7 @@
 //! The broadcaster Lambda (deliver queue, ReportBatchItemFailures).
 
 use aws_lambda_events::sqs::SqsEvent;
-use fanout::handlers::broadcaster;
+use fanout_core::handlers::broadcaster;
 use fanout_lambda::config::{BroadcasterConfig, Env};
 use fanout_lambda::{Error, LambdaEvent, config_or_exit, deadline, run, service_fn, setup};
 

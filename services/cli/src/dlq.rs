@@ -8,11 +8,11 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use aws_sdk_sqs::types::QueueAttributeName;
 use clap::{Args, Subcommand};
-use fanout::aws::SqsQueue;
-use fanout::dlq;
-use fanout::event::EventEnvelope;
-use fanout::plan::DeliveryJob;
-use fanout::ports::{Queue, ReceivedMessage};
+use fanout_aws::SqsQueue;
+use fanout_aws::dlq;
+use fanout_core::event::EventEnvelope;
+use fanout_core::plan::DeliveryJob;
+use fanout_core::ports::{Queue, ReceivedMessage};
 
 #[derive(Args)]
 pub struct Connection {

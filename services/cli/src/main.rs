@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
-use fanout::aws::EventBridgeBus;
-use fanout::event::{AllOfTenant, BROADCAST, BroadcastEvent, Target};
-use fanout::ids::{ConnectionId, RoomId, TenantId, UserId};
-use fanout::ports::BusEntry;
-use fanout::token::{JWT_SECRET_ENV, TokenSigner, parse_duration, secret_from_env};
+use fanout_aws::EventBridgeBus;
+use fanout_core::event::{AllOfTenant, BROADCAST, BroadcastEvent, Target};
+use fanout_core::ids::{ConnectionId, RoomId, TenantId, UserId};
+use fanout_core::ports::BusEntry;
+use fanout_core::token::{JWT_SECRET_ENV, TokenSigner, parse_duration, secret_from_env};
 use serde_json::value::RawValue;
 
 /// Operate a fanout deployment or the local stack.
@@ -183,7 +183,7 @@ async fn publish(args: PublishArgs) -> anyhow::Result<()> {
         &args.bus,
     );
     // `publish` resends a throttled or failed entry before giving up.
-    let ids = fanout::ports::publish(&bus, &[BusEntry::new(&args.source, BROADCAST, detail)])
+    let ids = fanout_core::ports::publish(&bus, &[BusEntry::new(&args.source, BROADCAST, detail)])
         .await
         .context("PutEvents")?;
     println!("published event {}", ids[0]);

@@ -4,8 +4,8 @@
 use std::process::Command;
 use std::time::Duration;
 
-use fanout::protocol::ReceivedFrame;
-use fanout::token::{DEV_JWT_SECRET, TokenVerifier};
+use fanout_core::protocol::ReceivedFrame;
+use fanout_core::token::{DEV_JWT_SECRET, TokenVerifier};
 use futures::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 

@@ -6,8 +6,8 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use fanout::aws::provision;
-use fanout::ports::{OutgoingMessage, Queue};
+use fanout_aws::provision;
+use fanout_core::ports::{OutgoingMessage, Queue};
 use fanout_local::StackConfig;
 use tokio::net::TcpListener;
 

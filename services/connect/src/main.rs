@@ -1,7 +1,7 @@
 //! The `connect` WebSocket route Lambda.
 
 use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
-use fanout::handlers::connect;
+use fanout_core::handlers::connect;
 use fanout_lambda::config::{Env, GatewayConfig};
 use fanout_lambda::{Error, LambdaEvent, config_or_exit, run, service_fn, setup};
 

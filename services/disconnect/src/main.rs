@@ -1,7 +1,7 @@
 //! The `disconnect` WebSocket route Lambda.
 
 use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
-use fanout::handlers::disconnect;
+use fanout_core::handlers::disconnect;
 use fanout_lambda::config::{Env, GatewayConfig};
 use fanout_lambda::{Error, LambdaEvent, config_or_exit, run, service_fn, setup};
 

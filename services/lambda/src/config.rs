@@ -23,15 +23,17 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use fanout::handlers::GatewaySettings;
-use fanout::handlers::broadcaster::{
+use fanout_core::handlers::GatewaySettings;
+use fanout_core::handlers::broadcaster::{
     BroadcasterSettings, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_IN_FLIGHT, DEFAULT_TRIES_PER_INVOCATION,
 };
-use fanout::handlers::planner::{
+use fanout_core::handlers::planner::{
     DEFAULT_DEDUPE_TTL, DEFAULT_DIRECT_MAX_CONNECTIONS, PlannerSettings,
 };
-use fanout::limits::{DEFAULT_MAX_CONNECTIONS_PER_JOB, DEFAULT_ROOM_SHARDS, MAX_PAYLOAD_BYTES};
-use fanout::rate::Rate;
+use fanout_core::limits::{
+    DEFAULT_MAX_CONNECTIONS_PER_JOB, DEFAULT_ROOM_SHARDS, MAX_PAYLOAD_BYTES,
+};
+use fanout_core::rate::Rate;
 
 pub const JWT_SECRET: &str = "FANOUT_JWT_SECRET";
 pub const JWT_SECRET_ARN: &str = "FANOUT_JWT_SECRET_ARN";

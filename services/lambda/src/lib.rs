@@ -11,7 +11,7 @@
 //! - [`deadline`]: the invocation deadline as a Tokio instant.
 //!
 //! Architecture invariant: only `services/*` know `lambda_runtime`; the
-//! handlers themselves live in `fanout::handlers`.
+//! handlers themselves live in `fanout_core::handlers`.
 
 pub mod config;
 pub mod setup;

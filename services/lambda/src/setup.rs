@@ -4,13 +4,13 @@
 use std::sync::Arc;
 
 use aws_config::SdkConfig;
-use fanout::aws::{ApiGatewayPoster, DynamoStore, EventBridgeBus, SqsQueue};
-use fanout::clock::{Clock, SystemClock};
-use fanout::handlers::GatewayDeps;
-use fanout::handlers::broadcaster::BroadcasterDeps;
-use fanout::metrics::EmfStdout;
-use fanout::ports::QueueError;
-use fanout::rate::RateGate;
+use fanout_aws::{ApiGatewayPoster, DynamoStore, EventBridgeBus, SqsQueue};
+use fanout_core::clock::{Clock, SystemClock};
+use fanout_core::handlers::GatewayDeps;
+use fanout_core::handlers::broadcaster::BroadcasterDeps;
+use fanout_core::metrics::EmfStdout;
+use fanout_core::ports::QueueError;
+use fanout_core::rate::RateGate;
 
 use crate::config::{DeliveryConfig, GatewayConfig, JwtSecretSource, StoreConfig};
 
@@ -34,7 +34,7 @@ pub fn init_logging() {
 /// The SDK configuration from the Lambda environment (region, role
 /// credentials; `AWS_ENDPOINT_URL` when set).
 pub async fn sdk_config() -> SdkConfig {
-    fanout::aws::sdk_config(None).await
+    fanout_aws::sdk_config(None).await
 }
 
 /// The token key: read once from Secrets Manager, or given.

@@ -9,17 +9,17 @@ use aws_lambda_events::apigw::{
     ApiGatewayCustomAuthorizerRequestTypeRequest, ApiGatewayWebsocketProxyRequest,
 };
 use aws_lambda_events::sqs::SqsEvent;
-use fanout::clock::ManualClock;
-use fanout::embedded::{BusRule, MemoryBus, MemoryQueue, MemoryStore, QueueSettings};
-use fanout::handlers::authorizer::{Unauthorized, authorize, is_allowed};
-use fanout::handlers::broadcaster::{self, BroadcasterDeps, BroadcasterSettings};
-use fanout::handlers::planner::{self, PlannerDeps, PlannerSettings};
-use fanout::handlers::{GatewayDeps, GatewaySettings, connect, disconnect, message};
-use fanout::ids::{ConnectionId, RoomId, TenantId, UserId};
-use fanout::metrics::MetricTotals;
-use fanout::pattern::Pattern;
-use fanout::ports::{ConnectionStore, MemberSet};
-use fanout::token::{DEV_JWT_SECRET, TokenSigner, TokenVerifier};
+use fanout_core::clock::ManualClock;
+use fanout_core::handlers::authorizer::{Unauthorized, authorize, is_allowed};
+use fanout_core::handlers::broadcaster::{self, BroadcasterDeps, BroadcasterSettings};
+use fanout_core::handlers::planner::{self, PlannerDeps, PlannerSettings};
+use fanout_core::handlers::{GatewayDeps, GatewaySettings, connect, disconnect, message};
+use fanout_core::ids::{ConnectionId, RoomId, TenantId, UserId};
+use fanout_core::metrics::MetricTotals;
+use fanout_core::ports::{ConnectionStore, MemberSet};
+use fanout_core::token::{DEV_JWT_SECRET, TokenSigner, TokenVerifier};
+use fanout_embedded::pattern::Pattern;
+use fanout_embedded::{BusRule, MemoryBus, MemoryQueue, MemoryStore, QueueSettings};
 use tokio::time::Instant;
 
 fn fixture(name: &str) -> String {
@@ -138,7 +138,7 @@ async fn connect_message_and_disconnect_events_run_through_their_handlers() {
                 tenant,
                 room: lobby,
             },
-            fanout::ports::shard_of(&id, 4),
+            fanout_core::ports::shard_of(&id, 4),
             None,
         )
         .await
@@ -225,14 +225,14 @@ struct RecordingPoster {
 }
 
 #[async_trait::async_trait]
-impl fanout::ports::ConnectionPoster for RecordingPoster {
+impl fanout_core::ports::ConnectionPoster for RecordingPoster {
     async fn post(
         &self,
         id: &ConnectionId,
         frame: &bytes::Bytes,
-    ) -> Result<(), fanout::ports::PostError> {
+    ) -> Result<(), fanout_core::ports::PostError> {
         if id.as_str() != "Pbk0cdwEoAMCJmw=" {
-            return Err(fanout::ports::PostError::Gone);
+            return Err(fanout_core::ports::PostError::Gone);
         }
         self.posted
             .lock()
@@ -243,10 +243,10 @@ impl fanout::ports::ConnectionPoster for RecordingPoster {
     async fn get(
         &self,
         _id: &ConnectionId,
-    ) -> Result<fanout::ports::ConnectionInfo, fanout::ports::PostError> {
-        Err(fanout::ports::PostError::Gone)
+    ) -> Result<fanout_core::ports::ConnectionInfo, fanout_core::ports::PostError> {
+        Err(fanout_core::ports::PostError::Gone)
     }
-    async fn delete(&self, _id: &ConnectionId) -> Result<(), fanout::ports::PostError> {
+    async fn delete(&self, _id: &ConnectionId) -> Result<(), fanout_core::ports::PostError> {
         Ok(())
     }
 }

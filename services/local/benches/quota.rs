@@ -11,9 +11,9 @@
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use fanout::ids::{ConnectionId, RoomId, TenantId, UserId};
-use fanout::metrics;
-use fanout::ports::{BusEntry, EventBus, publish};
+use fanout_core::ids::{ConnectionId, RoomId, TenantId, UserId};
+use fanout_core::metrics;
+use fanout_core::ports::{BusEntry, EventBus, publish};
 use fanout_local::StackConfig;
 use fanout_local::inprocess::InProcessClient;
 use tokio::net::TcpListener;

@@ -7,15 +7,15 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use fanout::aws::provision::{self, RuleSpec};
-use fanout::aws::{DynamoStore, EventBridgeBus};
-use fanout::clock::Clock;
-use fanout::embedded::{
+use fanout_aws::provision::{self, RuleSpec};
+use fanout_aws::{DynamoStore, EventBridgeBus};
+use fanout_core::clock::Clock;
+use fanout_core::event::BROADCAST;
+use fanout_core::ports::{ConnectionStore, EventBus, EventDedupe, Queue};
+use fanout_embedded::pattern::Pattern;
+use fanout_embedded::{
     BusRule, MemoryBus, MemoryQueue, MemoryStore, QueueSettings, Redrive, RetryPolicy,
 };
-use fanout::event::BROADCAST;
-use fanout::pattern::Pattern;
-use fanout::ports::{ConnectionStore, EventBus, EventDedupe, Queue};
 
 use crate::config::StackConfig;
 
@@ -93,7 +93,7 @@ pub fn embedded(config: &StackConfig, clock: Arc<dyn Clock>) -> Backend {
 /// AWS adapters on `--endpoint-url` (or the SDK's default endpoints),
 /// creating whatever is missing. Names get `--resource-prefix`.
 pub async fn aws(config: &StackConfig, clock: Arc<dyn Clock>) -> anyhow::Result<Backend> {
-    let sdk = fanout::aws::sdk_config(config.endpoint_url.as_deref()).await;
+    let sdk = fanout_aws::sdk_config(config.endpoint_url.as_deref()).await;
     let name = |base: &str| format!("{}{base}", config.resource_prefix);
     let endpoint = config
         .endpoint_url

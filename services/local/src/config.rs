@@ -5,16 +5,16 @@
 use std::time::Duration;
 
 use clap::Parser;
-use fanout::handlers::broadcaster::{
+use fanout_core::handlers::broadcaster::{
     DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_IN_FLIGHT, DEFAULT_TRIES_PER_INVOCATION,
 };
-use fanout::handlers::planner::DEFAULT_DIRECT_MAX_CONNECTIONS;
-use fanout::limits::{
+use fanout_core::handlers::planner::DEFAULT_DIRECT_MAX_CONNECTIONS;
+use fanout_core::limits::{
     DEFAULT_MAX_CONNECTIONS_PER_JOB, DEFAULT_ROOM_SHARDS, MAX_FRAME_BYTES, MAX_MESSAGE_BYTES,
     MAX_PAYLOAD_BYTES,
 };
-use fanout::rate::Rate;
-use fanout::token::parse_duration;
+use fanout_core::rate::Rate;
+use fanout_core::token::parse_duration;
 
 use crate::faults::FaultSettings;
 
@@ -367,7 +367,7 @@ impl StackConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use fanout::limits::{CONNECTION_IDLE_TIMEOUT, CONNECTION_MAX_DURATION};
+    use fanout_core::limits::{CONNECTION_IDLE_TIMEOUT, CONNECTION_MAX_DURATION};
 
     #[test]
     fn defaults_follow_aws_limits() {

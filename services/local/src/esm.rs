@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
-use fanout::ports::{Queue, ReceivedMessage};
+use fanout_core::ports::{Queue, ReceivedMessage};
 use futures::future::BoxFuture;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -189,8 +189,8 @@ impl EventSourceMapping {
 mod tests {
     use super::*;
     use aws_lambda_events::sqs::BatchItemFailure;
-    use fanout::embedded::{MemoryQueue, QueueSettings, Redrive};
-    use fanout::ports::OutgoingMessage;
+    use fanout_core::ports::OutgoingMessage;
+    use fanout_embedded::{MemoryQueue, QueueSettings, Redrive};
     use std::sync::Mutex;
 
     async fn send(q: &MemoryQueue, bodies: &[&str]) {

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use fanout::ids::ConnectionId;
-use fanout::ports::{ConnectionInfo, ConnectionPoster, PostError};
-use fanout::rate::{Rate, RateGate};
+use fanout_core::ids::ConnectionId;
+use fanout_core::ports::{ConnectionInfo, ConnectionPoster, PostError};
+use fanout_core::rate::{Rate, RateGate};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -224,7 +224,7 @@ impl ConnectionPoster for QuotaPoster {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use fanout::clock::SystemClock;
+    use fanout_core::clock::SystemClock;
 
     #[test]
     fn crash_draws_follow_the_fraction_and_the_seed() {

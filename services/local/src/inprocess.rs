@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicI64;
 
 use axum::extract::ws::Message;
-use fanout::ids::{ConnectionId, RoomId, TenantId, UserId};
-use fanout::limits::connection_ttl_secs;
-use fanout::ports::{ConnectionRecord, StoreError};
+use fanout_core::ids::{ConnectionId, RoomId, TenantId, UserId};
+use fanout_core::limits::connection_ttl_secs;
+use fanout_core::ports::{ConnectionRecord, StoreError};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -59,7 +59,7 @@ impl InProcessClient {
             user,
             connected_at_ms: now,
             last_seen_ms: now,
-            ttl: connection_ttl_secs(now, fanout::limits::CONNECTION_MAX_DURATION),
+            ttl: connection_ttl_secs(now, fanout_core::limits::CONNECTION_MAX_DURATION),
         };
         resources.store.put_connection(&record).await?;
         resources.store.join_room(&record, room).await?;

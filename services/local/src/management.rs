@@ -10,9 +10,9 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use fanout::clock::rfc3339_ms;
-use fanout::ids::ConnectionId;
-use fanout::ports::PostError;
+use fanout_core::clock::rfc3339_ms;
+use fanout_core::ids::ConnectionId;
+use fanout_core::ports::PostError;
 use serde_json::json;
 
 use crate::stack::AppState;

@@ -10,8 +10,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use fanout::limits::EVENTBRIDGE_MAX_ENTRIES;
-use fanout::ports::{BusEntry, EntryOutcome};
+use fanout_core::limits::EVENTBRIDGE_MAX_ENTRIES;
+use fanout_core::ports::{BusEntry, EntryOutcome};
 use serde::Deserialize;
 use serde_json::{Value, json};
 

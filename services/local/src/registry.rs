@@ -10,9 +10,9 @@ use std::sync::{Arc, RwLock};
 use async_trait::async_trait;
 use axum::extract::ws::{Message, Utf8Bytes};
 use bytes::Bytes;
-use fanout::clock::Clock;
-use fanout::ids::ConnectionId;
-use fanout::ports::{ConnectionInfo, ConnectionPoster, PostError};
+use fanout_core::clock::Clock;
+use fanout_core::ids::ConnectionId;
+use fanout_core::ports::{ConnectionInfo, ConnectionPoster, PostError};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use fanout::ports::{Attributes, OutgoingMessage, Queue};
+use fanout_core::ports::{Attributes, OutgoingMessage, Queue};
 use md5::{Digest, Md5};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};

@@ -8,18 +8,20 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::{get, post};
-use fanout::clock::{Clock, SystemClock};
+use fanout_core::clock::{Clock, SystemClock};
 
-use fanout::event::{AllOfTenant, Target};
-use fanout::handlers::broadcaster::{self, BroadcasterDeps, BroadcasterSettings};
-use fanout::handlers::planner::resolve;
-use fanout::handlers::planner::{self, PlannerDeps, PlannerSettings};
-use fanout::handlers::{GatewayDeps, GatewaySettings};
-use fanout::ids::TenantId;
-use fanout::metrics::{EmfStdout, MetricTotals, MetricsSink, Tee};
-use fanout::ports::{ConnectionPoster, ConnectionStore, EventBus, Queue, QueueError, StoreError};
-use fanout::rate::RateGate;
-use fanout::token::{DEV_JWT_SECRET, TokenVerifier};
+use fanout_core::event::{AllOfTenant, Target};
+use fanout_core::handlers::broadcaster::{self, BroadcasterDeps, BroadcasterSettings};
+use fanout_core::handlers::planner::resolve;
+use fanout_core::handlers::planner::{self, PlannerDeps, PlannerSettings};
+use fanout_core::handlers::{GatewayDeps, GatewaySettings};
+use fanout_core::ids::TenantId;
+use fanout_core::metrics::{EmfStdout, MetricTotals, MetricsSink, Tee};
+use fanout_core::ports::{
+    ConnectionPoster, ConnectionStore, EventBus, Queue, QueueError, StoreError,
+};
+use fanout_core::rate::RateGate;
+use fanout_core::token::{DEV_JWT_SECRET, TokenVerifier};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;

@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use fanout::ids::{ConnectionId, RoomId, TenantId, UserId};
-use fanout::ports::{ConnectionRecord, MemberSet};
-use fanout::protocol::{ErrorCode, ReceivedFrame};
-use fanout::token::{DEV_JWT_SECRET, TokenSigner};
+use fanout_core::ids::{ConnectionId, RoomId, TenantId, UserId};
+use fanout_core::ports::{ConnectionRecord, MemberSet};
+use fanout_core::protocol::{ErrorCode, ReceivedFrame};
+use fanout_core::token::{DEV_JWT_SECRET, TokenSigner};
 use fanout_local::{RunningStack, StackConfig};
 use futures::{SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpStream};

@@ -7,11 +7,11 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use fanout::dlq;
-use fanout::ids::{ConnectionId, RoomId, TenantId, UserId};
-use fanout::metrics;
-use fanout::plan::{DeadLetterReason, DeliveryJob};
-use fanout::ports::{BusEntry, EventBus, MemberSet, OutgoingMessage, Queue, publish};
+use fanout_aws::dlq;
+use fanout_core::ids::{ConnectionId, RoomId, TenantId, UserId};
+use fanout_core::metrics;
+use fanout_core::plan::{DeadLetterReason, DeliveryJob};
+use fanout_core::ports::{BusEntry, EventBus, MemberSet, OutgoingMessage, Queue, publish};
 use fanout_local::inprocess::InProcessClient;
 use fanout_local::{RunningStack, StackConfig};
 use tokio::net::TcpListener;

@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use fanout::aws::ApiGatewayPoster;
-use fanout::ids::{ConnectionId, TenantId, UserId};
-use fanout::ports::{ConnectionPoster, PostError};
-use fanout::token::{DEV_JWT_SECRET, TokenSigner};
+use fanout_aws::ApiGatewayPoster;
+use fanout_core::ids::{ConnectionId, TenantId, UserId};
+use fanout_core::ports::{ConnectionPoster, PostError};
+use fanout_core::token::{DEV_JWT_SECRET, TokenSigner};
 use fanout_local::{RunningStack, StackConfig};
 use futures::{SinkExt, StreamExt};
 use tokio::net::TcpListener;

@@ -1,7 +1,7 @@
 //! The `message` WebSocket route Lambda.
 
 use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
-use fanout::handlers::message;
+use fanout_core::handlers::message;
 use fanout_lambda::config::{Env, GatewayConfig};
 use fanout_lambda::{Error, LambdaEvent, config_or_exit, run, service_fn, setup};
 

@@ -3,9 +3,9 @@
 use std::sync::Arc;
 
 use aws_lambda_events::sqs::SqsEvent;
-use fanout::clock::SystemClock;
-use fanout::handlers::planner::{self, PlannerDeps};
-use fanout::metrics::EmfStdout;
+use fanout_core::clock::SystemClock;
+use fanout_core::handlers::planner::{self, PlannerDeps};
+use fanout_core::metrics::EmfStdout;
 use fanout_lambda::config::{Env, PlannerConfig};
 use fanout_lambda::{Error, LambdaEvent, config_or_exit, deadline, run, service_fn, setup};
 

@@ -4,6 +4,7 @@
 //! so that code tested against them behaves the same on AWS.
 
 mod bus;
+pub mod pattern;
 mod queue;
 mod store;
 

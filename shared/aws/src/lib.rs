@@ -10,6 +10,7 @@
 //! (`shared/tests/contract_*.rs`).
 
 mod apigw;
+pub mod dlq;
 mod dynamo;
 mod eventbridge;
 pub mod provision;

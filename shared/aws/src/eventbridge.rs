@@ -1,15 +1,15 @@
 //! The event bus on EventBridge: `PutEvents` of at most ten entries, each
 //! checked against EventBridge's entry size before anything is sent, with
 //! the per-entry outcome (event id or error code) handed back so
-//! [`crate::ports::publish`] resends only the failed entries.
+//! [`fanout_core::ports::publish`] resends only the failed entries.
 
 use async_trait::async_trait;
 use aws_sdk_eventbridge::Client;
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 
 use super::describe;
-use crate::limits::{EVENTBRIDGE_MAX_ENTRIES, EVENTBRIDGE_MAX_ENTRY_BYTES};
-use crate::ports::{BusEntry, BusError, EntryOutcome, EventBus, check_entry_sizes};
+use fanout_core::limits::{EVENTBRIDGE_MAX_ENTRIES, EVENTBRIDGE_MAX_ENTRY_BYTES};
+use fanout_core::ports::{BusEntry, BusError, EntryOutcome, EventBus, check_entry_sizes};
 
 pub struct EventBridgeBus {
     client: Client,

@@ -174,7 +174,7 @@ pub async fn queue(
 }
 
 fn aws_sdk_sqs_arn(queue: &SqsQueue) -> String {
-    crate::ports::Queue::arn(queue)
+    fanout_core::ports::Queue::arn(queue)
 }
 
 /// The bus's broadcast rule and its target.

@@ -5,10 +5,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use fanout::aws::provision;
-use fanout::dlq;
-use fanout::embedded::{MemoryQueue, QueueSettings, Redrive};
-use fanout::ports::{OutgoingMessage, Queue, QueueError};
+use fanout_aws::dlq;
+use fanout_aws::provision;
+use fanout_core::ports::{OutgoingMessage, Queue, QueueError};
+use fanout_embedded::{MemoryQueue, QueueSettings, Redrive};
 
 use crate::common::{sdk_config, unique};
 use crate::contract;

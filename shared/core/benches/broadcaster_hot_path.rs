@@ -13,13 +13,13 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use fanout::clock::SystemClock;
-use fanout::embedded::{MemoryQueue, MemoryStore, QueueSettings};
-use fanout::handlers::broadcaster::{BroadcasterDeps, BroadcasterSettings, deliver};
-use fanout::ids::ConnectionId;
-use fanout::metrics::MetricTotals;
-use fanout::plan::DeliveryJob;
-use fanout::ports::{ConnectionInfo, ConnectionPoster, PostError};
+use fanout_core::clock::SystemClock;
+use fanout_core::handlers::broadcaster::{BroadcasterDeps, BroadcasterSettings, deliver};
+use fanout_core::ids::ConnectionId;
+use fanout_core::metrics::MetricTotals;
+use fanout_core::plan::DeliveryJob;
+use fanout_core::ports::{ConnectionInfo, ConnectionPoster, PostError};
+use fanout_embedded::{MemoryQueue, MemoryStore, QueueSettings};
 
 /// Accepts every post and counts it.
 #[derive(Default)]

@@ -12,12 +12,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::value::RawValue;
 
-use crate::backoff::Backoff;
-use crate::clock::Clock;
-use crate::event::EventEnvelope;
-use crate::limits::{EVENTBRIDGE_MAX_ENTRIES, EVENTBRIDGE_MAX_ENTRY_BYTES};
 use crate::pattern::Pattern;
-use crate::ports::{
+use fanout_core::backoff::Backoff;
+use fanout_core::clock::Clock;
+use fanout_core::event::EventEnvelope;
+use fanout_core::limits::{EVENTBRIDGE_MAX_ENTRIES, EVENTBRIDGE_MAX_ENTRY_BYTES};
+use fanout_core::ports::{
     Attributes, BusEntry, BusError, EntryOutcome, EventBus, OutgoingMessage, Queue, QueueError,
     check_entry_sizes, send_all,
 };
@@ -130,7 +130,7 @@ impl MemoryBus {
     ) -> Result<(String, serde_json::Value), serde_json::Error> {
         // Millisecond precision (EventBridge sends whole seconds) so the
         // publish-to-post latency metric is meaningful locally.
-        let time = crate::clock::rfc3339_ms(self.clock.now_ms());
+        let time = fanout_core::clock::rfc3339_ms(self.clock.now_ms());
         let envelope = EventEnvelope {
             version: "0".into(),
             id: id.to_string(),
@@ -314,8 +314,8 @@ impl EventBus for MemoryBus {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::SystemClock;
-    use crate::embedded::{MemoryQueue, QueueSettings};
+    use crate::{MemoryQueue, QueueSettings};
+    use fanout_core::clock::SystemClock;
 
     fn bus() -> (MemoryBus, Arc<MemoryQueue>) {
         let q = MemoryQueue::new("plan", QueueSettings::default());
@@ -412,7 +412,7 @@ mod tests {
         async fn send_batch(
             &self,
             messages: &[OutgoingMessage],
-        ) -> Result<Vec<crate::ports::FailedEntry>, QueueError> {
+        ) -> Result<Vec<fanout_core::ports::FailedEntry>, QueueError> {
             use std::sync::atomic::Ordering;
             let left = self.refusals.load(Ordering::SeqCst);
             if left > 0 {
@@ -429,7 +429,7 @@ mod tests {
             max: usize,
             wait: Duration,
             visibility: Duration,
-        ) -> Result<Vec<crate::ports::ReceivedMessage>, QueueError> {
+        ) -> Result<Vec<fanout_core::ports::ReceivedMessage>, QueueError> {
             self.inner.receive(max, wait, visibility).await
         }
         async fn delete(&self, receipt_handles: &[String]) -> Result<(), QueueError> {
@@ -442,7 +442,7 @@ mod tests {
         ) -> Result<(), QueueError> {
             self.inner.change_visibility(receipt_handle, timeout).await
         }
-        async fn depth(&self) -> Result<crate::ports::QueueDepth, QueueError> {
+        async fn depth(&self) -> Result<fanout_core::ports::QueueDepth, QueueError> {
             Queue::depth(self.inner.as_ref()).await
         }
     }

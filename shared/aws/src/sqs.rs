@@ -15,8 +15,8 @@ use aws_sdk_sqs::types::{
 };
 
 use super::describe;
-use crate::limits::{SQS_MAX_BATCH_ENTRIES, SQS_MAX_DELAY, SQS_MAX_MESSAGE_BYTES};
-use crate::ports::{
+use fanout_core::limits::{SQS_MAX_BATCH_ENTRIES, SQS_MAX_DELAY, SQS_MAX_MESSAGE_BYTES};
+use fanout_core::ports::{
     Attributes, FailedEntry, OutgoingMessage, Queue, QueueDepth, QueueError, ReceivedMessage,
 };
 

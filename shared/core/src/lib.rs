@@ -28,18 +28,14 @@
 //! - [`handlers`]: the functions (authorizer, connect, disconnect, message,
 //!   planner, broadcaster), taking the event types the real Lambdas receive.
 
-pub mod aws;
 pub mod backoff;
 pub mod clock;
-pub mod dlq;
-pub mod embedded;
 pub mod event;
 pub mod handlers;
 pub mod ids;
 pub mod limits;
 pub mod metrics;
 pub mod outcome;
-pub mod pattern;
 pub mod plan;
 pub mod ports;
 pub mod protocol;

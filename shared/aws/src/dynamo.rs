@@ -22,10 +22,10 @@ use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, PutRequest, Select,
 use futures::StreamExt;
 use std::sync::Arc;
 
-use crate::backoff::Backoff;
-use crate::clock::Clock;
-use crate::ids::{ConnectionId, RoomId, TenantId, UserId};
-use crate::ports::{
+use fanout_core::backoff::Backoff;
+use fanout_core::clock::Clock;
+use fanout_core::ids::{ConnectionId, RoomId, TenantId, UserId};
+use fanout_core::ports::{
     ConnectionRecord, ConnectionStore, EventClaim, EventDedupe, MemberSet, Page, RemovedConnection,
     StoreError, shard_of,
 };
@@ -117,7 +117,7 @@ fn unavailable<E: std::error::Error>(error: E) -> StoreError {
 }
 
 fn record_from(item: &Item) -> Result<ConnectionRecord, StoreError> {
-    let corrupt = |e: crate::ids::IdError| StoreError::Corrupt(e.to_string());
+    let corrupt = |e: fanout_core::ids::IdError| StoreError::Corrupt(e.to_string());
     Ok(ConnectionRecord {
         id: ConnectionId::new(get_s(item, "connectionId")?).map_err(corrupt)?,
         tenant: TenantId::new(get_s(item, "tenant")?).map_err(corrupt)?,

@@ -4,12 +4,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use fanout::aws::{EventBridgeBus, provision};
-use fanout::clock::SystemClock;
-use fanout::embedded::{BusRule, MemoryBus, MemoryQueue, QueueSettings};
-use fanout::event::EventEnvelope;
-use fanout::pattern::Pattern;
-use fanout::ports::{BusEntry, BusError, EventBus, Queue, publish};
+use fanout_aws::{EventBridgeBus, provision};
+use fanout_core::clock::SystemClock;
+use fanout_core::event::EventEnvelope;
+use fanout_core::ports::{BusEntry, BusError, EventBus, Queue, publish};
+use fanout_embedded::pattern::Pattern;
+use fanout_embedded::{BusRule, MemoryBus, MemoryQueue, QueueSettings};
 
 use crate::common::{sdk_config, unique};
 use crate::contract;

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::clock::Clock;
-use crate::ids::{ConnectionId, RoomId, TenantId, UserId};
-use crate::ports::{
+use fanout_core::clock::Clock;
+use fanout_core::ids::{ConnectionId, RoomId, TenantId, UserId};
+use fanout_core::ports::{
     ConnectionRecord, ConnectionStore, EventClaim, EventDedupe, MemberSet, Page, RemovedConnection,
     StoreError, shard_of,
 };

@@ -12,8 +12,8 @@ use aws_sdk_apigatewaymanagement::primitives::Blob;
 use bytes::Bytes;
 
 use super::describe;
-use crate::ids::ConnectionId;
-use crate::ports::{ConnectionInfo, ConnectionPoster, PostError};
+use fanout_core::ids::ConnectionId;
+use fanout_core::ports::{ConnectionInfo, ConnectionPoster, PostError};
 
 /// The @connections endpoint of a stage, as API Gateway's events name it
 /// (`requestContext.domainName` and `.stage`).

@@ -4,13 +4,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use fanout::aws::{DynamoStore, provision};
-use fanout::clock::ManualClock;
-use fanout::embedded::MemoryStore;
-use fanout::ids::{ConnectionId, RoomId, TenantId, UserId};
-use fanout::ports::{
+use fanout_aws::{DynamoStore, provision};
+use fanout_core::clock::ManualClock;
+use fanout_core::ids::{ConnectionId, RoomId, TenantId, UserId};
+use fanout_core::ports::{
     ConnectionRecord, ConnectionStore, EventClaim, EventDedupe, MemberSet, StoreError,
 };
+use fanout_embedded::MemoryStore;
 
 use crate::common::{sdk_config, unique};
 use crate::contract;

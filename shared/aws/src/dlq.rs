@@ -6,8 +6,8 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use crate::limits::SQS_MAX_BATCH_ENTRIES;
-use crate::ports::{OutgoingMessage, Queue, QueueError, ReceivedMessage};
+use fanout_core::limits::SQS_MAX_BATCH_ENTRIES;
+use fanout_core::ports::{OutgoingMessage, Queue, QueueError, ReceivedMessage};
 
 /// How long peeked messages are held while a peek collects them.
 const PEEK_HOLD: Duration = Duration::from_secs(30);
