@@ -138,7 +138,7 @@ async fn connect_message_and_disconnect_events_run_through_their_handlers() {
                 tenant,
                 room: lobby,
             },
-            fanout_core::ports::shard_of(&id, 4),
+            fanout_core::ids::shard_of(&id, 4),
             None,
         )
         .await

@@ -13,7 +13,7 @@ use std::time::Duration;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use fanout_core::ports::{Attributes, OutgoingMessage, Queue};
+use fanout_core::ports::{Attributes, OutgoingMessage, Queue, STRING_ATTRIBUTE_TYPE};
 use md5::{Digest, Md5};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -168,7 +168,7 @@ pub async fn handle(directory: &QueueDirectory, host: &str, target: &str, body: 
                                 .attributes
                                 .iter()
                                 .map(|(k, v)| {
-                                    (k.clone(), json!({"DataType": "String", "StringValue": v}))
+                                    (k.clone(), json!({"DataType": STRING_ATTRIBUTE_TYPE, "StringValue": v}))
                                 })
                                 .collect();
                             json!({

@@ -24,10 +24,10 @@ use std::sync::Arc;
 
 use fanout_core::backoff::Backoff;
 use fanout_core::clock::Clock;
-use fanout_core::ids::{ConnectionId, RoomId, TenantId, UserId};
+use fanout_core::ids::{ConnectionId, RoomId, TenantId, UserId, shard_of};
 use fanout_core::ports::{
     ConnectionRecord, ConnectionStore, EventClaim, EventDedupe, MemberSet, Page, RemovedConnection,
-    StoreError, shard_of,
+    StoreError,
 };
 
 use super::describe;

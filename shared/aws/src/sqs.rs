@@ -18,6 +18,7 @@ use super::describe;
 use fanout_core::limits::{SQS_MAX_BATCH_ENTRIES, SQS_MAX_DELAY, SQS_MAX_MESSAGE_BYTES};
 use fanout_core::ports::{
     Attributes, FailedEntry, OutgoingMessage, Queue, QueueDepth, QueueError, ReceivedMessage,
+    STRING_ATTRIBUTE_TYPE,
 };
 
 pub struct SqsQueue {
@@ -89,7 +90,7 @@ fn to_attribute_values(attributes: &Attributes) -> Option<HashMap<String, Messag
             .iter()
             .map(|(k, v)| {
                 let value = MessageAttributeValue::builder()
-                    .data_type("String")
+                    .data_type(STRING_ATTRIBUTE_TYPE)
                     .string_value(v)
                     .build()
                     .expect("data type is set");
@@ -127,13 +128,13 @@ impl Queue for SqsQueue {
         for m in messages {
             // Checked here, as the embedded queue does, so one oversized
             // body fails alone instead of failing the whole call.
-            if m.body.len() > self.max_message_bytes || m.delay > SQS_MAX_DELAY {
+            if m.size() > self.max_message_bytes || m.delay > SQS_MAX_DELAY {
                 failed.push(FailedEntry {
                     id: m.id.clone(),
                     code: "InvalidParameterValue".into(),
                     message: format!(
                         "message is {} bytes with delay {:?}; the limits are {} bytes and {:?}",
-                        m.body.len(),
+                        m.size(),
                         m.delay,
                         self.max_message_bytes,
                         SQS_MAX_DELAY

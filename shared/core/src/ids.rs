@@ -128,6 +128,17 @@ id_type!(
     ConnectionId, "connection", MAX_CONNECTION_ID_LEN, is_connection_id_char
 );
 
+/// The shard a connection's membership lives in. Stable across processes
+/// (FNV-1a), because the AWS store writes it into partition keys.
+pub fn shard_of(id: &ConnectionId, shards: u32) -> u32 {
+    let mut hash: u32 = 0x811c_9dc5;
+    for byte in id.as_str().bytes() {
+        hash ^= u32::from(byte);
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    hash % shards.max(1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,5 +196,18 @@ mod tests {
         assert_eq!(ok.as_str(), "lobby");
         assert!(serde_json::from_str::<RoomId>("\"a#b\"").is_err());
         assert_eq!(serde_json::to_string(&ok).unwrap(), "\"lobby\"");
+    }
+
+    #[test]
+    fn shards_are_stable_and_in_range() {
+        let id = ConnectionId::new("L0SM9cOFvHcCIhw=").unwrap();
+        assert_eq!(shard_of(&id, 4), shard_of(&id, 4));
+        let mut seen = [0u32; 8];
+        for i in 0..8_000 {
+            let id = ConnectionId::new(format!("c{i}")).unwrap();
+            seen[shard_of(&id, 8) as usize] += 1;
+        }
+        assert!(seen.iter().all(|&n| n > 700), "uneven spread {seen:?}");
+        assert_eq!(shard_of(&id, 0), 0);
     }
 }

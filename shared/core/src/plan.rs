@@ -1,13 +1,10 @@
 //! Pure planning: the delivery-job format, cutting a target's connections
-//! into jobs that fit one SQS message, and grouping messages into batches
-//! SQS accepts. No I/O.
+//! into jobs that fit one SQS message. No I/O.
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::ids::ConnectionId;
-use crate::limits::{SQS_MAX_BATCH_BYTES, SQS_MAX_BATCH_ENTRIES};
-use crate::ports::OutgoingMessage;
 
 /// One unit of work for a broadcaster: a frame and the connections to post
 /// it to. The frame is embedded as raw JSON, so the broadcaster hands its
@@ -159,25 +156,6 @@ fn job_body(head: &JobHead<'_>, frame: &RawValue, connections: &[ConnectionId]) 
     .expect("a job of strings, numbers and raw JSON always serializes")
 }
 
-/// Groups messages into SendMessageBatch calls: at most ten entries and at
-/// most [`SQS_MAX_BATCH_BYTES`] of bodies per call, keeping order.
-pub fn send_batches<'a>(messages: &[&'a OutgoingMessage]) -> Vec<Vec<&'a OutgoingMessage>> {
-    let mut batches: Vec<Vec<&OutgoingMessage>> = Vec::new();
-    let mut bytes = 0;
-    for &m in messages {
-        let fits = batches.last().is_some_and(|b| {
-            b.len() < SQS_MAX_BATCH_ENTRIES && bytes + m.body.len() <= SQS_MAX_BATCH_BYTES
-        });
-        if !fits {
-            batches.push(Vec::new());
-            bytes = 0;
-        }
-        bytes += m.body.len();
-        batches.last_mut().expect("pushed above").push(m);
-    }
-    batches
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -264,22 +242,5 @@ mod tests {
             err,
             PlanError::FrameTooLarge { budget: 1_000, .. }
         ));
-    }
-
-    #[test]
-    fn batches_respect_count_and_bytes() {
-        let small: Vec<OutgoingMessage> = (0..25)
-            .map(|i| OutgoingMessage::new(i.to_string(), "x"))
-            .collect();
-        let refs: Vec<&OutgoingMessage> = small.iter().collect();
-        let sizes: Vec<usize> = send_batches(&refs).iter().map(Vec::len).collect();
-        assert_eq!(sizes, vec![10, 10, 5]);
-
-        let big: Vec<OutgoingMessage> = (0..3)
-            .map(|i| OutgoingMessage::new(i.to_string(), "x".repeat(100 * 1024)))
-            .collect();
-        let refs: Vec<&OutgoingMessage> = big.iter().collect();
-        let sizes: Vec<usize> = send_batches(&refs).iter().map(Vec::len).collect();
-        assert_eq!(sizes, vec![2, 1]);
     }
 }

@@ -244,13 +244,13 @@ impl Queue for MemoryQueue {
         let now_ms = chrono::Utc::now().timestamp_millis();
         let mut failed = Vec::new();
         for m in messages {
-            if m.body.len() > self.settings.max_message_bytes {
+            if m.size() > self.settings.max_message_bytes {
                 failed.push(FailedEntry {
                     id: m.id.clone(),
                     code: "InvalidParameterValue".into(),
                     message: format!(
                         "message is {} bytes; the limit is {}",
-                        m.body.len(),
+                        m.size(),
                         self.settings.max_message_bytes
                     ),
                     retryable: false,

@@ -10,10 +10,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use fanout_core::clock::Clock;
-use fanout_core::ids::{ConnectionId, RoomId, TenantId, UserId};
+use fanout_core::ids::{ConnectionId, RoomId, TenantId, UserId, shard_of};
 use fanout_core::ports::{
     ConnectionRecord, ConnectionStore, EventClaim, EventDedupe, MemberSet, Page, RemovedConnection,
-    StoreError, shard_of,
+    StoreError,
 };
 
 /// Items per page, like DynamoDB's 1 MB pages of small items.

@@ -1,0 +1,20 @@
+//! The ports: small traits the handlers talk to, one module per port. Each
+//! has an embedded adapter (`fanout-embedded`, or the local gateway's
+//! registry for the poster) and an AWS adapter (`fanout-aws`), and both
+//! pass one contract suite. Handlers take only the ports they need.
+//!
+//! Architecture invariant: ports are traits and value types; the only
+//! logic here is batching ([`publish`], [`send_all`]), which every adapter
+//! family shares.
+
+mod bus;
+mod dedupe;
+mod poster;
+mod queue;
+mod store;
+
+pub use bus::*;
+pub use dedupe::*;
+pub use poster::*;
+pub use queue::*;
+pub use store::*;
