@@ -1,5 +1,6 @@
 //! The SAM template agrees with the code: every tunable's default is the
-//! library's and the local stack's default, every function is a package in
+//! one its settings group defines (`fanout_core::settings`, which the local
+//! stack and the Lambdas both read), every function is a package in
 //! `services/` built with cargo-lambda for `provided.al2023` on arm64, each
 //! function's environment is one its binary accepts (read by the binary's
 //! own configuration code), and the WebSocket API has the routes the
@@ -8,11 +9,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use fanout_core::handlers::broadcaster::BroadcasterSettings;
-use fanout_core::handlers::planner::PlannerSettings;
 use fanout_lambda::config::{
-    AuthorizerConfig, BroadcasterConfig, DEFAULT_DELIVER_MAX_CONCURRENCY, Env, GatewayConfig,
-    PlannerConfig,
+    AuthorizerConfig, BroadcasterConfig, Env, GatewayConfig, PlannerConfig, load, variables,
 };
 use fanout_local::StackConfig;
 use serde_yaml::Value;
@@ -64,19 +62,15 @@ fn of_type<'a>(t: &'a Value, kind: &'a str) -> Vec<(&'a str, &'a Value)> {
 #[test]
 fn tunables_default_to_the_code_defaults() {
     let t = template();
+    // The single definition of every tunable: the settings groups, as the
+    // local stack flattens them, plus its event source mapping settings.
     let local = StackConfig::defaults();
-    let broadcaster = BroadcasterSettings::default();
-    let planner = PlannerSettings::default();
     let table: Vec<(&str, u64)> = vec![
-        ("ApiBudgetRps", u64::from(local.api_budget_rps)),
-        ("ApiBudgetBurst", u64::from(local.api_budget_burst)),
+        ("ApiBudgetRps", u64::from(local.budget.api_budget_rps)),
+        ("ApiBudgetBurst", u64::from(local.budget.api_budget_burst)),
         (
             "DeliverMaxConcurrency",
-            local.broadcaster_concurrency as u64,
-        ),
-        (
-            "DeliverMaxConcurrency",
-            u64::from(DEFAULT_DELIVER_MAX_CONCURRENCY),
+            local.budget.broadcaster_concurrency as u64,
         ),
         ("PlanMaxConcurrency", local.planner_concurrency as u64),
         ("PlannerBatchSize", local.planner_batch_size as u64),
@@ -92,32 +86,22 @@ fn tunables_default_to_the_code_defaults() {
             local.visibility_timeout.as_secs(),
         ),
         ("MaxReceiveCount", u64::from(local.max_receive_count)),
-        ("Shards", u64::from(local.shards)),
-        (
-            "Shards",
-            u64::from(fanout_core::limits::DEFAULT_ROOM_SHARDS),
-        ),
-        ("MaxConnectionsPerJob", local.max_connections_per_job as u64),
+        ("Shards", u64::from(local.store.shards)),
         (
             "MaxConnectionsPerJob",
-            planner.max_connections_per_job as u64,
+            local.jobs.max_connections_per_job as u64,
         ),
-        ("MaxInFlight", local.max_in_flight as u64),
-        ("MaxInFlight", broadcaster.max_in_flight as u64),
+        ("MaxInFlight", local.broadcaster.max_in_flight as u64),
         (
             "TriesPerInvocation",
-            u64::from(broadcaster.tries_per_invocation),
+            u64::from(local.broadcaster.tries_per_invocation),
         ),
-        ("TriesPerInvocation", u64::from(local.tries_per_invocation)),
-        ("MaxAttempts", u64::from(broadcaster.max_attempts)),
-        ("MaxAttempts", u64::from(local.max_attempts)),
+        ("MaxAttempts", u64::from(local.broadcaster.max_attempts)),
         (
             "DirectMaxConnections",
-            planner.direct_max_connections as u64,
+            local.planner.direct_max_connections as u64,
         ),
-        ("DirectMaxConnections", local.direct_max_connections as u64),
-        ("DedupeTtlSeconds", planner.dedupe_ttl.as_secs()),
-        ("DedupeTtlSeconds", local.dedupe_ttl.as_secs()),
+        ("DedupeTtlSeconds", local.planner.dedupe_ttl.as_secs()),
         ("BusRetryAttempts", u64::from(local.bus_retry_attempts)),
         ("BusMaxEventAgeSeconds", local.bus_max_event_age.as_secs()),
     ];
@@ -128,6 +112,9 @@ fn tunables_default_to_the_code_defaults() {
     assert!(
         number(&t, "QueueVisibilityTimeoutSeconds") >= 6 * number(&t, "FunctionTimeoutSeconds")
     );
+    // And a deployed function must outlive the broadcaster's deadline
+    // margin, or no post could start.
+    assert!(number(&t, "FunctionTimeoutSeconds") > local.broadcaster.deadline_margin.as_secs());
 }
 
 /// Evaluates an environment value the way CloudFormation would, with
@@ -220,34 +207,44 @@ fn every_function_is_a_cargo_lambda_package_whose_binary_accepts_its_environment
 
         let env = environment(&t, f);
         let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let reads = match package {
+            "authorizer" => variables::<AuthorizerConfig>(),
+            "connect" | "disconnect" | "message" => variables::<GatewayConfig>(),
+            "planner" => variables::<PlannerConfig>(),
+            "broadcaster" => variables::<BroadcasterConfig>(),
+            other => panic!("no configuration reader for function {other}"),
+        };
         for (key, _) in &pairs {
             assert!(
-                fanout_lambda::config::ALL.contains(key) || *key == "RUST_LOG",
-                "{name} sets {key}, which no function reads"
+                reads.iter().any(|r| r == key) || *key == "RUST_LOG",
+                "{name} sets {key}, which its function does not read"
             );
         }
         let env = Env::from_pairs(&pairs);
+        let local = StackConfig::defaults();
         let read = match package {
-            "authorizer" => AuthorizerConfig::read(&env).map(|_| ()),
-            "connect" | "disconnect" | "message" => GatewayConfig::read(&env).map(|_| ()),
-            "planner" => PlannerConfig::read(&env).map(|p| {
-                assert_eq!(p.settings.dedupe_ttl, PlannerSettings::default().dedupe_ttl);
+            "authorizer" => load::<AuthorizerConfig>(&env).map(|_| ()),
+            "connect" | "disconnect" | "message" => load::<GatewayConfig>(&env).map(|g| {
+                assert_eq!(g.settings, local.gateway);
+                assert_eq!(g.store.settings, local.store);
+            }),
+            "planner" => load::<PlannerConfig>(&env).map(|p| {
+                assert_eq!(p.settings, local.planner);
                 assert_eq!(
-                    p.delivery.worker_rate,
-                    StackConfig::defaults().worker_rate(),
+                    p.delivery.worker_rate(),
+                    local.budget.worker_rate(),
                     "the planner's fast path shares the workers' rate"
                 );
             }),
-            "broadcaster" => BroadcasterConfig::read(&env).map(|b| {
+            "broadcaster" => load::<BroadcasterConfig>(&env).map(|b| {
                 assert_eq!(
-                    b.delivery.worker_rate,
-                    StackConfig::defaults().worker_rate(),
+                    b.delivery.worker_rate(),
+                    local.budget.worker_rate(),
                     "each deployed worker gets the local stack's per-worker share"
                 );
-                assert_eq!(
-                    b.delivery.broadcaster.max_attempts,
-                    BroadcasterSettings::default().max_attempts
-                );
+                assert_eq!(b.delivery.broadcaster, local.broadcaster);
+                assert_eq!(b.delivery.jobs, local.jobs);
+                assert_eq!(b.store.settings, local.store);
             }),
             other => panic!("no configuration reader for function {other}"),
         };

@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use fanout_core::ids::{TenantId, UserId};
+use fanout_core::settings::{JobSettings, StoreSettings};
 use fanout_core::token::{DEV_JWT_SECRET, TokenSigner};
 use fanout_local::{RunningStack, StackConfig};
 use futures::StreamExt;
@@ -308,8 +309,8 @@ pub async fn run(scenario: &Scenario) -> anyhow::Result<(Report, Histogram<u64>)
         deliveries: d.delivered,
         frame_bytes,
         rooms: scenario.rooms as u64,
-        shards: u64::from(fanout_core::limits::DEFAULT_ROOM_SHARDS),
-        max_connections_per_job: fanout_core::limits::DEFAULT_MAX_CONNECTIONS_PER_JOB as u64,
+        shards: u64::from(StoreSettings::default().shards),
+        max_connections_per_job: JobSettings::default().max_connections_per_job as u64,
         via: scenario.via,
     };
     let report = Report {

@@ -3,14 +3,15 @@
 use aws_lambda_events::apigw::ApiGatewayCustomAuthorizerRequestTypeRequest;
 use fanout_core::handlers::authorizer::authorize;
 use fanout_core::token::TokenVerifier;
-use fanout_lambda::config::{AuthorizerConfig, Env};
+use fanout_lambda::config::AuthorizerConfig;
 use fanout_lambda::{Error, LambdaEvent, config_or_exit, run, service_fn, setup};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     setup::init_logging();
-    let config = config_or_exit(|| AuthorizerConfig::read(&Env::process()));
-    let secret = setup::jwt_secret(&setup::sdk_config().await, &config.jwt_secret).await?;
+    let config = config_or_exit::<AuthorizerConfig>();
+    let source = config.jwt_secret()?;
+    let secret = setup::jwt_secret(&setup::sdk_config().await, &source).await?;
     let verifier = TokenVerifier::new(secret.as_bytes());
     let verifier = &verifier;
     run(service_fn(

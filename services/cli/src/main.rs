@@ -13,7 +13,8 @@ use fanout_aws::EventBridgeBus;
 use fanout_core::event::{AllOfTenant, BROADCAST, BroadcastEvent, Target};
 use fanout_core::ids::{ConnectionId, RoomId, TenantId, UserId};
 use fanout_core::ports::BusEntry;
-use fanout_core::token::{JWT_SECRET_ENV, TokenSigner, parse_duration, secret_from_env};
+use fanout_core::settings::positive_duration;
+use fanout_core::token::{DEV_JWT_SECRET, TokenSigner};
 use serde_json::value::RawValue;
 
 /// Operate a fanout deployment or the local stack.
@@ -36,8 +37,11 @@ enum Command {
         #[arg(long)]
         user: String,
         /// How long the token is valid: 30s, 15m, 1h, 2d.
-        #[arg(long, default_value = "1h", value_parser = parse_duration)]
+        #[arg(long, default_value = "1h", value_parser = positive_duration)]
         ttl: Duration,
+        /// The HS256 key to sign with (the local stack's by default).
+        #[arg(long, env = "FANOUT_JWT_SECRET", hide_env_values = true)]
+        secret: Option<String>,
     },
     /// Publish a fanout.broadcast event to a room, a user, a connection or
     /// a whole tenant.
@@ -101,15 +105,20 @@ async fn main() {
 
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Token { tenant, user, ttl } => {
+        Command::Token {
+            tenant,
+            user,
+            ttl,
+            secret,
+        } => {
             let tenant = TenantId::new(tenant).context("--tenant")?;
             let user = UserId::new(user).context("--user")?;
-            let (secret, dev) = secret_from_env();
-            if dev {
+            let secret = secret.filter(|s| !s.is_empty()).unwrap_or_else(|| {
                 eprintln!(
-                    "note: {JWT_SECRET_ENV} is unset; signing with the local development secret"
+                    "note: FANOUT_JWT_SECRET (--secret) is unset; signing with the local development secret"
                 );
-            }
+                DEV_JWT_SECRET.to_string()
+            });
             let now = chrono_now();
             println!(
                 "{}",

@@ -1,105 +1,38 @@
-//! Every environment variable the functions read, in one place. Defaults
-//! are the library's (and the local stack's and the SAM template's).
+//! What each function reads from its environment, and nothing else: the
+//! resources it is wired to (table, bus, queues, endpoint, token key) and
+//! the tunable groups of `fanout_core::settings`, which define each
+//! variable's name, default and validation once. A missing or invalid
+//! variable fails at start-up with a message naming it.
 //!
-//! | variable | functions | default |
-//! |---|---|---|
-//! | `FANOUT_JWT_SECRET_ARN` | authorizer | the Secrets Manager secret with the token key (deployed) |
-//! | `FANOUT_JWT_SECRET` | authorizer | the key itself, when there is no ARN (tests) |
-//! | `FANOUT_TABLE` | all but authorizer | required |
-//! | `FANOUT_SHARDS` | all but authorizer | 4 |
-//! | `FANOUT_EVENT_BUS` | connect, disconnect, message | required |
-//! | `FANOUT_MAX_PAYLOAD_BYTES` | message | 130048 |
-//! | `FANOUT_DELIVER_QUEUE` / `FANOUT_DELIVER_DLQ` | planner, broadcaster | required |
-//! | `FANOUT_MANAGEMENT_ENDPOINT` | planner, broadcaster | required (`https://{api}.execute-api.{region}.amazonaws.com/{stage}`) |
-//! | `FANOUT_API_BUDGET_RPS` / `FANOUT_API_BUDGET_BURST` | planner, broadcaster | 10000 / 5000 |
-//! | `FANOUT_DELIVER_MAX_CONCURRENCY` | planner, broadcaster | 8 |
-//! | `FANOUT_MAX_CONNECTIONS_PER_JOB` | planner, broadcaster | 500 |
-//! | `FANOUT_MAX_IN_FLIGHT` | broadcaster | 64 |
-//! | `FANOUT_TRIES_PER_INVOCATION` / `FANOUT_MAX_ATTEMPTS` | broadcaster | 3 / 5 |
-//! | `FANOUT_POST_TIMEOUT_MS` / `FANOUT_DEADLINE_MARGIN_MS` | broadcaster | 3000 / 5000 |
-//! | `FANOUT_DIRECT_MAX_CONNECTIONS` | planner | 10 |
-//! | `FANOUT_DEDUPE_TTL_SECS` | planner | 3600 |
+//! Run any function's binary with `--help` to see its variables; the
+//! README's table lists them all.
 
-use std::str::FromStr;
-use std::time::Duration;
-
-use fanout_core::handlers::GatewaySettings;
-use fanout_core::handlers::broadcaster::{
-    BroadcasterSettings, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_IN_FLIGHT, DEFAULT_TRIES_PER_INVOCATION,
-};
-use fanout_core::handlers::planner::{
-    DEFAULT_DEDUPE_TTL, DEFAULT_DIRECT_MAX_CONNECTIONS, PlannerSettings,
-};
-use fanout_core::limits::{
-    DEFAULT_MAX_CONNECTIONS_PER_JOB, DEFAULT_ROOM_SHARDS, MAX_PAYLOAD_BYTES,
-};
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::{Args, Command, FromArgMatches};
 use fanout_core::rate::Rate;
-
-pub const JWT_SECRET: &str = "FANOUT_JWT_SECRET";
-pub const JWT_SECRET_ARN: &str = "FANOUT_JWT_SECRET_ARN";
-pub const TABLE: &str = "FANOUT_TABLE";
-pub const SHARDS: &str = "FANOUT_SHARDS";
-pub const EVENT_BUS: &str = "FANOUT_EVENT_BUS";
-pub const MAX_PAYLOAD_BYTES_VAR: &str = "FANOUT_MAX_PAYLOAD_BYTES";
-pub const DELIVER_QUEUE: &str = "FANOUT_DELIVER_QUEUE";
-pub const DELIVER_DLQ: &str = "FANOUT_DELIVER_DLQ";
-pub const MANAGEMENT_ENDPOINT: &str = "FANOUT_MANAGEMENT_ENDPOINT";
-pub const API_BUDGET_RPS: &str = "FANOUT_API_BUDGET_RPS";
-pub const API_BUDGET_BURST: &str = "FANOUT_API_BUDGET_BURST";
-pub const DELIVER_MAX_CONCURRENCY: &str = "FANOUT_DELIVER_MAX_CONCURRENCY";
-pub const MAX_CONNECTIONS_PER_JOB: &str = "FANOUT_MAX_CONNECTIONS_PER_JOB";
-pub const MAX_IN_FLIGHT: &str = "FANOUT_MAX_IN_FLIGHT";
-pub const TRIES_PER_INVOCATION: &str = "FANOUT_TRIES_PER_INVOCATION";
-pub const MAX_ATTEMPTS: &str = "FANOUT_MAX_ATTEMPTS";
-pub const POST_TIMEOUT_MS: &str = "FANOUT_POST_TIMEOUT_MS";
-pub const DEADLINE_MARGIN_MS: &str = "FANOUT_DEADLINE_MARGIN_MS";
-pub const DIRECT_MAX_CONNECTIONS: &str = "FANOUT_DIRECT_MAX_CONNECTIONS";
-pub const DEDUPE_TTL_SECS: &str = "FANOUT_DEDUPE_TTL_SECS";
-
-/// Every variable any function reads.
-pub const ALL: &[&str] = &[
-    JWT_SECRET,
-    JWT_SECRET_ARN,
-    TABLE,
-    SHARDS,
-    EVENT_BUS,
-    MAX_PAYLOAD_BYTES_VAR,
-    DELIVER_QUEUE,
-    DELIVER_DLQ,
-    MANAGEMENT_ENDPOINT,
-    API_BUDGET_RPS,
-    API_BUDGET_BURST,
-    DELIVER_MAX_CONCURRENCY,
-    MAX_CONNECTIONS_PER_JOB,
-    MAX_IN_FLIGHT,
-    TRIES_PER_INVOCATION,
-    MAX_ATTEMPTS,
-    POST_TIMEOUT_MS,
-    DEADLINE_MARGIN_MS,
-    DIRECT_MAX_CONNECTIONS,
-    DEDUPE_TTL_SECS,
-];
-
-/// The deliver queue's max concurrency the budget is split over by default
-/// (the local stack's `--broadcaster-concurrency`).
-pub const DEFAULT_DELIVER_MAX_CONCURRENCY: u32 = 8;
+use fanout_core::settings::{
+    BroadcasterSettings, BudgetSettings, GatewaySettings, JobSettings, PlannerSettings,
+    StoreSettings,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
     #[error("environment variable {0} is required but not set")]
-    Missing(&'static str),
+    Missing(String),
     #[error("environment variable {name}={value:?} is invalid: {reason}")]
     Invalid {
-        name: &'static str,
+        name: String,
         value: String,
         reason: String,
     },
+    #[error("{0}")]
+    Conflict(String),
 }
 
 /// Looks a variable up by name.
 type Lookup<'a> = Box<dyn Fn(&str) -> Option<String> + 'a>;
 
-/// Where variables come from: the process environment, or a map in tests.
+/// Where variables come from: the process environment, or pairs in tests.
 pub struct Env<'a> {
     lookup: Lookup<'a>,
 }
@@ -124,75 +57,108 @@ impl<'a> Env<'a> {
         }
     }
 
+    /// A set, non-blank value.
     fn get(&self, name: &str) -> Option<String> {
         (self.lookup)(name).filter(|v| !v.trim().is_empty())
     }
+}
 
-    pub fn required(&self, name: &'static str) -> Result<String, ConfigError> {
-        self.get(name).ok_or(ConfigError::Missing(name))
+/// A configuration read from the environment alone.
+pub trait FromEnv: Sized {
+    fn read(env: &Env) -> Result<Self, ConfigError>;
+}
+
+impl<T: Args + FromArgMatches> FromEnv for T {
+    /// Parses the group's variables as if each were its flag (no command
+    /// line is read), then names the variable in any error.
+    fn read(env: &Env) -> Result<Self, ConfigError> {
+        let command = T::augment_args(Command::new("function").no_binary_name(true));
+        // Rendering an argument as clap's errors do needs a built command.
+        let mut built = command.clone();
+        built.build();
+        let names: Names = built
+            .get_arguments()
+            .filter_map(|arg| Some((arg.to_string(), arg.get_env()?.to_str()?.to_string())))
+            .collect();
+        let argv: Vec<String> = command
+            .get_arguments()
+            .filter_map(|arg| {
+                let value = env.get(arg.get_env()?.to_str()?)?;
+                Some(format!("--{}={value}", arg.get_long()?))
+            })
+            .collect();
+        // The variables were turned into flags above; clap must not read
+        // the process environment a second time.
+        let command = command.mut_args(|arg| arg.env(None::<&'static str>));
+        let matches = command
+            .clone()
+            .try_get_matches_from(argv)
+            .map_err(|e| name_the_variable(&names, e))?;
+        T::from_arg_matches(&matches).map_err(|e| name_the_variable(&names, e))
     }
+}
 
-    /// A positive number, or `default` when unset.
-    pub fn number<T>(&self, name: &'static str, default: T) -> Result<T, ConfigError>
-    where
-        T: FromStr + PartialOrd + Default,
-        T::Err: std::fmt::Display,
-    {
-        let Some(value) = self.get(name) else {
-            return Ok(default);
-        };
-        let parsed: T = value
-            .trim()
-            .parse()
-            .map_err(|e: T::Err| ConfigError::Invalid {
-                name,
-                value: value.clone(),
-                reason: e.to_string(),
-            })?;
-        if parsed <= T::default() {
-            return Err(ConfigError::Invalid {
-                name,
+/// Every variable a configuration reads.
+pub fn variables<T: Args>() -> Vec<String> {
+    T::augment_args(Command::new("function"))
+        .get_arguments()
+        .filter_map(|arg| Some(arg.get_env()?.to_string_lossy().into_owned()))
+        .collect()
+}
+
+/// Each argument as clap writes it in errors ("--shards <N>"), with the
+/// variable behind it.
+type Names = Vec<(String, String)>;
+
+/// Turns clap's "--flag <VALUE>" wording into the variable's name.
+fn name_the_variable(names: &Names, error: clap::Error) -> ConfigError {
+    let variable = |rendered: &str| -> String {
+        names
+            .iter()
+            .find(|(arg, _)| arg == rendered)
+            .map_or_else(|| rendered.to_string(), |(_, env)| env.clone())
+    };
+    let invalid_arg = match error.get(ContextKind::InvalidArg) {
+        Some(ContextValue::String(s)) => vec![s.clone()],
+        Some(ContextValue::Strings(v)) => v.clone(),
+        _ => Vec::new(),
+    };
+    match error.kind() {
+        ErrorKind::MissingRequiredArgument if !invalid_arg.is_empty() => ConfigError::Missing(
+            invalid_arg
+                .iter()
+                .map(|a| variable(a))
+                .collect::<Vec<_>>()
+                .join(", "),
+        ),
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation if !invalid_arg.is_empty() => {
+            let value = match error.get(ContextKind::InvalidValue) {
+                Some(ContextValue::String(s)) => s.clone(),
+                _ => String::new(),
+            };
+            let reason = std::error::Error::source(&error)
+                .map(ToString::to_string)
+                .unwrap_or_else(|| "not a valid value".into());
+            ConfigError::Invalid {
+                name: variable(&invalid_arg[0]),
                 value,
-                reason: "must be greater than 0".into(),
-            });
+                reason,
+            }
         }
-        Ok(parsed)
-    }
-
-    /// Like [`Env::number`], but 0 is allowed (it turns a feature off).
-    pub fn count<T>(&self, name: &'static str, default: T) -> Result<T, ConfigError>
-    where
-        T: FromStr,
-        T::Err: std::fmt::Display,
-    {
-        match self.get(name) {
-            None => Ok(default),
-            Some(value) => value
-                .trim()
-                .parse()
-                .map_err(|e: T::Err| ConfigError::Invalid {
-                    name,
-                    value: value.clone(),
-                    reason: e.to_string(),
-                }),
-        }
+        _ => ConfigError::Conflict(error.render().to_string().trim().to_string()),
     }
 }
 
 /// The connection table.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Args)]
 pub struct StoreConfig {
+    /// The DynamoDB table holding connections, memberships and dedupe
+    /// markers.
+    #[arg(long = "table", env = "FANOUT_TABLE", value_name = "NAME")]
     pub table: String,
-    pub shards: u32,
-}
 
-impl StoreConfig {
-    pub fn read(env: &Env) -> Result<Self, ConfigError> {
-        Ok(Self {
-            table: env.required(TABLE)?,
-            shards: env.number(SHARDS, DEFAULT_ROOM_SHARDS)?,
-        })
-    }
+    #[command(flatten)]
+    pub settings: StoreSettings,
 }
 
 /// Where the token key comes from.
@@ -205,142 +171,156 @@ pub enum JwtSecretSource {
     Value(String),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The authorizer's token key.
+#[derive(Debug, Clone, Args)]
 pub struct AuthorizerConfig {
-    pub jwt_secret: JwtSecretSource,
+    /// The Secrets Manager secret holding the HS256 token key (deployed).
+    #[arg(
+        long = "jwt-secret-arn",
+        env = "FANOUT_JWT_SECRET_ARN",
+        value_name = "ARN"
+    )]
+    jwt_secret_arn: Option<String>,
+
+    /// The HS256 token key itself, when there is no ARN (tests).
+    #[arg(long = "jwt-secret", env = "FANOUT_JWT_SECRET", hide_env_values = true)]
+    jwt_secret: Option<String>,
 }
 
 impl AuthorizerConfig {
-    pub fn read(env: &Env) -> Result<Self, ConfigError> {
-        let jwt_secret = match (env.required(JWT_SECRET_ARN), env.required(JWT_SECRET)) {
-            (Ok(arn), _) => JwtSecretSource::SecretsManager { arn },
-            (Err(_), Ok(value)) => JwtSecretSource::Value(value),
-            (Err(_), Err(_)) => {
-                return Err(ConfigError::Missing(
-                    "FANOUT_JWT_SECRET_ARN (or FANOUT_JWT_SECRET)",
-                ));
-            }
-        };
-        Ok(Self { jwt_secret })
+    /// The ARN wins when both are set.
+    pub fn jwt_secret(&self) -> Result<JwtSecretSource, ConfigError> {
+        match (&self.jwt_secret_arn, &self.jwt_secret) {
+            (Some(arn), _) => Ok(JwtSecretSource::SecretsManager { arn: arn.clone() }),
+            (None, Some(value)) => Ok(JwtSecretSource::Value(value.clone())),
+            (None, None) => Err(ConfigError::Missing(
+                "FANOUT_JWT_SECRET_ARN (or FANOUT_JWT_SECRET)".into(),
+            )),
+        }
     }
 }
 
 /// connect, disconnect and message.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Args)]
 pub struct GatewayConfig {
+    #[command(flatten)]
     pub store: StoreConfig,
+
+    /// The EventBridge bus lifecycle and client events go to.
+    #[arg(long = "event-bus", env = "FANOUT_EVENT_BUS", value_name = "NAME")]
     pub event_bus: String,
+
+    #[command(flatten)]
     pub settings: GatewaySettings,
 }
 
-impl GatewayConfig {
-    pub fn read(env: &Env) -> Result<Self, ConfigError> {
-        Ok(Self {
-            store: StoreConfig::read(env)?,
-            event_bus: env.required(EVENT_BUS)?,
-            settings: GatewaySettings {
-                max_payload_bytes: env.number(MAX_PAYLOAD_BYTES_VAR, MAX_PAYLOAD_BYTES)?,
-                ..GatewaySettings::default()
-            },
-        })
-    }
-}
-
 /// What posting needs (the broadcaster, and the planner's fast path).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Args)]
 pub struct DeliveryConfig {
+    /// The @connections endpoint:
+    /// https://{api-id}.execute-api.{region}.amazonaws.com/{stage}.
+    #[arg(long = "management-endpoint", env = "FANOUT_MANAGEMENT_ENDPOINT",
+          value_name = "URL", value_parser = management_endpoint)]
     pub management_endpoint: String,
+
+    /// The deliver queue (re-enqueued jobs go back to it).
+    #[arg(
+        long = "deliver-queue",
+        env = "FANOUT_DELIVER_QUEUE",
+        value_name = "NAME"
+    )]
     pub deliver_queue: String,
+
+    /// The deliver dead-letter queue.
+    #[arg(long = "deliver-dlq", env = "FANOUT_DELIVER_DLQ", value_name = "NAME")]
     pub deliver_dlq: String,
-    /// This worker's share of the budget; `None` when the budget is 0.
-    pub worker_rate: Option<Rate>,
+
+    #[command(flatten)]
+    pub budget: BudgetSettings,
+
+    #[command(flatten)]
     pub broadcaster: BroadcasterSettings,
+
+    #[command(flatten)]
+    pub jobs: JobSettings,
 }
 
 impl DeliveryConfig {
-    pub fn read(env: &Env) -> Result<Self, ConfigError> {
-        let endpoint = env.required(MANAGEMENT_ENDPOINT)?;
-        if !(endpoint.starts_with("https://") || endpoint.starts_with("http://")) {
-            return Err(ConfigError::Invalid {
-                name: MANAGEMENT_ENDPOINT,
-                value: endpoint,
-                reason:
-                    "must be a URL like https://{api-id}.execute-api.{region}.amazonaws.com/{stage}"
-                        .into(),
-            });
-        }
-        let post_timeout = Duration::from_millis(env.number(POST_TIMEOUT_MS, 3_000u64)?);
-        let deadline_margin = Duration::from_millis(env.number(DEADLINE_MARGIN_MS, 5_000u64)?);
-        if post_timeout >= deadline_margin {
-            return Err(ConfigError::Invalid {
-                name: POST_TIMEOUT_MS,
-                value: post_timeout.as_millis().to_string(),
-                reason: format!("must be shorter than {DEADLINE_MARGIN_MS}"),
-            });
-        }
-        Ok(Self {
-            management_endpoint: endpoint,
-            deliver_queue: env.required(DELIVER_QUEUE)?,
-            deliver_dlq: env.required(DELIVER_DLQ)?,
-            worker_rate: Rate::share(
-                env.count(API_BUDGET_RPS, 10_000u32)?,
-                env.count(API_BUDGET_BURST, 5_000u32)?,
-                env.number(DELIVER_MAX_CONCURRENCY, DEFAULT_DELIVER_MAX_CONCURRENCY)?,
-            ),
-            broadcaster: BroadcasterSettings {
-                max_in_flight: env.number(MAX_IN_FLIGHT, DEFAULT_MAX_IN_FLIGHT)?,
-                tries_per_invocation: env
-                    .number(TRIES_PER_INVOCATION, DEFAULT_TRIES_PER_INVOCATION)?,
-                max_attempts: env.number(MAX_ATTEMPTS, DEFAULT_MAX_ATTEMPTS)?,
-                post_timeout,
-                deadline_margin,
-                max_connections_per_job: env
-                    .number(MAX_CONNECTIONS_PER_JOB, DEFAULT_MAX_CONNECTIONS_PER_JOB)?,
-                ..BroadcasterSettings::default()
-            },
-        })
+    /// This worker's share of the budget; `None` when the budget is 0.
+    pub fn worker_rate(&self) -> Option<Rate> {
+        self.budget.worker_rate()
     }
 }
 
-#[derive(Debug, Clone)]
+fn management_endpoint(text: &str) -> Result<String, String> {
+    if text.starts_with("https://") || text.starts_with("http://") {
+        Ok(text.to_string())
+    } else {
+        Err("must be a URL like https://{api-id}.execute-api.{region}.amazonaws.com/{stage}".into())
+    }
+}
+
+#[derive(Debug, Clone, Args)]
 pub struct BroadcasterConfig {
+    #[command(flatten)]
     pub store: StoreConfig,
+
+    #[command(flatten)]
     pub delivery: DeliveryConfig,
 }
 
-impl BroadcasterConfig {
-    pub fn read(env: &Env) -> Result<Self, ConfigError> {
-        Ok(Self {
-            store: StoreConfig::read(env)?,
-            delivery: DeliveryConfig::read(env)?,
-        })
-    }
-}
-
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Args)]
 pub struct PlannerConfig {
+    #[command(flatten)]
     pub store: StoreConfig,
+
+    #[command(flatten)]
     pub delivery: DeliveryConfig,
+
+    #[command(flatten)]
     pub settings: PlannerSettings,
 }
 
-impl PlannerConfig {
-    pub fn read(env: &Env) -> Result<Self, ConfigError> {
-        Ok(Self {
-            store: StoreConfig::read(env)?,
-            delivery: DeliveryConfig::read(env)?,
-            settings: PlannerSettings {
-                max_connections_per_job: env
-                    .number(MAX_CONNECTIONS_PER_JOB, DEFAULT_MAX_CONNECTIONS_PER_JOB)?,
-                direct_max_connections: env
-                    .count(DIRECT_MAX_CONNECTIONS, DEFAULT_DIRECT_MAX_CONNECTIONS)?,
-                dedupe_ttl: Duration::from_secs(
-                    env.number(DEDUPE_TTL_SECS, DEFAULT_DEDUPE_TTL.as_secs())?,
-                ),
-                ..PlannerSettings::default()
-            },
-        })
+/// Checks the rules between settings once they are all read.
+pub trait Validate {
+    fn validate(&self) -> Result<(), ConfigError>;
+}
+
+impl Validate for AuthorizerConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.jwt_secret().map(|_| ())
     }
+}
+
+impl Validate for GatewayConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        Ok(())
+    }
+}
+
+impl Validate for BroadcasterConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.delivery
+            .broadcaster
+            .validate()
+            .map_err(ConfigError::Conflict)
+    }
+}
+
+impl Validate for PlannerConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.delivery
+            .broadcaster
+            .validate()
+            .map_err(ConfigError::Conflict)
+    }
+}
+
+/// Reads and validates a function's configuration.
+pub fn load<T: FromEnv + Validate>(env: &Env) -> Result<T, ConfigError> {
+    let config = T::read(env)?;
+    config.validate()?;
+    Ok(config)
 }
 
 #[cfg(test)]
@@ -348,87 +328,125 @@ mod tests {
     use super::*;
 
     const DELIVERY: &[(&str, &str)] = &[
-        (TABLE, "fanout"),
+        ("FANOUT_TABLE", "fanout"),
         (
-            MANAGEMENT_ENDPOINT,
+            "FANOUT_MANAGEMENT_ENDPOINT",
             "https://abc.execute-api.us-east-1.amazonaws.com/prod",
         ),
-        (DELIVER_QUEUE, "fanout-deliver"),
-        (DELIVER_DLQ, "fanout-deliver-dlq"),
+        ("FANOUT_DELIVER_QUEUE", "fanout-deliver"),
+        ("FANOUT_DELIVER_DLQ", "fanout-deliver-dlq"),
     ];
 
     #[test]
     fn defaults_are_the_librarys() {
-        let c = BroadcasterConfig::read(&Env::from_pairs(DELIVERY)).unwrap();
-        assert_eq!(c.store.shards, DEFAULT_ROOM_SHARDS);
-        assert_eq!(c.delivery.worker_rate, Rate::new(1_250, 625));
-        let d = BroadcasterSettings::default();
-        assert_eq!(c.delivery.broadcaster.max_attempts, d.max_attempts);
-        assert_eq!(c.delivery.broadcaster.post_timeout, d.post_timeout);
-        assert_eq!(c.delivery.broadcaster.deadline_margin, d.deadline_margin);
-        let p = PlannerConfig::read(&Env::from_pairs(DELIVERY)).unwrap();
-        assert_eq!(p.settings.dedupe_ttl, DEFAULT_DEDUPE_TTL);
-        assert_eq!(
-            p.settings.direct_max_connections,
-            DEFAULT_DIRECT_MAX_CONNECTIONS
-        );
+        let c: BroadcasterConfig = load(&Env::from_pairs(DELIVERY)).unwrap();
+        assert_eq!(c.store.settings, StoreSettings::default());
+        assert_eq!(c.delivery.worker_rate(), Rate::new(1_250, 625));
+        assert_eq!(c.delivery.broadcaster, BroadcasterSettings::default());
+        let p: PlannerConfig = load(&Env::from_pairs(DELIVERY)).unwrap();
+        assert_eq!(p.settings, PlannerSettings::default());
+        assert_eq!(p.delivery.jobs, JobSettings::default());
     }
 
     #[test]
     fn a_missing_variable_is_named() {
-        let err = BroadcasterConfig::read(&Env::from_pairs(&DELIVERY[..2])).unwrap_err();
-        assert_eq!(err, ConfigError::Missing(DELIVER_QUEUE));
+        let err = load::<BroadcasterConfig>(&Env::from_pairs(&DELIVERY[..2])).unwrap_err();
+        assert_eq!(
+            err,
+            ConfigError::Missing("FANOUT_DELIVER_QUEUE, FANOUT_DELIVER_DLQ".into())
+        );
         assert_eq!(
             err.to_string(),
-            "environment variable FANOUT_DELIVER_QUEUE is required but not set"
+            "environment variable FANOUT_DELIVER_QUEUE, FANOUT_DELIVER_DLQ is required but not set"
         );
         assert_eq!(
-            AuthorizerConfig::read(&Env::from_pairs(&[(JWT_SECRET, "  ")])).unwrap_err(),
-            ConfigError::Missing("FANOUT_JWT_SECRET_ARN (or FANOUT_JWT_SECRET)")
+            load::<AuthorizerConfig>(&Env::from_pairs(&[("FANOUT_JWT_SECRET", "  ")])).unwrap_err(),
+            ConfigError::Missing("FANOUT_JWT_SECRET_ARN (or FANOUT_JWT_SECRET)".into())
         );
         assert_eq!(
-            AuthorizerConfig::read(&Env::from_pairs(&[
+            load::<AuthorizerConfig>(&Env::from_pairs(&[
                 (
-                    JWT_SECRET_ARN,
+                    "FANOUT_JWT_SECRET_ARN",
                     "arn:aws:secretsmanager:us-east-1:1:secret:jwt"
                 ),
-                (JWT_SECRET, "ignored"),
+                ("FANOUT_JWT_SECRET", "ignored"),
             ]))
             .unwrap()
-            .jwt_secret,
+            .jwt_secret()
+            .unwrap(),
             JwtSecretSource::SecretsManager {
                 arn: "arn:aws:secretsmanager:us-east-1:1:secret:jwt".into()
             }
         );
         assert_eq!(
-            GatewayConfig::read(&Env::from_pairs(&[(TABLE, "t")])).unwrap_err(),
-            ConfigError::Missing(EVENT_BUS)
+            load::<GatewayConfig>(&Env::from_pairs(&[("FANOUT_TABLE", "t")])).unwrap_err(),
+            ConfigError::Missing("FANOUT_EVENT_BUS".into())
         );
     }
 
     #[test]
     fn an_invalid_variable_is_named_with_its_value() {
         let mut pairs = DELIVERY.to_vec();
-        pairs.push((SHARDS, "four"));
-        let err = BroadcasterConfig::read(&Env::from_pairs(&pairs)).unwrap_err();
+        pairs.push(("FANOUT_SHARDS", "four"));
+        let err = load::<BroadcasterConfig>(&Env::from_pairs(&pairs)).unwrap_err();
         assert!(err.to_string().contains("FANOUT_SHARDS=\"four\""), "{err}");
         let mut pairs = DELIVERY.to_vec();
-        pairs.push((MAX_ATTEMPTS, "0"));
-        let err = BroadcasterConfig::read(&Env::from_pairs(&pairs)).unwrap_err();
-        assert!(err.to_string().contains("must be greater than 0"), "{err}");
+        pairs.push(("FANOUT_MAX_ATTEMPTS", "0"));
+        let err = load::<BroadcasterConfig>(&Env::from_pairs(&pairs)).unwrap_err();
+        assert!(err.to_string().contains("FANOUT_MAX_ATTEMPTS"), "{err}");
+        assert!(err.to_string().contains("must be at least 1"), "{err}");
         let mut pairs = DELIVERY.to_vec();
-        pairs[1] = (MANAGEMENT_ENDPOINT, "abc.execute-api");
-        let err = BroadcasterConfig::read(&Env::from_pairs(&pairs)).unwrap_err();
-        assert!(err.to_string().contains(MANAGEMENT_ENDPOINT), "{err}");
+        pairs[1] = ("FANOUT_MANAGEMENT_ENDPOINT", "abc.execute-api");
+        let err = load::<BroadcasterConfig>(&Env::from_pairs(&pairs)).unwrap_err();
+        assert!(
+            err.to_string().contains("FANOUT_MANAGEMENT_ENDPOINT"),
+            "{err}"
+        );
         let mut pairs = DELIVERY.to_vec();
-        pairs.push((API_BUDGET_RPS, "0"));
+        pairs.push(("FANOUT_POST_TIMEOUT", "10s"));
+        let err = load::<BroadcasterConfig>(&Env::from_pairs(&pairs)).unwrap_err();
+        assert!(err.to_string().contains("FANOUT_POST_TIMEOUT"), "{err}");
+        let mut pairs = DELIVERY.to_vec();
+        pairs.push(("FANOUT_DEDUPE_TTL", "soon"));
+        let err = load::<PlannerConfig>(&Env::from_pairs(&pairs)).unwrap_err();
+        assert!(
+            err.to_string().contains("FANOUT_DEDUPE_TTL=\"soon\""),
+            "{err}"
+        );
+        let mut pairs = DELIVERY.to_vec();
+        pairs.push(("FANOUT_API_BUDGET_RPS", "0"));
         assert_eq!(
-            BroadcasterConfig::read(&Env::from_pairs(&pairs))
+            load::<BroadcasterConfig>(&Env::from_pairs(&pairs))
                 .unwrap()
                 .delivery
-                .worker_rate,
+                .worker_rate(),
             None,
             "a zero budget turns the limiter off"
         );
+    }
+
+    #[test]
+    fn durations_take_units() {
+        let mut pairs = DELIVERY.to_vec();
+        pairs.push(("FANOUT_POST_TIMEOUT", "500ms"));
+        let c: BroadcasterConfig = load(&Env::from_pairs(&pairs)).unwrap();
+        assert_eq!(
+            c.delivery.broadcaster.post_timeout,
+            std::time::Duration::from_millis(500)
+        );
+    }
+
+    #[test]
+    fn every_function_lists_its_variables() {
+        let vars = variables::<PlannerConfig>();
+        for name in [
+            "FANOUT_TABLE",
+            "FANOUT_SHARDS",
+            "FANOUT_DEDUPE_TTL",
+            "FANOUT_BROADCASTER_CONCURRENCY",
+        ] {
+            assert!(vars.iter().any(|v| v == name), "{name} in {vars:?}");
+        }
+        assert!(!variables::<GatewayConfig>().contains(&"FANOUT_DEDUPE_TTL".to_string()));
     }
 }

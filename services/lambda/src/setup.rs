@@ -8,7 +8,7 @@ use fanout_aws::{ApiGatewayPoster, DynamoStore, EventBridgeBus, SqsQueue};
 use fanout_core::clock::{Clock, SystemClock};
 use fanout_core::handlers::GatewayDeps;
 use fanout_core::handlers::broadcaster::BroadcasterDeps;
-use fanout_core::metrics::EmfStdout;
+use fanout_core::metrics::EmfWriter;
 use fanout_core::ports::QueueError;
 use fanout_core::rate::RateGate;
 
@@ -61,7 +61,7 @@ pub fn store(sdk: &SdkConfig, config: &StoreConfig) -> Arc<DynamoStore> {
         aws_sdk_dynamodb::Client::new(sdk),
         &config.table,
         clock(),
-        config.shards,
+        config.settings.shards,
     ))
 }
 
@@ -94,9 +94,10 @@ pub async fn broadcaster_deps(
         )),
         deliver_queue: Arc::new(SqsQueue::open(sqs.clone(), &config.deliver_queue).await?),
         dead_letter_queue: Arc::new(SqsQueue::open(sqs, &config.deliver_dlq).await?),
-        gate: config.worker_rate.map(|r| Arc::new(RateGate::new(r))),
-        metrics: Arc::new(EmfStdout),
+        gate: config.worker_rate().map(|r| Arc::new(RateGate::new(r))),
+        metrics: Arc::new(EmfWriter::new(std::io::stdout())),
         clock: clock(),
         settings: config.broadcaster.clone(),
+        jobs: config.jobs.clone(),
     })
 }

@@ -11,7 +11,7 @@ use aws_lambda_events::apigw::{
 use aws_lambda_events::sqs::SqsEvent;
 use fanout_core::clock::ManualClock;
 use fanout_core::handlers::authorizer::{Unauthorized, authorize, is_allowed};
-use fanout_core::handlers::broadcaster::{self, BroadcasterDeps, BroadcasterSettings};
+use fanout_core::handlers::broadcaster::{self, BroadcasterDeps, BroadcasterSettings, JobSettings};
 use fanout_core::handlers::planner::{self, PlannerDeps, PlannerSettings};
 use fanout_core::handlers::{GatewayDeps, GatewaySettings, connect, disconnect, message};
 use fanout_core::ids::{ConnectionId, RoomId, TenantId, UserId};
@@ -162,6 +162,7 @@ async fn a_plan_queue_event_is_planned_into_deliver_queue_jobs() {
         metrics: MetricTotals::new(),
         direct: None,
         settings: PlannerSettings::default(),
+        jobs: JobSettings::default(),
     };
     let event: SqsEvent = parse(&fixture("sqs-plan.json"));
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -204,6 +205,7 @@ async fn a_deliver_queue_event_is_posted_and_gone_connections_are_removed() {
         metrics: MetricTotals::new(),
         clock: ManualClock::at_ms(NOW_MS),
         settings: BroadcasterSettings::default(),
+        jobs: JobSettings::default(),
     };
     let event: SqsEvent = parse(&fixture("sqs-deliver.json"));
     let response =

@@ -73,8 +73,8 @@ async fn main() -> anyhow::Result<()> {
         args.broadcasts,
         quota.per_second,
         quota.burst,
-        args.stack.broadcaster_concurrency,
-        args.stack.worker_rate().map(|r| r.per_second),
+        args.stack.budget.broadcaster_concurrency,
+        args.stack.budget.worker_rate().map(|r| r.per_second),
     );
 
     let detail =

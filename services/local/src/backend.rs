@@ -50,7 +50,7 @@ fn broadcast_rule_name() -> String {
 
 /// In-process adapters.
 pub fn embedded(config: &StackConfig, clock: Arc<dyn Clock>) -> Backend {
-    let store = Arc::new(MemoryStore::new(clock.clone(), config.shards));
+    let store = Arc::new(MemoryStore::new(clock.clone(), config.store.shards));
     let queue_with_dlq = |name: &str, dlq: &Arc<MemoryQueue>| {
         MemoryQueue::new(
             name,
@@ -142,7 +142,7 @@ pub async fn aws(config: &StackConfig, clock: Arc<dyn Clock>) -> anyhow::Result<
         dynamodb,
         name(TABLE),
         clock,
-        config.shards,
+        config.store.shards,
     ));
     Ok(Backend {
         store: store.clone(),

@@ -5,16 +5,12 @@
 use std::time::Duration;
 
 use clap::Parser;
-use fanout_core::handlers::broadcaster::{
-    DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_IN_FLIGHT, DEFAULT_TRIES_PER_INVOCATION,
-};
-use fanout_core::handlers::planner::DEFAULT_DIRECT_MAX_CONNECTIONS;
-use fanout_core::limits::{
-    DEFAULT_MAX_CONNECTIONS_PER_JOB, DEFAULT_ROOM_SHARDS, MAX_FRAME_BYTES, MAX_MESSAGE_BYTES,
-    MAX_PAYLOAD_BYTES,
-};
+use fanout_core::limits::{MAX_FRAME_BYTES, MAX_MESSAGE_BYTES};
 use fanout_core::rate::Rate;
-use fanout_core::token::parse_duration;
+use fanout_core::settings::{
+    BroadcasterSettings, BudgetSettings, GatewaySettings, JobSettings, PlannerSettings,
+    StoreSettings, parse_duration, positive_duration,
+};
 
 use crate::faults::FaultSettings;
 
@@ -38,13 +34,10 @@ pub struct StackConfig {
     #[arg(long, env = "FANOUT_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
 
-    /// Close connections with no client traffic for this long (e.g. 10m).
-    #[arg(long, value_parser = parse_duration, default_value = "10m")]
+    /// Close connections with no client traffic for this long (API
+    /// Gateway's idle timeout is 10m).
+    #[arg(long, value_parser = positive_duration, default_value = "10m")]
     pub idle_timeout: Duration,
-
-    /// Close every connection after this long (e.g. 2h).
-    #[arg(long, value_parser = parse_duration, default_value = "2h")]
-    pub max_connection_duration: Duration,
 
     /// Largest single WebSocket frame from a client; larger closes with 1009.
     #[arg(long, default_value_t = MAX_FRAME_BYTES)]
@@ -53,19 +46,6 @@ pub struct StackConfig {
     /// Largest WebSocket message from a client; larger closes with 1009.
     #[arg(long, default_value_t = MAX_MESSAGE_BYTES)]
     pub max_message_bytes: usize,
-
-    /// Largest `data` a client may publish (serialized); larger gets a
-    /// `payload_too_large` error frame.
-    #[arg(long, default_value_t = MAX_PAYLOAD_BYTES)]
-    pub max_payload_bytes: usize,
-
-    /// Shards each room's memberships are spread over.
-    #[arg(long, default_value_t = DEFAULT_ROOM_SHARDS)]
-    pub shards: u32,
-
-    /// Most connection ids in one delivery job.
-    #[arg(long, default_value_t = DEFAULT_MAX_CONNECTIONS_PER_JOB)]
-    pub max_connections_per_job: usize,
 
     /// Planner event source mapping: messages per invocation.
     #[arg(long, default_value_t = 10)]
@@ -82,80 +62,34 @@ pub struct StackConfig {
     #[arg(long, default_value_t = 1)]
     pub broadcaster_batch_size: usize,
 
-    /// Broadcaster event source mapping: concurrent invocations.
-    #[arg(long, default_value_t = 8)]
-    pub broadcaster_concurrency: usize,
-
     /// Both mappings: how long to gather a batch (0 = invoke at once).
     #[arg(long, value_parser = parse_duration, default_value = "0s")]
     pub batching_window: Duration,
 
     /// Planner function timeout: each invocation's deadline.
-    #[arg(long, value_parser = parse_duration, default_value = "30s")]
+    #[arg(long, value_parser = positive_duration, default_value = "30s")]
     pub planner_timeout: Duration,
 
     /// Broadcaster function timeout: each invocation's deadline.
-    #[arg(long, value_parser = parse_duration, default_value = "30s")]
+    #[arg(long, value_parser = positive_duration, default_value = "30s")]
     pub broadcaster_timeout: Duration,
 
     /// Visibility timeout of the plan and deliver queues (AWS advice: at
     /// least 6 × the function timeout). A crashed or timed-out
     /// invocation's messages come back after this.
-    #[arg(long, value_parser = parse_duration, default_value = "180s")]
+    #[arg(long, value_parser = positive_duration, default_value = "180s")]
     pub visibility_timeout: Duration,
 
     /// Receives before a message moves to its queue's dead-letter queue.
     #[arg(long, default_value_t = 5)]
     pub max_receive_count: u32,
 
-    /// In-flight @connections posts per broadcaster invocation.
-    #[arg(long, default_value_t = DEFAULT_MAX_IN_FLIGHT)]
-    pub max_in_flight: usize,
-
-    /// The account's @connections budget in calls per second that this
-    /// stage may use (API Gateway's account default is 10,000). Each
-    /// broadcaster worker gets budget ÷ --broadcaster-concurrency. 0 turns
-    /// the workers' rate limiters off.
-    #[arg(long, default_value_t = 10_000)]
-    pub api_budget_rps: u32,
-
-    /// The budget's burst (API Gateway's account default is 5,000), split
-    /// between workers the same way.
-    #[arg(long, default_value_t = 5_000)]
-    pub api_budget_burst: u32,
-
-    /// Tries per connection within one broadcaster invocation.
-    #[arg(long, default_value_t = DEFAULT_TRIES_PER_INVOCATION)]
-    pub tries_per_invocation: u32,
-
-    /// Delivery attempts (each a re-enqueued job) before posts that keep
-    /// failing go to the deliver dead-letter queue.
-    #[arg(long, default_value_t = DEFAULT_MAX_ATTEMPTS)]
-    pub max_attempts: u32,
-
-    /// A post with no answer after this is retried as a timeout.
-    #[arg(long, value_parser = parse_duration, default_value = "3s")]
-    pub post_timeout: Duration,
-
-    /// Broadcasters start no post later than this before their deadline.
-    #[arg(long, value_parser = parse_duration, default_value = "5s")]
-    pub deadline_margin: Duration,
-
-    /// Targets of at most this many connections are posted by the planner
-    /// itself, skipping the deliver queue (0 turns the fast path off).
-    #[arg(long, default_value_t = DEFAULT_DIRECT_MAX_CONNECTIONS)]
-    pub direct_max_connections: usize,
-
-    /// How long an event's idempotency key is remembered after planning.
-    #[arg(long, value_parser = parse_duration, default_value = "1h")]
-    pub dedupe_ttl: Duration,
-
     /// The broadcast rule's target retry policy: retries after the first try.
     #[arg(long, default_value_t = 185)]
     pub bus_retry_attempts: u32,
 
     /// The broadcast rule's target retry policy: oldest event still retried.
-    #[arg(long, value_parser = parse_duration, default_value = "1h")]
+    #[arg(long, value_parser = positive_duration, default_value = "1h")]
     pub bus_max_event_age: Duration,
 
     /// Fault injection: fraction (0–1) of @connections posts that answer
@@ -203,6 +137,24 @@ pub struct StackConfig {
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
+    #[command(flatten, next_help_heading = "Gateway")]
+    pub gateway: GatewaySettings,
+
+    #[command(flatten, next_help_heading = "Store")]
+    pub store: StoreSettings,
+
+    #[command(flatten, next_help_heading = "Delivery jobs")]
+    pub jobs: JobSettings,
+
+    #[command(flatten, next_help_heading = "Planner")]
+    pub planner: PlannerSettings,
+
+    #[command(flatten, next_help_heading = "Broadcaster")]
+    pub broadcaster: BroadcasterSettings,
+
+    #[command(flatten, next_help_heading = "@connections budget")]
+    pub budget: BudgetSettings,
+
     /// Which adapters to run on: in-process (`embedded`), or DynamoDB,
     /// EventBridge and SQS (`aws`), creating the table, bus, rule, queues
     /// and dead-letter queues when missing. The gateway, @connections and
@@ -240,9 +192,10 @@ pub enum LogFormat {
 }
 
 impl StackConfig {
-    /// The defaults, as `fanout-local` with no flags would run.
+    /// The defaults, as `fanout-local` with no flags and no `FANOUT_*`
+    /// variables would run.
     pub fn defaults() -> Self {
-        Self::parse_from(["fanout-local"])
+        fanout_core::settings::defaults()
     }
 
     /// Fails with a message naming the flag when a value cannot work.
@@ -250,19 +203,12 @@ impl StackConfig {
         let positive = [
             ("--max-frame-bytes", self.max_frame_bytes),
             ("--max-message-bytes", self.max_message_bytes),
-            ("--max-payload-bytes", self.max_payload_bytes),
-            ("--max-connections-per-job", self.max_connections_per_job),
             ("--planner-batch-size", self.planner_batch_size),
             ("--planner-concurrency", self.planner_concurrency),
             ("--broadcaster-batch-size", self.broadcaster_batch_size),
-            ("--broadcaster-concurrency", self.broadcaster_concurrency),
-            ("--max-in-flight", self.max_in_flight),
         ];
         if let Some((flag, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(format!("{flag} must be at least 1"));
-        }
-        if self.shards == 0 {
-            return Err("--shards must be at least 1".into());
         }
         if self.max_receive_count == 0 {
             return Err("--max-receive-count must be at least 1".into());
@@ -278,20 +224,14 @@ impl StackConfig {
                 self.stage
             ));
         }
-        if self.idle_timeout.is_zero() || self.max_connection_duration.is_zero() {
-            return Err("--idle-timeout and --max-connection-duration must be positive".into());
-        }
-        if self.tries_per_invocation == 0 || self.max_attempts == 0 {
-            return Err("--tries-per-invocation and --max-attempts must be at least 1".into());
-        }
         for (flag, timeout) in [
             ("--planner-timeout", self.planner_timeout),
             ("--broadcaster-timeout", self.broadcaster_timeout),
         ] {
-            if timeout <= self.deadline_margin {
+            if timeout <= self.broadcaster.deadline_margin {
                 return Err(format!(
                     "{flag} ({timeout:?}) must be longer than --deadline-margin ({:?}), or no post could start",
-                    self.deadline_margin
+                    self.broadcaster.deadline_margin
                 ));
             }
             if self.visibility_timeout < timeout {
@@ -301,12 +241,7 @@ impl StackConfig {
                 ));
             }
         }
-        if self.post_timeout.is_zero() || self.post_timeout >= self.deadline_margin {
-            return Err(format!(
-                "--post-timeout ({:?}) must be positive and shorter than --deadline-margin ({:?}), so posts end before the deadline",
-                self.post_timeout, self.deadline_margin
-            ));
-        }
+        self.broadcaster.validate()?;
         let fractions = [
             ("--fault-gone", self.fault_gone),
             ("--fault-throttle", self.fault_throttle),
@@ -353,29 +288,22 @@ impl StackConfig {
         let rps = self.quota_rps?;
         Rate::new(rps, self.quota_burst.unwrap_or((rps / 2).max(1)))
     }
-
-    /// One broadcaster worker's share of the budget (`None`: unlimited).
-    pub fn worker_rate(&self) -> Option<Rate> {
-        Rate::share(
-            self.api_budget_rps,
-            self.api_budget_burst,
-            self.broadcaster_concurrency as u32,
-        )
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use fanout_core::limits::{CONNECTION_IDLE_TIMEOUT, CONNECTION_MAX_DURATION};
 
     #[test]
     fn defaults_follow_aws_limits() {
         let c = StackConfig::defaults();
         assert_eq!(c.port, 3001);
         assert_eq!(c.stage, "local");
-        assert_eq!(c.idle_timeout, CONNECTION_IDLE_TIMEOUT);
-        assert_eq!(c.max_connection_duration, CONNECTION_MAX_DURATION);
+        assert_eq!(c.idle_timeout, Duration::from_secs(10 * 60));
+        assert_eq!(
+            c.gateway.max_connection_duration,
+            Duration::from_secs(2 * 60 * 60)
+        );
         assert_eq!(c.max_frame_bytes, 32 * 1024);
         assert_eq!(c.max_message_bytes, 128 * 1024);
         assert!(c.validate().is_ok());
@@ -383,10 +311,13 @@ mod tests {
 
     #[test]
     fn invalid_values_name_the_flag() {
-        let c = StackConfig::parse_from(["fanout-local", "--shards", "0"]);
-        assert_eq!(c.validate().unwrap_err(), "--shards must be at least 1");
-        let c = StackConfig::parse_from(["fanout-local", "--max-in-flight", "0"]);
-        assert!(c.validate().unwrap_err().contains("--max-in-flight"));
+        for flag in ["--shards", "--max-in-flight", "--max-payload-bytes"] {
+            let err = StackConfig::try_parse_from(["fanout-local", flag, "0"])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(flag), "{err}");
+            assert!(err.contains("must be at least 1"), "{err}");
+        }
         assert!(StackConfig::try_parse_from(["fanout-local", "--idle-timeout", "soon"]).is_err());
         let c = StackConfig::parse_from(["fanout-local", "--fault-gone", "1.5"]);
         assert!(c.validate().unwrap_err().contains("--fault-gone"));
@@ -410,11 +341,11 @@ mod tests {
     #[test]
     fn budget_is_shared_between_workers_and_quota_defaults_to_half_burst() {
         let c = StackConfig::defaults();
-        assert_eq!(c.worker_rate(), Rate::new(1_250, 625));
+        assert_eq!(c.budget.worker_rate(), Rate::new(1_250, 625));
         assert_eq!(c.quota(), None);
         let c = StackConfig::parse_from(["fanout-local", "--quota-rps", "10000"]);
         assert_eq!(c.quota(), Rate::new(10_000, 5_000));
         let c = StackConfig::parse_from(["fanout-local", "--api-budget-rps", "0"]);
-        assert_eq!(c.worker_rate(), None);
+        assert_eq!(c.budget.worker_rate(), None);
     }
 }

@@ -13,10 +13,12 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use aws_lambda_events::encodings::Body;
+use axum::Router;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 use base64::Engine;
 use fanout_core::handlers::authorizer::{Unauthorized, authorize, is_allowed};
 use fanout_core::handlers::{connect, disconnect, message};
@@ -29,7 +31,7 @@ use tokio::sync::mpsc;
 
 use crate::events::{ConnectionContext, EventKind, authorizer_request, websocket_request};
 use crate::registry::{LiveConnection, OUTBOUND_CAPACITY};
-use crate::stack::AppState;
+use crate::state::AppState;
 
 /// Routes configured besides `$default`; all go to the message function
 /// and all have route responses.
@@ -47,8 +49,13 @@ fn json_error(status: StatusCode, message: &str) -> Response {
     (status, axum::Json(json!({ "message": message }))).into_response()
 }
 
+/// `GET /{stage}` with an upgrade: the WebSocket endpoint.
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new().route("/{stage}", get(upgrade))
+}
+
 /// GET /{stage} with an upgrade: `$connect`.
-pub async fn upgrade(
+async fn upgrade(
     State(app): State<Arc<AppState>>,
     Path(stage): Path<String>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -170,7 +177,7 @@ async fn serve_connection(app: Arc<AppState>, ctx: ConnectionContext, socket: We
     app.registry.insert(id.clone(), live.clone());
 
     let (mut sink, mut stream) = socket.split();
-    let max_life = tokio::time::sleep(app.config.max_connection_duration);
+    let max_life = tokio::time::sleep(app.config.gateway.max_connection_duration);
     tokio::pin!(max_life);
     let idle = tokio::time::sleep(app.config.idle_timeout);
     tokio::pin!(idle);

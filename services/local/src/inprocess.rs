@@ -12,6 +12,7 @@ use axum::extract::ws::Message;
 use fanout_core::ids::{ConnectionId, RoomId, TenantId, UserId};
 use fanout_core::limits::connection_ttl_secs;
 use fanout_core::ports::{ConnectionRecord, StoreError};
+use fanout_core::settings::GatewaySettings;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -59,7 +60,7 @@ impl InProcessClient {
             user,
             connected_at_ms: now,
             last_seen_ms: now,
-            ttl: connection_ttl_secs(now, fanout_core::limits::CONNECTION_MAX_DURATION),
+            ttl: connection_ttl_secs(now, GatewaySettings::default().max_connection_duration),
         };
         resources.store.put_connection(&record).await?;
         resources.store.join_room(&record, room).await?;

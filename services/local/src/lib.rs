@@ -6,18 +6,20 @@
 //!
 //! # Layout
 //! - [`config`]: flags and their defaults (the AWS limits).
-//! - [`stack`]: wiring; [`stack::start`] takes a bound listener.
+//! - [`stack`]: wiring only; [`stack::start`] takes a bound listener.
+//! - [`state`]: what every HTTP surface shares.
 //! - [`backend`]: the embedded adapters, or the AWS ones (`--backend aws`).
 //! - [`gateway`]: the WebSocket endpoint (API Gateway's behaviour).
 //! - [`events`]: builds the API Gateway events handlers receive.
 //! - [`registry`]: open connections; the embedded connection poster.
 //! - [`management`]: the `@connections` management API.
-//! - [`putevents`]: the EventBridge `PutEvents` endpoint.
-//! - [`sqsapi`]: an SQS-compatible endpoint over the stack's queues (DLQ tools).
+//! - [`awsjson`]: `POST /` for AWS JSON operations: EventBridge `PutEvents`
+//!   and the SQS operations the DLQ tools need.
 //! - [`esm`]: event source mappings driving the planner and broadcaster.
 //! - [`faults`]: fault injection and the AWS-quota emulation.
 //! - [`inprocess`]: socketless connections for pipeline tests and benchmarks.
 
+pub mod awsjson;
 pub mod backend;
 pub mod config;
 pub mod esm;
@@ -26,10 +28,9 @@ pub mod faults;
 pub mod gateway;
 pub mod inprocess;
 pub mod management;
-pub mod putevents;
 pub mod registry;
-pub mod sqsapi;
 pub mod stack;
+pub mod state;
 
 pub use config::StackConfig;
 pub use stack::{RunningStack, start};

@@ -73,10 +73,13 @@ async fn main() -> anyhow::Result<()> {
 /// Lines about settings that change how delivery behaves.
 fn config_notes(config: &StackConfig) -> Vec<String> {
     let mut notes = Vec::new();
-    match config.worker_rate() {
+    match config.budget.worker_rate() {
         Some(rate) => notes.push(format!(
             "Broadcaster workers: {} × {}/s (burst {}) of a {}/s @connections budget.",
-            config.broadcaster_concurrency, rate.per_second, rate.burst, config.api_budget_rps
+            config.budget.broadcaster_concurrency,
+            rate.per_second,
+            rate.burst,
+            config.budget.api_budget_rps
         )),
         None => notes.push("Broadcaster workers: no rate limit (--api-budget-rps 0).".into()),
     }

@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -15,7 +16,7 @@ use fanout_core::ids::ConnectionId;
 use fanout_core::ports::PostError;
 use serde_json::json;
 
-use crate::stack::AppState;
+use crate::state::AppState;
 
 fn error(status: StatusCode, error_type: &str, message: &str) -> Response {
     let mut response = (status, axum::Json(json!({ "message": message }))).into_response();
@@ -70,7 +71,15 @@ where
     }
 }
 
-pub async fn post(
+/// `POST|GET|DELETE /{stage}/@connections/{id}`.
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new().route(
+        "/{stage}/@connections/{id}",
+        axum::routing::post(post).get(get).delete(delete),
+    )
+}
+
+async fn post(
     State(app): State<Arc<AppState>>,
     Path((stage, id)): Path<(String, String)>,
     body: Bytes,
@@ -83,7 +92,7 @@ pub async fn post(
     .await
 }
 
-pub async fn get(
+async fn get(
     State(app): State<Arc<AppState>>,
     Path((stage, id)): Path<(String, String)>,
 ) -> Response {
@@ -100,7 +109,7 @@ pub async fn get(
     .await
 }
 
-pub async fn delete(
+async fn delete(
     State(app): State<Arc<AppState>>,
     Path((stage, id)): Path<(String, String)>,
 ) -> Response {

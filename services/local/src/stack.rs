@@ -1,22 +1,19 @@
-//! Wires the whole stack together: embedded store, bus, queues and
-//! dead-letter queues, the gateway's registry, the event source mappings
-//! that drive the planner and broadcaster, and one HTTP server for the
-//! WebSocket, @connections and PutEvents endpoints.
+//! Wires the whole stack together and does nothing else: the backend's
+//! store, bus, queues and dead-letter queues, the gateway's registry, the
+//! event source mappings that drive the planner and broadcaster, and one
+//! HTTP server for every surface's routes.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::{get, post};
 use fanout_core::clock::{Clock, SystemClock};
-
 use fanout_core::event::{AllOfTenant, Target};
-use fanout_core::handlers::broadcaster::{self, BroadcasterDeps, BroadcasterSettings};
-use fanout_core::handlers::planner::resolve;
-use fanout_core::handlers::planner::{self, PlannerDeps, PlannerSettings};
-use fanout_core::handlers::{GatewayDeps, GatewaySettings};
+use fanout_core::handlers::GatewayDeps;
+use fanout_core::handlers::broadcaster::{self, BroadcasterDeps};
+use fanout_core::handlers::planner::{self, PlannerDeps, resolve};
 use fanout_core::ids::TenantId;
-use fanout_core::metrics::{EmfStdout, MetricTotals, MetricsSink, Tee};
+use fanout_core::metrics::{EmfWriter, MetricTotals, MetricsSink, Tee};
 use fanout_core::ports::{
     ConnectionPoster, ConnectionStore, EventBus, Queue, QueueError, StoreError,
 };
@@ -31,28 +28,12 @@ use crate::config::{BackendKind, StackConfig};
 use crate::esm::EventSourceMapping;
 use crate::faults::{Faults, FaultyPoster, QuotaPoster};
 use crate::registry::ConnectionRegistry;
-use crate::{gateway, management, putevents};
+use crate::state::{AppState, QueueDirectory};
+use crate::{awsjson, gateway, management};
 
 pub use crate::backend::{
     BROADCAST_RULE_PATTERN, BUS_DLQ, DELIVER_DLQ, DELIVER_QUEUE, PLAN_DLQ, PLAN_QUEUE,
 };
-
-/// What every HTTP handler shares.
-pub struct AppState {
-    pub config: StackConfig,
-    pub clock: Arc<dyn Clock>,
-    pub verifier: TokenVerifier,
-    pub gateway: GatewayDeps,
-    pub registry: Arc<ConnectionRegistry>,
-    /// What @connections calls go through: the registry, behind the fault
-    /// injection and quota emulation when they are on.
-    pub poster: Arc<dyn ConnectionPoster>,
-    /// The queues the SQS-compatible endpoint serves.
-    pub queues: crate::sqsapi::QueueDirectory,
-    /// `host:port` as API Gateway's `domainName`.
-    pub domain_name: String,
-    pub shutdown: CancellationToken,
-}
 
 /// The stack's resources (embedded or AWS), exposed for tests and stats.
 #[derive(Clone)]
@@ -154,191 +135,63 @@ pub async fn start(config: StackConfig, listener: TcpListener) -> anyhow::Result
         BackendKind::Embedded => backend::embedded(&config, clock.clone()),
         BackendKind::Aws => backend::aws(&config, clock.clone()).await?,
     };
-    let Backend {
-        store,
-        dedupe,
-        bus,
-        plan_queue,
-        plan_dlq,
-        deliver_queue,
-        deliver_dlq,
-        bus_dlq,
-    } = backend;
     let registry = Arc::new(ConnectionRegistry::new(
         clock.clone(),
         config.max_message_bytes,
     ));
     let faults = Faults::new(config.faults(), config.fault_seed);
-    let mut poster: Arc<dyn ConnectionPoster> = registry.clone();
-    if faults.settings.affects_posts() {
-        poster = Arc::new(FaultyPoster::new(registry.clone(), faults.clone()));
-    }
-    let quota = config
-        .quota()
-        .map(|rate| Arc::new(QuotaPoster::new(poster.clone(), rate)));
-    if let Some(quota) = &quota {
-        poster = quota.clone();
-    }
-    let crash_faults = (faults.settings.crash > 0.0).then(|| faults.clone());
-
+    let (poster, quota) = poster(&config, &registry, &faults);
     let totals = MetricTotals::new();
     let metrics: Arc<dyn MetricsSink> = if config.emf {
-        Arc::new(Tee(vec![totals.clone(), Arc::new(EmfStdout)]))
+        Arc::new(Tee(vec![
+            totals.clone(),
+            Arc::new(EmfWriter::new(std::io::stdout())),
+        ]))
     } else {
         totals.clone()
     };
+    let functions = Functions {
+        config: &config,
+        backend: &backend,
+        poster: &poster,
+        metrics: &metrics,
+        clock: &clock,
+    };
 
-    let secret = config
-        .jwt_secret
-        .clone()
-        .unwrap_or_else(|| DEV_JWT_SECRET.to_string());
+    let mut tasks = JoinSet::new();
+    let crash_faults = (faults.settings.crash > 0.0).then(|| faults.clone());
+    functions.spawn_planner(crash_faults.clone(), &shutdown, &mut tasks);
+    functions.spawn_broadcaster(crash_faults, &shutdown, &mut tasks);
+
     let state = Arc::new(AppState {
-        verifier: TokenVerifier::new(secret.as_bytes()),
-        gateway: GatewayDeps {
-            store: store.clone(),
-            bus: bus.clone(),
-            clock: clock.clone(),
-            settings: GatewaySettings {
-                max_payload_bytes: config.max_payload_bytes,
-                max_connection_duration: config.max_connection_duration,
-            },
-        },
+        verifier: TokenVerifier::new(
+            config
+                .jwt_secret
+                .as_deref()
+                .unwrap_or(DEV_JWT_SECRET)
+                .as_bytes(),
+        ),
+        gateway: functions.gateway_deps(),
         clock: clock.clone(),
         registry: registry.clone(),
-        poster: poster.clone(),
-        queues: crate::sqsapi::QueueDirectory::new(
-            vec![
-                plan_queue.clone(),
-                plan_dlq.clone(),
-                deliver_queue.clone(),
-                deliver_dlq.clone(),
-                bus_dlq.clone(),
-            ],
-            &[
-                (plan_queue.name(), plan_dlq.name(), config.max_receive_count),
-                (
-                    deliver_queue.name(),
-                    deliver_dlq.name(),
-                    config.max_receive_count,
-                ),
-            ],
-        ),
+        poster,
+        queues: queue_directory(&config, &backend),
         domain_name: addr.to_string(),
         shutdown: shutdown.clone(),
         config: config.clone(),
     });
+    serve(listener, state, shutdown.clone(), &mut tasks);
 
-    // What every broadcaster worker (and the planner's fast path) shares;
-    // each gets its own rate gate, as each Lambda environment has its own.
-    let broadcaster_deps = {
-        let (store, poster, deliver_queue, deliver_dlq, metrics, clock, config) = (
-            store.clone(),
-            poster.clone(),
-            deliver_queue.clone(),
-            deliver_dlq.clone(),
-            metrics.clone(),
-            clock.clone(),
-            config.clone(),
-        );
-        move || BroadcasterDeps {
-            store: store.clone(),
-            poster: poster.clone(),
-            deliver_queue: deliver_queue.clone(),
-            dead_letter_queue: deliver_dlq.clone(),
-            gate: config.worker_rate().map(|r| Arc::new(RateGate::new(r))),
-            metrics: metrics.clone(),
-            clock: clock.clone(),
-            settings: BroadcasterSettings {
-                max_in_flight: config.max_in_flight,
-                tries_per_invocation: config.tries_per_invocation,
-                max_attempts: config.max_attempts,
-                post_timeout: config.post_timeout,
-                deadline_margin: config.deadline_margin,
-                max_connections_per_job: config.max_connections_per_job,
-                ..BroadcasterSettings::default()
-            },
-        }
-    };
-
-    let mut tasks = JoinSet::new();
-    let planner_mapping = EventSourceMapping {
-        function: planner::FUNCTION,
-        queue: plan_queue.clone(),
-        batch_size: config.planner_batch_size,
-        batching_window: config.batching_window,
-        max_concurrency: config.planner_concurrency,
-        visibility_timeout: config.visibility_timeout,
-        function_timeout: config.planner_timeout,
-        faults: crash_faults.clone(),
-    };
-    planner_mapping.spawn(
-        |_worker| {
-            let deps = Arc::new(PlannerDeps {
-                store: store.clone(),
-                dedupe: dedupe.clone(),
-                deliver_queue: deliver_queue.clone(),
-                clock: clock.clone(),
-                metrics: metrics.clone(),
-                direct: (config.direct_max_connections > 0).then(|| Arc::new(broadcaster_deps())),
-                settings: PlannerSettings {
-                    max_connections_per_job: config.max_connections_per_job,
-                    direct_max_connections: config.direct_max_connections,
-                    dedupe_ttl: config.dedupe_ttl,
-                    ..PlannerSettings::default()
-                },
-            });
-            Arc::new(move |event, deadline| {
-                let deps = deps.clone();
-                Box::pin(async move { planner::handle(event, deadline, &deps).await })
-            })
-        },
-        shutdown.clone(),
-        &mut tasks,
-    );
-
-    let broadcaster_mapping = EventSourceMapping {
-        function: broadcaster::FUNCTION,
-        queue: deliver_queue.clone(),
-        batch_size: config.broadcaster_batch_size,
-        batching_window: config.batching_window,
-        max_concurrency: config.broadcaster_concurrency,
-        visibility_timeout: config.visibility_timeout,
-        function_timeout: config.broadcaster_timeout,
-        faults: crash_faults,
-    };
-    broadcaster_mapping.spawn(
-        |_worker| {
-            let deps = Arc::new(broadcaster_deps());
-            Arc::new(move |event, deadline| {
-                let deps = deps.clone();
-                Box::pin(async move { broadcaster::handle(event, deadline, &deps).await })
-            })
-        },
-        shutdown.clone(),
-        &mut tasks,
-    );
-
-    let app = Router::new()
-        .route("/", post(putevents::handle))
-        .route("/{stage}", get(gateway::upgrade))
-        .route(
-            "/{stage}/@connections/{id}",
-            post(management::post)
-                .get(management::get)
-                .delete(management::delete),
-        )
-        .with_state(state);
-    let server_shutdown = shutdown.clone();
-    tasks.spawn(async move {
-        let service = app.into_make_service_with_connect_info::<SocketAddr>();
-        if let Err(error) = axum::serve(listener, service)
-            .with_graceful_shutdown(async move { server_shutdown.cancelled().await })
-            .await
-        {
-            tracing::error!(%error, "HTTP server failed");
-        }
-    });
-
+    let Backend {
+        store,
+        plan_queue,
+        plan_dlq,
+        deliver_queue,
+        deliver_dlq,
+        bus_dlq,
+        bus,
+        ..
+    } = backend;
     Ok(RunningStack {
         addr,
         stage: config.stage,
@@ -358,4 +211,190 @@ pub async fn start(config: StackConfig, listener: TcpListener) -> anyhow::Result
         shutdown,
         tasks,
     })
+}
+
+/// What @connections calls go through: the registry, behind the fault
+/// injection and the quota emulation when they are on.
+fn poster(
+    config: &StackConfig,
+    registry: &Arc<ConnectionRegistry>,
+    faults: &Arc<Faults>,
+) -> (Arc<dyn ConnectionPoster>, Option<Arc<QuotaPoster>>) {
+    let mut poster: Arc<dyn ConnectionPoster> = registry.clone();
+    if faults.settings.affects_posts() {
+        poster = Arc::new(FaultyPoster::new(registry.clone(), faults.clone()));
+    }
+    let quota = config
+        .quota()
+        .map(|rate| Arc::new(QuotaPoster::new(poster.clone(), rate)));
+    if let Some(quota) = &quota {
+        poster = quota.clone();
+    }
+    (poster, quota)
+}
+
+/// The queues the SQS endpoint serves, with their redrive policies.
+fn queue_directory(config: &StackConfig, backend: &Backend) -> QueueDirectory {
+    QueueDirectory::new(
+        vec![
+            backend.plan_queue.clone(),
+            backend.plan_dlq.clone(),
+            backend.deliver_queue.clone(),
+            backend.deliver_dlq.clone(),
+            backend.bus_dlq.clone(),
+        ],
+        &[
+            (
+                backend.plan_queue.name(),
+                backend.plan_dlq.name(),
+                config.max_receive_count,
+            ),
+            (
+                backend.deliver_queue.name(),
+                backend.deliver_dlq.name(),
+                config.max_receive_count,
+            ),
+        ],
+    )
+}
+
+/// Builds each function's dependencies from the stack's settings and
+/// adapters, as each Lambda's `main` does from its environment.
+struct Functions<'a> {
+    config: &'a StackConfig,
+    backend: &'a Backend,
+    poster: &'a Arc<dyn ConnectionPoster>,
+    metrics: &'a Arc<dyn MetricsSink>,
+    clock: &'a Arc<dyn Clock>,
+}
+
+impl Functions<'_> {
+    fn gateway_deps(&self) -> GatewayDeps {
+        GatewayDeps {
+            store: self.backend.store.clone(),
+            bus: self.backend.bus.clone(),
+            clock: self.clock.clone(),
+            settings: self.config.gateway.clone(),
+        }
+    }
+
+    /// One broadcaster worker's dependencies (the planner's fast path uses
+    /// them too). Each gets its own rate gate, as each Lambda environment
+    /// has its own.
+    fn broadcaster_deps(&self) -> BroadcasterDeps {
+        BroadcasterDeps {
+            store: self.backend.store.clone(),
+            poster: self.poster.clone(),
+            deliver_queue: self.backend.deliver_queue.clone(),
+            dead_letter_queue: self.backend.deliver_dlq.clone(),
+            gate: self
+                .config
+                .budget
+                .worker_rate()
+                .map(|r| Arc::new(RateGate::new(r))),
+            metrics: self.metrics.clone(),
+            clock: self.clock.clone(),
+            settings: self.config.broadcaster.clone(),
+            jobs: self.config.jobs.clone(),
+        }
+    }
+
+    fn planner_deps(&self) -> PlannerDeps {
+        PlannerDeps {
+            store: self.backend.store.clone(),
+            dedupe: self.backend.dedupe.clone(),
+            deliver_queue: self.backend.deliver_queue.clone(),
+            clock: self.clock.clone(),
+            metrics: self.metrics.clone(),
+            direct: (self.config.planner.direct_max_connections > 0)
+                .then(|| Arc::new(self.broadcaster_deps())),
+            settings: self.config.planner.clone(),
+            jobs: self.config.jobs.clone(),
+        }
+    }
+
+    /// The plan queue's event source mapping, driving planner invocations.
+    fn spawn_planner(
+        &self,
+        faults: Option<Arc<Faults>>,
+        shutdown: &CancellationToken,
+        tasks: &mut JoinSet<()>,
+    ) {
+        let mapping = EventSourceMapping {
+            function: planner::FUNCTION,
+            queue: self.backend.plan_queue.clone(),
+            batch_size: self.config.planner_batch_size,
+            batching_window: self.config.batching_window,
+            max_concurrency: self.config.planner_concurrency,
+            visibility_timeout: self.config.visibility_timeout,
+            function_timeout: self.config.planner_timeout,
+            faults,
+        };
+        mapping.spawn(
+            |_worker| {
+                let deps = Arc::new(self.planner_deps());
+                Arc::new(move |event, deadline| {
+                    let deps = deps.clone();
+                    Box::pin(async move { planner::handle(event, deadline, &deps).await })
+                })
+            },
+            shutdown.clone(),
+            tasks,
+        );
+    }
+
+    /// The deliver queue's event source mapping, driving broadcaster
+    /// invocations.
+    fn spawn_broadcaster(
+        &self,
+        faults: Option<Arc<Faults>>,
+        shutdown: &CancellationToken,
+        tasks: &mut JoinSet<()>,
+    ) {
+        let mapping = EventSourceMapping {
+            function: broadcaster::FUNCTION,
+            queue: self.backend.deliver_queue.clone(),
+            batch_size: self.config.broadcaster_batch_size,
+            batching_window: self.config.batching_window,
+            max_concurrency: self.config.budget.broadcaster_concurrency,
+            visibility_timeout: self.config.visibility_timeout,
+            function_timeout: self.config.broadcaster_timeout,
+            faults,
+        };
+        mapping.spawn(
+            |_worker| {
+                let deps = Arc::new(self.broadcaster_deps());
+                Arc::new(move |event, deadline| {
+                    let deps = deps.clone();
+                    Box::pin(async move { broadcaster::handle(event, deadline, &deps).await })
+                })
+            },
+            shutdown.clone(),
+            tasks,
+        );
+    }
+}
+
+/// One HTTP server for every surface: the WebSocket gateway, @connections
+/// and the AWS JSON endpoints.
+fn serve(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    shutdown: CancellationToken,
+    tasks: &mut JoinSet<()>,
+) {
+    let app = Router::new()
+        .merge(awsjson::routes())
+        .merge(gateway::routes())
+        .merge(management::routes())
+        .with_state(state);
+    tasks.spawn(async move {
+        let service = app.into_make_service_with_connect_info::<SocketAddr>();
+        if let Err(error) = axum::serve(listener, service)
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await
+        {
+            tracing::error!(%error, "HTTP server failed");
+        }
+    });
 }

@@ -3,7 +3,7 @@
 //! thread (one worker). It measures what the broadcaster itself costs per
 //! post: frame sharing, the in-flight window, timeouts and classification.
 //!
-//!     cargo bench -p fanout --bench broadcaster_hot_path
+//!     cargo bench -p fanout-core --bench broadcaster_hot_path
 //!
 //! Optional: `-- --jobs N --connections M --frame-bytes B`.
 
@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use bytes::Bytes;
 use fanout_core::clock::SystemClock;
-use fanout_core::handlers::broadcaster::{BroadcasterDeps, BroadcasterSettings, deliver};
+use fanout_core::handlers::broadcaster::{
+    BroadcasterDeps, BroadcasterSettings, JobSettings, deliver,
+};
 use fanout_core::ids::ConnectionId;
 use fanout_core::metrics::MetricTotals;
 use fanout_core::plan::DeliveryJob;
@@ -72,6 +74,7 @@ fn main() {
             metrics: MetricTotals::new(),
             clock,
             settings: BroadcasterSettings::default(),
+            jobs: JobSettings::default(),
         };
         let frame = format!(
             r#"{{"type":"message","id":"e","room":"r","data":"{}","sentAt":"2026-11-22T09:00:00.000Z"}}"#,

@@ -11,7 +11,8 @@
 //! - [`protocol`]: the client protocol (JSON text frames) and its error codes.
 //! - [`event`]: the broadcast event contract and the lifecycle events.
 //! - [`token`]: HS256 JWTs clients connect with.
-//! - [`limits`]: AWS limits and the defaults derived from them.
+//! - [`limits`]: AWS limits.
+//! - [`settings`]: every tunable, defined once (flags and environment).
 //! - [`routing`]: API Gateway's route selection (`$request.body.action`).
 //! - [`pattern`]: EventBridge event patterns.
 //! - [`plan`]: cutting a target's connections into delivery jobs.
@@ -41,4 +42,5 @@ pub mod ports;
 pub mod protocol;
 pub mod rate;
 pub mod routing;
+pub mod settings;
 pub mod token;

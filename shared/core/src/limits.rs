@@ -1,13 +1,8 @@
-//! AWS limits fanout designs to, and the defaults derived from them. Every
-//! number here is a default that configuration can override; see
-//! `AWS_FACTS` in the project docs for where each comes from.
+//! AWS limits fanout designs to. The tunables that default to them are in
+//! [`crate::settings`].
 
 use std::time::Duration;
 
-/// API Gateway's hard cap on one WebSocket connection's life.
-pub const CONNECTION_MAX_DURATION: Duration = Duration::from_secs(2 * 60 * 60);
-/// API Gateway closes a connection with no traffic for this long.
-pub const CONNECTION_IDLE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 /// Added to every TTL so clock skew never expires a live record early.
 pub const TTL_SLACK: Duration = Duration::from_secs(5 * 60);
 
@@ -36,12 +31,6 @@ pub const EVENTBRIDGE_MAX_ENTRIES: usize = 10;
 /// Largest PutEvents entry (Time + Source + DetailType + Detail + Resources).
 pub const EVENTBRIDGE_MAX_ENTRY_BYTES: usize = 256 * 1024;
 
-/// Room memberships are spread over this many shards by default.
-pub const DEFAULT_ROOM_SHARDS: u32 = 4;
-/// Connections per delivery job by default: small enough that one room's
-/// jobs spread over many broadcaster workers, far under the size budget.
-pub const DEFAULT_MAX_CONNECTIONS_PER_JOB: usize = 500;
-
 /// Connection record TTL: API Gateway can never keep a connection longer
 /// than its max duration, so the record can go after that plus slack.
 pub fn connection_ttl_secs(connected_at_ms: i64, max_duration: Duration) -> i64 {
@@ -55,7 +44,7 @@ mod tests {
     #[test]
     fn ttl_is_connected_at_plus_two_hours_plus_slack() {
         assert_eq!(
-            connection_ttl_secs(1_000_000, CONNECTION_MAX_DURATION),
+            connection_ttl_secs(1_000_000, Duration::from_secs(2 * 60 * 60)),
             1_000 + 7_200 + 300
         );
     }

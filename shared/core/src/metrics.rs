@@ -1,7 +1,7 @@
 //! Metrics from the planner and broadcaster as CloudWatch Embedded Metric
-//! Format (EMF) lines: one JSON object per line on stdout, which Lambda
-//! forwards to CloudWatch Logs and CloudWatch turns into metrics with no
-//! API calls. The local stack also keeps running totals for its summary
+//! Format (EMF) lines: one JSON object per line, which the binaries write
+//! to stdout, Lambda forwards to CloudWatch Logs and CloudWatch turns into
+//! metrics with no API calls. The local stack also keeps running totals for its summary
 //! and its tests.
 
 use std::collections::BTreeMap;
@@ -102,24 +102,39 @@ pub fn emf_line(function: &str, event_id: &str, timestamp_ms: i64, metrics: &[Me
     Value::Object(line).to_string()
 }
 
-/// Writes EMF lines to stdout (what Lambda ships to CloudWatch).
-#[derive(Debug, Default)]
-pub struct EmfStdout;
+/// Writes one EMF line per record to `out`. The binaries give it stdout,
+/// which Lambda ships to CloudWatch Logs (and the local stack prints with
+/// `--emf`); the library itself never writes to stdout.
+#[derive(Debug)]
+pub struct EmfWriter<W> {
+    // std Mutex: held for one write, never across an await; it keeps lines
+    // from interleaving.
+    out: Mutex<W>,
+}
 
-impl MetricsSink for EmfStdout {
+impl<W: Write + Send> EmfWriter<W> {
+    pub fn new(out: W) -> Self {
+        Self {
+            out: Mutex::new(out),
+        }
+    }
+}
+
+impl<W: Write + Send> MetricsSink for EmfWriter<W> {
     fn record(&self, function: &str, event_id: &str, metrics: &[Metric]) {
         if metrics.is_empty() {
             return;
         }
-        let line = emf_line(
+        let mut line = emf_line(
             function,
             event_id,
             chrono::Utc::now().timestamp_millis(),
             metrics,
         );
-        // One write per line under stdout's lock, so lines never interleave.
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{line}");
+        line.push('\n');
+        let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
+        // A metric line that cannot be written is lost, not fatal.
+        let _ = out.write_all(line.as_bytes()).and_then(|()| out.flush());
     }
 }
 

@@ -8,10 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{IdError, TenantId, UserId};
 
-/// Environment variable holding the shared HS256 secret.
-pub const JWT_SECRET_ENV: &str = "FANOUT_JWT_SECRET";
-/// Secret used when `FANOUT_JWT_SECRET` is unset, for the local stack and
-/// the CLI only. Never deploy with it.
+/// Secret the local stack and the CLI use when no secret is configured.
+/// Never deploy with it.
 pub const DEV_JWT_SECRET: &str = "fanout-local-development-secret";
 /// Clock skew tolerated on `exp` and `nbf`.
 pub const LEEWAY_SECS: u64 = 5;
@@ -48,14 +46,6 @@ pub enum TokenError {
     BadClaim(#[from] IdError),
     #[error("could not sign token: {0}")]
     Signing(String),
-}
-
-/// The secret from `FANOUT_JWT_SECRET`, or the development default.
-pub fn secret_from_env() -> (String, bool) {
-    match std::env::var(JWT_SECRET_ENV) {
-        Ok(s) if !s.is_empty() => (s, false),
-        _ => (DEV_JWT_SECRET.to_string(), true),
-    }
 }
 
 /// Mints tokens (CLI, tests, load test).
@@ -130,26 +120,6 @@ impl TokenVerifier {
     }
 }
 
-/// Parses a duration like `90s`, `15m`, `1h`, `2d` (CLI flags).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (num, unit) = text.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("'{text}' is not a duration like 30s, 15m, 1h or 2d"))?;
-    let secs = match unit {
-        "" | "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
-        _ => return Err(format!("'{text}': unit must be s, m, h or d")),
-    };
-    Ok(Duration::from_secs(secs))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -221,14 +191,5 @@ mod tests {
             TokenVerifier::new(b"k").verify(&token),
             Err(TokenError::BadClaim(_))
         ));
-    }
-
-    #[test]
-    fn parses_durations() {
-        assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
-        assert_eq!(parse_duration("15m").unwrap(), Duration::from_secs(900));
-        assert_eq!(parse_duration("30").unwrap(), Duration::from_secs(30));
-        assert!(parse_duration("h").is_err());
-        assert!(parse_duration("5y").is_err());
     }
 }

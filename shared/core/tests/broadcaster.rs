@@ -8,14 +8,14 @@ use std::time::Duration;
 use aws_lambda_events::sqs::SqsEvent;
 use bytes::Bytes;
 use fanout_core::handlers::broadcaster::{
-    BroadcasterDeps, BroadcasterSettings, DEFAULT_DEADLINE_MARGIN, DEFAULT_MAX_ATTEMPTS,
-    DEFAULT_REQUEUE_BACKOFF, deliver, handle,
+    BroadcasterDeps, BroadcasterSettings, JobSettings, deliver, handle,
 };
 use fanout_core::ids::ConnectionId;
 use fanout_core::metrics;
 use fanout_core::plan::{DeadLetter, DeadLetterReason, DeliveryJob};
 use fanout_core::ports::{ConnectionPoster, ConnectionStore, PostError};
 use fanout_core::rate::RateGate;
+use fanout_core::settings::REQUEUE_BACKOFF;
 use tokio::time::Instant;
 
 use std::collections::{HashMap, VecDeque};
@@ -30,6 +30,11 @@ use fanout_core::metrics::MetricTotals;
 use fanout_core::ports::{ConnectionInfo, ConnectionRecord};
 use fanout_core::rate::Rate;
 use fanout_embedded::{MemoryQueue, MemoryStore, QueueSettings};
+
+/// The settings the tests are written against.
+fn defaults() -> BroadcasterSettings {
+    BroadcasterSettings::default()
+}
 
 /// Answers each connection's posts from a script (then 200s), and
 /// counts deliveries. A double for the pure retry logic; the real
@@ -112,6 +117,7 @@ fn fixture(settings: BroadcasterSettings) -> Fixture {
         metrics: totals.clone(),
         clock,
         settings,
+        jobs: JobSettings::default(),
     };
     Fixture {
         deps,
@@ -241,7 +247,7 @@ async fn still_failing_connections_are_requeued_as_a_smaller_delayed_job() {
     // The delayed job is not visible yet.
     assert!(f.deliver.peek_bodies().is_empty());
     assert_eq!(f.deliver.message_count(), 1);
-    tokio::time::sleep(DEFAULT_REQUEUE_BACKOFF.ceiling(2)).await;
+    tokio::time::sleep(REQUEUE_BACKOFF.ceiling(2)).await;
     let requeued = jobs_in(&f.deliver);
     assert_eq!(requeued.len(), 1);
     assert_eq!(requeued[0].attempt, 3);
@@ -258,7 +264,7 @@ async fn past_the_maximum_attempts_the_failures_are_dead_lettered_with_their_rea
     let f = fixture(BroadcasterSettings::default());
     f.poster
         .always("c3", PostError::Throttled("LimitExceededException".into()));
-    let report = deliver(&job(ids(5), DEFAULT_MAX_ATTEMPTS), far(), &f.deps)
+    let report = deliver(&job(ids(5), defaults().max_attempts), far(), &f.deps)
         .await
         .unwrap();
     assert_eq!((report.delivered, report.dead_lettered), (4, 1));
@@ -268,7 +274,7 @@ async fn past_the_maximum_attempts_the_failures_are_dead_lettered_with_their_rea
     let letter = dead[0].dead_letter.as_ref().unwrap();
     assert_eq!(letter.reason, DeadLetterReason::RetriesExhausted);
     assert_eq!(letter.code, "throttled");
-    assert_eq!(letter.attempts, DEFAULT_MAX_ATTEMPTS);
+    assert_eq!(letter.attempts, defaults().max_attempts);
     assert!(letter.detail.contains("LimitExceededException"));
     assert_eq!(dead[0].connections, vec![ConnectionId::new("c3").unwrap()]);
     assert_eq!(f.totals.count(metrics::DEAD_LETTERED), 1);
@@ -300,7 +306,7 @@ async fn permanent_failures_go_straight_to_the_dead_letter_queue_and_403_is_flag
 #[tokio::test(start_paused = true)]
 async fn near_the_deadline_no_post_starts_and_the_job_is_requeued_unchanged() {
     let f = fixture(BroadcasterSettings::default());
-    let deadline = Instant::now() + DEFAULT_DEADLINE_MARGIN / 2;
+    let deadline = Instant::now() + defaults().deadline_margin / 2;
     let report = deliver(&job(ids(20), 2), deadline, &f.deps).await.unwrap();
     assert_eq!((report.delivered, report.deferred), (0, 20));
     let requeued = jobs_in(&f.deliver);
@@ -317,7 +323,7 @@ async fn the_rate_gate_paces_posts_and_the_deadline_cuts_the_job() {
     let mut f = fixture(BroadcasterSettings::default());
     f.deps.gate = Some(Arc::new(RateGate::new(Rate::new(100, 10).unwrap())));
     // 10 s of budget before the margin: 10 burst + 100/s × 10 s.
-    let deadline = Instant::now() + Duration::from_secs(10) + DEFAULT_DEADLINE_MARGIN;
+    let deadline = Instant::now() + Duration::from_secs(10) + defaults().deadline_margin;
     let report = deliver(&job(ids(2_000), 1), deadline, &f.deps)
         .await
         .unwrap();
@@ -339,12 +345,12 @@ async fn a_redriven_job_starts_its_attempts_over() {
     let f = fixture(BroadcasterSettings::default());
     f.poster
         .always("c0", PostError::Transport("refused".into()));
-    let mut j = job(ids(1), DEFAULT_MAX_ATTEMPTS);
+    let mut j = job(ids(1), defaults().max_attempts);
     j.dead_letter = Some(DeadLetter {
         reason: DeadLetterReason::RetriesExhausted,
         code: "transport".into(),
         detail: "refused".into(),
-        attempts: DEFAULT_MAX_ATTEMPTS,
+        attempts: defaults().max_attempts,
         at: "2026-11-22T09:00:00.000Z".into(),
     });
     deliver(&j, far(), &f.deps).await.unwrap();

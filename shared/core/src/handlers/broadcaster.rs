@@ -28,10 +28,9 @@ use futures::stream::FuturesUnordered;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::backoff::Backoff;
 use crate::clock::{Clock, rfc3339_ms};
 use crate::ids::ConnectionId;
-use crate::limits::{DEFAULT_MAX_CONNECTIONS_PER_JOB, SQS_MAX_DELAY, SQS_MAX_MESSAGE_BYTES};
+use crate::limits::SQS_MAX_DELAY;
 use crate::metrics::{self, Metric, MetricsSink};
 use crate::outcome::{Outcome, RetryReason, classify};
 use crate::plan::{DeadLetter, DeadLetterReason, DeliveryJob, JobHead, PlanError, cut_jobs};
@@ -39,6 +38,7 @@ use crate::ports::{
     ConnectionPoster, ConnectionStore, OutgoingMessage, PostError, Queue, QueueError, send_all,
 };
 use crate::rate::RateGate;
+pub use crate::settings::{BroadcasterSettings, JobSettings};
 
 /// The function name in metrics.
 pub const FUNCTION: &str = "broadcaster";
@@ -57,58 +57,8 @@ pub struct BroadcasterDeps {
     pub metrics: Arc<dyn MetricsSink>,
     pub clock: Arc<dyn Clock>,
     pub settings: BroadcasterSettings,
-}
-
-#[derive(Debug, Clone)]
-pub struct BroadcasterSettings {
-    /// Posts in flight at once per invocation.
-    pub max_in_flight: usize,
-    /// Tries per connection within one invocation.
-    pub tries_per_invocation: u32,
-    /// Job attempts (re-enqueues + 1) before dead-lettering.
-    pub max_attempts: u32,
-    /// Delay before another try within the invocation.
-    pub retry_backoff: Backoff,
-    /// `DelaySeconds` of a re-enqueued job, by attempt.
-    pub requeue_backoff: Backoff,
-    /// A post with no answer after this counts as a timeout (retryable).
-    pub post_timeout: Duration,
-    /// No post starts later than this before the invocation's deadline.
-    pub deadline_margin: Duration,
-    /// Size budget of a re-enqueued job.
-    pub job_budget_bytes: usize,
-    /// Most connection ids in one re-enqueued job.
-    pub max_connections_per_job: usize,
-}
-
-pub const DEFAULT_MAX_IN_FLIGHT: usize = 64;
-pub const DEFAULT_TRIES_PER_INVOCATION: u32 = 3;
-pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
-pub const DEFAULT_RETRY_BACKOFF: Backoff = Backoff {
-    base: Duration::from_millis(50),
-    cap: Duration::from_secs(1),
-};
-pub const DEFAULT_REQUEUE_BACKOFF: Backoff = Backoff {
-    base: Duration::from_secs(2),
-    cap: Duration::from_secs(120),
-};
-pub const DEFAULT_POST_TIMEOUT: Duration = Duration::from_secs(3);
-pub const DEFAULT_DEADLINE_MARGIN: Duration = Duration::from_secs(5);
-
-impl Default for BroadcasterSettings {
-    fn default() -> Self {
-        Self {
-            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
-            tries_per_invocation: DEFAULT_TRIES_PER_INVOCATION,
-            max_attempts: DEFAULT_MAX_ATTEMPTS,
-            retry_backoff: DEFAULT_RETRY_BACKOFF,
-            requeue_backoff: DEFAULT_REQUEUE_BACKOFF,
-            post_timeout: DEFAULT_POST_TIMEOUT,
-            deadline_margin: DEFAULT_DEADLINE_MARGIN,
-            job_budget_bytes: SQS_MAX_MESSAGE_BYTES,
-            max_connections_per_job: DEFAULT_MAX_CONNECTIONS_PER_JOB,
-        }
-    }
+    /// How re-enqueued and dead-lettered jobs are cut.
+    pub jobs: JobSettings,
 }
 
 /// What happened to one job's connections.
@@ -274,7 +224,7 @@ pub async fn deliver(
             Duration::ZERO,
             &job.frame,
             &not_started,
-            settings,
+            &deps.jobs,
         )?;
     }
     if let Some((reason, detail)) = last_retryable.filter(|_| !pending.is_empty()) {
@@ -292,7 +242,7 @@ pub async fn deliver(
                 delay,
                 &job.frame,
                 &pending,
-                settings,
+                &deps.jobs,
             )?;
         } else {
             report.dead_lettered += pending.len();
@@ -367,7 +317,7 @@ impl FollowUps {
         delay: Duration,
         frame: &serde_json::value::RawValue,
         ids: &[&ConnectionId],
-        settings: &BroadcasterSettings,
+        jobs: &JobSettings,
     ) -> Result<(), PlanError> {
         let head = JobHead { attempt, ..*head };
         let ids: Vec<ConnectionId> = ids.iter().map(|&id| id.clone()).collect();
@@ -375,8 +325,8 @@ impl FollowUps {
             &head,
             frame,
             &ids,
-            settings.job_budget_bytes,
-            settings.max_connections_per_job,
+            jobs.job_budget_bytes,
+            jobs.max_connections_per_job,
         )? {
             let id = self.requeue.len().to_string();
             self.requeue
@@ -412,8 +362,8 @@ impl FollowUps {
             &head,
             frame,
             &ids,
-            deps.settings.job_budget_bytes,
-            deps.settings.max_connections_per_job,
+            deps.jobs.job_budget_bytes,
+            deps.jobs.max_connections_per_job,
         )? {
             let id = self.dead_letter.len().to_string();
             self.dead_letter.push(OutgoingMessage::new(id, body));

@@ -13,15 +13,15 @@ pub mod message;
 pub mod planner;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use aws_lambda_events::encodings::Body;
 
 use crate::clock::Clock;
 use crate::ids::{ConnectionId, TenantId, UserId};
-use crate::limits::{CONNECTION_MAX_DURATION, MAX_PAYLOAD_BYTES, connection_ttl_secs};
+use crate::limits::connection_ttl_secs;
 use crate::ports::{BusEntry, ConnectionRecord, ConnectionStore, EventBus, publish};
+pub use crate::settings::GatewaySettings;
 
 /// Keys of the authorizer context (flat, as API Gateway requires).
 pub const CONTEXT_TENANT: &str = "tenant";
@@ -34,23 +34,6 @@ pub struct GatewayDeps {
     pub bus: Arc<dyn EventBus>,
     pub clock: Arc<dyn Clock>,
     pub settings: GatewaySettings,
-}
-
-#[derive(Debug, Clone)]
-pub struct GatewaySettings {
-    /// Largest `data` a client may publish, serialized.
-    pub max_payload_bytes: usize,
-    /// The connection's maximum life (API Gateway: 2 h); sets the TTL.
-    pub max_connection_duration: Duration,
-}
-
-impl Default for GatewaySettings {
-    fn default() -> Self {
-        Self {
-            max_payload_bytes: MAX_PAYLOAD_BYTES,
-            max_connection_duration: CONNECTION_MAX_DURATION,
-        }
-    }
 }
 
 /// Who is behind a WebSocket request, from `requestContext`.

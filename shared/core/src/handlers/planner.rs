@@ -8,7 +8,6 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Duration;
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::future::{join_all, try_join_all};
@@ -20,7 +19,6 @@ use crate::clock::{Clock, rfc3339_ms};
 use crate::event::{BROADCAST, BroadcastEvent, EventEnvelope, Target};
 use crate::handlers::broadcaster::{self, BroadcasterDeps, DeliverError};
 use crate::ids::{ConnectionId, TenantId, UserId};
-use crate::limits::{DEFAULT_MAX_CONNECTIONS_PER_JOB, MAX_MESSAGE_BYTES, SQS_MAX_MESSAGE_BYTES};
 use crate::metrics::{self, Metric, MetricsSink};
 use crate::plan::{DeliveryJob, JobHead, PlanError, cut_jobs};
 use crate::ports::{
@@ -28,6 +26,7 @@ use crate::ports::{
     StoreError, send_all,
 };
 use crate::protocol::ServerFrame;
+pub use crate::settings::{JobSettings, PlannerSettings};
 
 /// The function name in metrics.
 pub const FUNCTION: &str = "planner";
@@ -43,37 +42,8 @@ pub struct PlannerDeps {
     /// deliver queue.
     pub direct: Option<Arc<BroadcasterDeps>>,
     pub settings: PlannerSettings,
-}
-
-/// Targets of at most this many connections are posted directly.
-pub const DEFAULT_DIRECT_MAX_CONNECTIONS: usize = 10;
-/// How long a done dedupe marker is kept.
-pub const DEFAULT_DEDUPE_TTL: Duration = Duration::from_secs(60 * 60);
-
-#[derive(Debug, Clone)]
-pub struct PlannerSettings {
-    /// Largest delivery-job message (SQS budget).
-    pub job_budget_bytes: usize,
-    /// Most connection ids in one job, so a room spreads over workers.
-    pub max_connections_per_job: usize,
-    /// Largest frame API Gateway will post.
-    pub max_frame_bytes: usize,
-    /// The fast path's limit (used only when `direct` is set).
-    pub direct_max_connections: usize,
-    /// How long an idempotency key is remembered after its event is planned.
-    pub dedupe_ttl: Duration,
-}
-
-impl Default for PlannerSettings {
-    fn default() -> Self {
-        Self {
-            job_budget_bytes: SQS_MAX_MESSAGE_BYTES,
-            max_connections_per_job: DEFAULT_MAX_CONNECTIONS_PER_JOB,
-            max_frame_bytes: MAX_MESSAGE_BYTES,
-            direct_max_connections: DEFAULT_DIRECT_MAX_CONNECTIONS,
-            dedupe_ttl: DEFAULT_DEDUPE_TTL,
-        }
-    }
+    /// How jobs are cut.
+    pub jobs: JobSettings,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -288,8 +258,8 @@ pub async fn plan_event(
             &JobHead::new(event_id, published_at_ms),
             &frame,
             &connections,
-            deps.settings.job_budget_bytes,
-            deps.settings.max_connections_per_job,
+            deps.jobs.job_budget_bytes,
+            deps.jobs.max_connections_per_job,
         )?;
         let messages: Vec<OutgoingMessage> = bodies
             .into_iter()

@@ -1,23 +1,21 @@
-//! An EventBridge-compatible `PutEvents` endpoint (AWS JSON 1.1, `POST /`
-//! with `X-Amz-Target: AWSEvents.PutEvents`), so product services publish to
-//! the local stack with their own AWS SDK by setting its endpoint URL.
-//! Requests are not signature-checked locally. Buses `fanout` and `default`
-//! (by name or ARN) both route through the stack's rules.
+//! EventBridge's `PutEvents` (AWS JSON 1.1, `X-Amz-Target:
+//! AWSEvents.PutEvents`), so product services publish to the local stack
+//! with their own AWS SDK by setting its endpoint URL. Buses `fanout` and
+//! `default` (by name or ARN) both route through the stack's rules.
 
-use std::sync::Arc;
-
-use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use bytes::Bytes;
 use fanout_core::limits::EVENTBRIDGE_MAX_ENTRIES;
 use fanout_core::ports::{BusEntry, EntryOutcome};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::stack::AppState;
+use super::{Protocol, error_response, json_response};
+use crate::state::AppState;
 
-pub const PUT_EVENTS_TARGET: &str = "AWSEvents.PutEvents";
+/// `X-Amz-Target` of every EventBridge operation.
+pub const TARGET_PREFIX: &str = "AWSEvents.";
 /// Bus names the local endpoint accepts.
 pub const BUS_NAMES: &[&str] = &["fanout", "default"];
 
@@ -40,19 +38,11 @@ struct RequestEntry {
 }
 
 fn aws_json(status: StatusCode, body: Value) -> Response {
-    let mut response = (status, body.to_string()).into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/x-amz-json-1.1"),
-    );
-    response
+    json_response(Protocol::Json11, status, body)
 }
 
 fn client_error(error_type: &str, message: &str) -> Response {
-    aws_json(
-        StatusCode::BAD_REQUEST,
-        json!({ "__type": error_type, "message": message }),
-    )
+    error_response(Protocol::Json11, error_type, message)
 }
 
 /// Accepts a bus name or ARN naming one of [`BUS_NAMES`].
@@ -62,23 +52,18 @@ fn known_bus(name: Option<&str>) -> bool {
     BUS_NAMES.contains(&short)
 }
 
-/// `POST /`: EventBridge's PutEvents, or (by its `X-Amz-Target`) the SQS
-/// operations of [`crate::sqsapi`].
-pub async fn handle(State(app): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
-    let target = headers
-        .get("x-amz-target")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if target.starts_with(crate::sqsapi::TARGET_PREFIX) {
-        let host = crate::sqsapi::host_of(&headers, &app.domain_name);
-        return crate::sqsapi::handle(&app.queues, &host, target, body).await;
-    }
-    if target != PUT_EVENTS_TARGET {
-        return client_error(
+/// One EventBridge operation; only `PutEvents` is served.
+pub async fn handle(app: &AppState, operation: &str, body: Bytes) -> Response {
+    match operation {
+        "PutEvents" => put_events(app, body).await,
+        other => client_error(
             "UnknownOperationException",
-            &format!("this endpoint serves {PUT_EVENTS_TARGET} and SQS, not '{target}'"),
-        );
+            &format!("the local stack's EventBridge endpoint serves PutEvents, not {other}"),
+        ),
     }
+}
+
+async fn put_events(app: &AppState, body: Bytes) -> Response {
     let request: PutEventsRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => return client_error("SerializationException", &e.to_string()),

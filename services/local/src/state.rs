@@ -1,0 +1,66 @@
+//! What every HTTP surface (the WebSocket gateway, @connections, the AWS
+//! JSON endpoints) shares. It lives apart from the wiring in `stack`, so
+//! each surface depends on this module alone and none on another.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use fanout_core::clock::Clock;
+use fanout_core::handlers::GatewayDeps;
+use fanout_core::ports::{ConnectionPoster, Queue};
+use fanout_core::token::TokenVerifier;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::StackConfig;
+use crate::registry::ConnectionRegistry;
+
+pub struct AppState {
+    pub config: StackConfig,
+    pub clock: Arc<dyn Clock>,
+    pub verifier: TokenVerifier,
+    /// What the connect, disconnect and message functions run with.
+    pub gateway: GatewayDeps,
+    pub registry: Arc<ConnectionRegistry>,
+    /// What @connections calls go through: the registry, behind the fault
+    /// injection and quota emulation when they are on.
+    pub poster: Arc<dyn ConnectionPoster>,
+    /// The queues the SQS endpoint serves.
+    pub queues: QueueDirectory,
+    /// `host:port` as API Gateway's `domainName`.
+    pub domain_name: String,
+    pub shutdown: CancellationToken,
+}
+
+/// The stack's queues by name, and which dead-letter queue each source
+/// queue redrives to (its RedrivePolicy).
+pub struct QueueDirectory {
+    queues: Vec<Arc<dyn Queue>>,
+    /// Source queue name → (dead-letter queue name, maxReceiveCount).
+    redrive: HashMap<String, (String, u32)>,
+}
+
+impl QueueDirectory {
+    pub fn new(queues: Vec<Arc<dyn Queue>>, redrive: &[(&str, &str, u32)]) -> Self {
+        Self {
+            queues,
+            redrive: redrive
+                .iter()
+                .map(|(source, dlq, max)| (source.to_string(), (dlq.to_string(), *max)))
+                .collect(),
+        }
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.queues.iter().map(|q| q.name())
+    }
+
+    pub fn by_name(&self, name: &str) -> Option<&Arc<dyn Queue>> {
+        self.queues.iter().find(|q| q.name() == name)
+    }
+
+    /// The queue `source` dead-letters to, and after how many receives.
+    pub fn redrive_of(&self, source: &str) -> Option<(&Arc<dyn Queue>, u32)> {
+        let (dlq, max) = self.redrive.get(source)?;
+        Some((self.by_name(dlq)?, *max))
+    }
+}

@@ -1,0 +1,311 @@
+//! Every tunable, defined once: name, default, unit, validation and help,
+//! as `clap` argument groups. `fanout-local` flattens them into its flags;
+//! each Lambda reads the same groups from its environment only (the `env`
+//! names below); the SAM template's agreement test compares its parameters
+//! against these defaults. Durations are written like `500ms`, `3s`, `1h`
+//! (a bare number is seconds).
+//!
+//! Architecture invariant: this module declares settings; it never reads
+//! the environment itself (the binaries parse, and name the flag or the
+//! variable in their errors).
+
+use std::time::Duration;
+
+use clap::{Args, Command, FromArgMatches};
+
+use crate::backoff::Backoff;
+use crate::limits::{MAX_MESSAGE_BYTES, MAX_PAYLOAD_BYTES, SQS_MAX_MESSAGE_BYTES};
+use crate::rate::Rate;
+
+/// What connect, disconnect and message need to know.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct GatewaySettings {
+    /// Largest `data` a client may publish (serialized, bytes); larger gets
+    /// a `payload_too_large` error frame. The default keeps every message
+    /// frame within API Gateway's 128 KB.
+    #[arg(long, env = "FANOUT_MAX_PAYLOAD_BYTES", value_name = "BYTES",
+          default_value_t = MAX_PAYLOAD_BYTES, value_parser = at_least_one::<usize>)]
+    pub max_payload_bytes: usize,
+
+    /// A connection's longest life (API Gateway's hard cap is 2h); sets the
+    /// TTL of its records.
+    #[arg(long, env = "FANOUT_MAX_CONNECTION_DURATION", value_name = "DURATION",
+          default_value = "2h", value_parser = positive_duration)]
+    pub max_connection_duration: Duration,
+}
+
+/// How the connection store spreads member sets.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct StoreSettings {
+    /// Shards each room's (and tenant's) memberships are spread over, so
+    /// planning pages them in parallel and no partition runs hot.
+    #[arg(long, env = "FANOUT_SHARDS", value_name = "N",
+          default_value_t = 4, value_parser = at_least_one::<u32>)]
+    pub shards: u32,
+}
+
+/// How delivery jobs are cut (the planner's, and the broadcaster's
+/// re-enqueued ones).
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct JobSettings {
+    /// Most connection ids in one delivery job: small enough that one
+    /// room's jobs spread over many broadcaster workers.
+    #[arg(long, env = "FANOUT_MAX_CONNECTIONS_PER_JOB", value_name = "N",
+          default_value_t = 500, value_parser = at_least_one::<usize>)]
+    pub max_connections_per_job: usize,
+
+    /// Size budget of one job: one SQS message.
+    #[arg(skip = SQS_MAX_MESSAGE_BYTES)]
+    pub job_budget_bytes: usize,
+}
+
+/// The planner's own settings.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct PlannerSettings {
+    /// Targets of at most this many connections are posted by the planner
+    /// itself, skipping the deliver queue (0 turns the fast path off).
+    #[arg(
+        long,
+        env = "FANOUT_DIRECT_MAX_CONNECTIONS",
+        value_name = "N",
+        default_value_t = 10
+    )]
+    pub direct_max_connections: usize,
+
+    /// How long an event's idempotency key is remembered after planning.
+    #[arg(long, env = "FANOUT_DEDUPE_TTL", value_name = "DURATION",
+          default_value = "1h", value_parser = positive_duration)]
+    pub dedupe_ttl: Duration,
+
+    /// Largest frame API Gateway will post.
+    #[arg(skip = MAX_MESSAGE_BYTES)]
+    pub max_frame_bytes: usize,
+}
+
+/// The broadcaster's own settings (also the planner's fast path).
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct BroadcasterSettings {
+    /// @connections posts in flight at once per broadcaster invocation.
+    #[arg(long, env = "FANOUT_MAX_IN_FLIGHT", value_name = "N",
+          default_value_t = 64, value_parser = at_least_one::<usize>)]
+    pub max_in_flight: usize,
+
+    /// Tries per connection within one broadcaster invocation.
+    #[arg(long, env = "FANOUT_TRIES_PER_INVOCATION", value_name = "N",
+          default_value_t = 3, value_parser = at_least_one::<u32>)]
+    pub tries_per_invocation: u32,
+
+    /// Delivery attempts (each a re-enqueued job) before posts that keep
+    /// failing go to the deliver dead-letter queue.
+    #[arg(long, env = "FANOUT_MAX_ATTEMPTS", value_name = "N",
+          default_value_t = 5, value_parser = at_least_one::<u32>)]
+    pub max_attempts: u32,
+
+    /// A post with no answer after this is retried as a timeout. Must be
+    /// shorter than the deadline margin, so posts end before the deadline.
+    #[arg(long, env = "FANOUT_POST_TIMEOUT", value_name = "DURATION",
+          default_value = "3s", value_parser = positive_duration)]
+    pub post_timeout: Duration,
+
+    /// No post starts later than this before the invocation's deadline.
+    #[arg(long, env = "FANOUT_DEADLINE_MARGIN", value_name = "DURATION",
+          default_value = "5s", value_parser = positive_duration)]
+    pub deadline_margin: Duration,
+
+    /// Delay before another try within the invocation.
+    #[arg(skip = RETRY_BACKOFF)]
+    pub retry_backoff: Backoff,
+
+    /// `DelaySeconds` of a re-enqueued job, by attempt.
+    #[arg(skip = REQUEUE_BACKOFF)]
+    pub requeue_backoff: Backoff,
+}
+
+/// Tries within one invocation back off from 50 ms up to 1 s.
+pub const RETRY_BACKOFF: Backoff = Backoff {
+    base: Duration::from_millis(50),
+    cap: Duration::from_secs(1),
+};
+
+/// Re-enqueued jobs wait from 2 s up to 2 min (SQS allows 15 min).
+pub const REQUEUE_BACKOFF: Backoff = Backoff {
+    base: Duration::from_secs(2),
+    cap: Duration::from_secs(120),
+};
+
+impl BroadcasterSettings {
+    /// The rule between two settings that neither parser can check alone.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.post_timeout >= self.deadline_margin {
+            return Err(format!(
+                "--post-timeout / FANOUT_POST_TIMEOUT ({:?}) must be shorter than --deadline-margin / FANOUT_DEADLINE_MARGIN ({:?}), so posts end before the deadline",
+                self.post_timeout, self.deadline_margin
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The stage's share of the account-wide @connections quota, and how it is
+/// split between broadcaster workers.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct BudgetSettings {
+    /// The account's @connections budget in calls per second that this
+    /// stage may use (API Gateway's account default is 10,000, shared with
+    /// all other API Gateway traffic). Each broadcaster worker gets budget ÷
+    /// broadcaster concurrency. 0 turns the workers' rate limiters off.
+    #[arg(
+        long,
+        env = "FANOUT_API_BUDGET_RPS",
+        value_name = "RPS",
+        default_value_t = 10_000
+    )]
+    pub api_budget_rps: u32,
+
+    /// The budget's burst (API Gateway's account default is 5,000), split
+    /// between workers the same way.
+    #[arg(
+        long,
+        env = "FANOUT_API_BUDGET_BURST",
+        value_name = "CALLS",
+        default_value_t = 5_000
+    )]
+    pub api_budget_burst: u32,
+
+    /// Concurrent broadcaster invocations (the deliver queue mapping's
+    /// maximum concurrency), which the budget is split over.
+    #[arg(long, env = "FANOUT_BROADCASTER_CONCURRENCY", value_name = "N",
+          default_value_t = 8, value_parser = at_least_one::<usize>)]
+    pub broadcaster_concurrency: usize,
+}
+
+impl BudgetSettings {
+    /// One broadcaster worker's share of the budget (`None`: unlimited).
+    pub fn worker_rate(&self) -> Option<Rate> {
+        Rate::share(
+            self.api_budget_rps,
+            self.api_budget_burst,
+            self.broadcaster_concurrency as u32,
+        )
+    }
+}
+
+macro_rules! defaults_from_the_definitions {
+    ($($group:ty),*) => {$(
+        impl Default for $group {
+            /// The defaults declared on the flags, whatever the environment holds.
+            fn default() -> Self {
+                defaults()
+            }
+        }
+    )*};
+}
+
+defaults_from_the_definitions!(
+    GatewaySettings,
+    StoreSettings,
+    JobSettings,
+    PlannerSettings,
+    BroadcasterSettings,
+    BudgetSettings
+);
+
+/// A group's declared defaults: parsed from no arguments with every
+/// environment fallback removed, so the definition above is the only
+/// place a default is written.
+pub fn defaults<T: Args + FromArgMatches>() -> T {
+    let command =
+        T::augment_args(Command::new("defaults")).mut_args(|arg| arg.env(None::<&'static str>));
+    let matches = command
+        .try_get_matches_from(["defaults"])
+        .expect("every setting in a group has a default");
+    T::from_arg_matches(&matches).expect("defaults match their own definitions")
+}
+
+/// A duration like `500ms`, `3s`, `15m`, `1h` or `2d` (humantime's
+/// syntax); a bare number is seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if let Ok(secs) = text.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    humantime::parse_duration(text)
+        .map_err(|e| format!("'{text}' is not a duration like 500ms, 30s, 15m, 1h or 2d ({e})"))
+}
+
+/// A duration greater than zero.
+pub fn positive_duration(text: &str) -> Result<Duration, String> {
+    let d = parse_duration(text)?;
+    if d.is_zero() {
+        return Err("must be longer than 0".into());
+    }
+    Ok(d)
+}
+
+/// A whole number of at least 1.
+pub fn at_least_one<T>(text: &str) -> Result<T, String>
+where
+    T: std::str::FromStr + PartialOrd + From<u8>,
+    T::Err: std::fmt::Display,
+{
+    let n: T = text.trim().parse().map_err(|e: T::Err| e.to_string())?;
+    if n < T::from(1u8) {
+        return Err("must be at least 1".into());
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_take_units_and_bare_seconds() {
+        assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
+        assert_eq!(parse_duration("15m").unwrap(), Duration::from_secs(900));
+        assert_eq!(parse_duration("30").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert!(parse_duration("h").is_err());
+        assert!(parse_duration("5x").is_err());
+        assert!(positive_duration("0s").is_err());
+    }
+
+    #[test]
+    fn numbers_below_one_are_refused() {
+        assert_eq!(at_least_one::<u32>("4"), Ok(4));
+        assert_eq!(at_least_one::<u32>("0").unwrap_err(), "must be at least 1");
+        assert!(at_least_one::<usize>("four").is_err());
+    }
+
+    #[test]
+    fn defaults_are_the_declared_ones() {
+        let b = BroadcasterSettings::default();
+        assert_eq!(b.max_in_flight, 64);
+        assert_eq!(b.post_timeout, Duration::from_secs(3));
+        assert_eq!(b.requeue_backoff, REQUEUE_BACKOFF);
+        assert!(b.validate().is_ok());
+        assert_eq!(
+            BudgetSettings::default().worker_rate(),
+            Rate::new(1_250, 625)
+        );
+        assert_eq!(
+            GatewaySettings::default().max_connection_duration,
+            Duration::from_secs(2 * 60 * 60)
+        );
+        assert_eq!(
+            JobSettings::default().job_budget_bytes,
+            SQS_MAX_MESSAGE_BYTES
+        );
+    }
+
+    #[test]
+    fn a_post_timeout_must_end_before_the_deadline_margin() {
+        let b = BroadcasterSettings {
+            post_timeout: Duration::from_secs(10),
+            ..BroadcasterSettings::default()
+        };
+        let error = b.validate().unwrap_err();
+        assert!(error.contains("FANOUT_POST_TIMEOUT"), "{error}");
+        assert!(error.contains("--deadline-margin"), "{error}");
+    }
+}
