@@ -396,3 +396,42 @@ async fn only_records_whose_follow_up_could_not_be_sent_are_batch_failures() {
         .collect();
     assert_eq!(failed, ["m-failing", "m-garbage"]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn mixed_failures_keep_every_reason() {
+    let f = fixture(BroadcasterSettings::default());
+    f.poster
+        .always("c1", PostError::Throttled("LimitExceededException".into()));
+    f.poster.always(
+        "c2",
+        PostError::Http {
+            status: 503,
+            message: "unavailable".into(),
+        },
+    );
+    f.poster.always("c3", PostError::Transport("reset".into()));
+    f.poster
+        .always("c4", PostError::Forbidden("ForbiddenException".into()));
+    let report = deliver(&job(ids(6), defaults().max_attempts), far(), &f.deps)
+        .await
+        .unwrap();
+    assert_eq!((report.delivered, report.dead_lettered), (2, 4));
+    let mut letters: Vec<String> = jobs_in(&f.dlq)
+        .into_iter()
+        .map(|j| {
+            let letter = j.dead_letter.unwrap();
+            let ids: Vec<&str> = j.connections.iter().map(|c| c.as_str()).collect();
+            format!("{:?}:{}:{}", letter.reason, letter.code, ids.join(","))
+        })
+        .collect();
+    letters.sort();
+    assert_eq!(
+        letters,
+        [
+            "Permanent:forbidden:c4",
+            "RetriesExhausted:server_error:c2",
+            "RetriesExhausted:throttled:c1",
+            "RetriesExhausted:transport:c3",
+        ]
+    );
+}

@@ -16,27 +16,35 @@
 //! `batchItemFailures` only when its follow-up messages could not be sent
 //! (or the job is unreadable), so SQS redelivers exactly those.
 
+//!
+//! Layout: [`decision`] is the pure per-connection decision, `post_loop`
+//! the posting, `follow_ups` the re-enqueued and dead-lettered jobs; this
+//! module ties them together per job.
+
+pub mod decision;
+mod follow_ups;
+mod post_loop;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use bytes::Bytes;
-use futures::StreamExt;
 use futures::future::join_all;
-use futures::stream::FuturesUnordered;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::clock::{Clock, rfc3339_ms};
+use self::decision::{Decision, TryContext, decide};
+use self::follow_ups::{Failures, FollowUps};
+use self::post_loop::{error_text, post_round};
+use crate::clock::Clock;
 use crate::ids::ConnectionId;
 use crate::limits::SQS_MAX_DELAY;
 use crate::metrics::{self, Metric, MetricsSink};
 use crate::outcome::{Outcome, RetryReason, classify};
-use crate::plan::{DeadLetter, DeadLetterReason, DeliveryJob, JobHead, PlanError, cut_jobs};
-use crate::ports::{
-    ConnectionPoster, ConnectionStore, OutgoingMessage, PostError, Queue, QueueError, send_all,
-};
+use crate::plan::{DeadLetterReason, DeliveryJob, PlanError};
+use crate::ports::{ConnectionPoster, ConnectionStore, Queue, QueueError};
 use crate::rate::RateGate;
 pub use crate::settings::{BroadcasterSettings, JobSettings};
 
@@ -153,38 +161,54 @@ pub async fn deliver(
 
     let mut report = JobReport::default();
     let mut gone: Vec<ConnectionId> = Vec::new();
-    let mut permanent: BTreeMap<&'static str, Failures> = BTreeMap::new();
-    let mut last_retryable: Option<(RetryReason, String)> = None;
-    let mut pending: Vec<&ConnectionId> = job.connections.iter().collect();
+    // Where the connections that leave this invocation go, by reason: every
+    // reason is kept, not only the last one seen.
+    let mut requeue: BTreeMap<&'static str, Failures> = BTreeMap::new();
+    let mut dead: BTreeMap<(DeadLetterReason, &'static str), Failures> = BTreeMap::new();
     let mut not_started: Vec<&ConnectionId> = Vec::new();
-    let tries = settings.tries_per_invocation.max(1);
-    for try_number in 1..=tries {
+    let mut pending: Vec<&ConnectionId> = job.connections.iter().collect();
+    let mut try_number = 1;
+    while !pending.is_empty() {
         let round = post_round(&pending, &frame, stop_at, deps).await;
         not_started.extend(round.not_started);
+        let delay = settings.retry_backoff.jittered(try_number);
+        let context = TryContext {
+            try_number,
+            tries_per_invocation: settings.tries_per_invocation.max(1),
+            attempt: head.attempt,
+            max_attempts: settings.max_attempts,
+            time_for_another_try: Instant::now() + delay < stop_at,
+        };
         let delivered_before = report.delivered;
         let mut retry = Vec::new();
         for (id, result) in round.finished {
-            match classify(&result) {
-                Outcome::Delivered => report.delivered += 1,
-                Outcome::Gone => gone.push(id.clone()),
-                Outcome::Retryable(reason) => {
-                    if reason == RetryReason::Throttled {
-                        report.throttled += 1;
-                    }
-                    last_retryable = Some((reason, error_text(&result)));
-                    retry.push(id);
+            let outcome = classify(&result);
+            if outcome == Outcome::Retryable(RetryReason::Throttled) {
+                report.throttled += 1;
+            }
+            match decide(outcome, &context) {
+                Decision::Delivered => report.delivered += 1,
+                Decision::Gone => gone.push(id.clone()),
+                Decision::RetryNow => retry.push(id),
+                Decision::Requeue { code } => {
+                    requeue
+                        .entry(code)
+                        .or_default()
+                        .add(id, error_text(&result));
                 }
-                Outcome::Permanent(reason) => {
+                Decision::DeadLetter { reason, code } => {
                     let detail = error_text(&result);
-                    if reason.is_misconfiguration() {
-                        report.misconfigured += 1;
-                        tracing::error!(connection_id = %id, %detail,
-                            "@connections answered 403: the deployment is misconfigured (endpoint or execute-api:ManageConnections)");
-                    } else {
-                        tracing::warn!(connection_id = %id, code = reason.code(), %detail, "post failed permanently");
+                    if reason == DeadLetterReason::Permanent {
+                        report.failed += 1;
+                        if matches!(outcome, Outcome::Permanent(p) if p.is_misconfiguration()) {
+                            report.misconfigured += 1;
+                            tracing::error!(connection_id = %id, %detail,
+                                "@connections answered 403: the deployment is misconfigured (endpoint or execute-api:ManageConnections)");
+                        } else {
+                            tracing::warn!(connection_id = %id, code, %detail, "post failed permanently");
+                        }
                     }
-                    report.failed += 1;
-                    permanent.entry(reason.code()).or_default().add(id, detail);
+                    dead.entry((reason, code)).or_default().add(id, detail);
                 }
             }
         }
@@ -195,16 +219,13 @@ pub async fn deliver(
         {
             report.latency_ms = Some(deps.clock.now_ms() - published);
         }
-        pending = retry;
-        if pending.is_empty() || try_number == tries {
+        if retry.is_empty() {
             break;
         }
-        let delay = settings.retry_backoff.jittered(try_number);
-        if Instant::now() + delay >= stop_at {
-            break;
-        }
-        report.retried += pending.len();
+        report.retried += retry.len();
         tokio::time::sleep(delay).await;
+        pending = retry;
+        try_number += 1;
     }
 
     delete_gone(&gone, deps).await;
@@ -227,49 +248,32 @@ pub async fn deliver(
             &deps.jobs,
         )?;
     }
-    if let Some((reason, detail)) = last_retryable.filter(|_| !pending.is_empty()) {
-        if head.attempt < settings.max_attempts {
-            let delay = settings
-                .requeue_backoff
-                .jittered(head.attempt)
-                .min(SQS_MAX_DELAY);
-            report.requeued = pending.len();
-            tracing::warn!(connections = pending.len(), code = reason.code(), %detail, ?delay,
-                next_attempt = head.attempt + 1, "posts still failing; re-enqueueing them");
-            follow_ups.requeue(
-                &head,
-                head.attempt + 1,
-                delay,
-                &job.frame,
-                &pending,
-                &deps.jobs,
-            )?;
-        } else {
-            report.dead_lettered += pending.len();
-            let failures = Failures {
-                ids: pending,
-                detail,
-            };
-            follow_ups.dead_letter(
-                &head,
-                DeadLetterReason::RetriesExhausted,
-                reason.code(),
-                &failures,
-                &job.frame,
-                deps,
-            )?;
+    let requeued: Vec<&ConnectionId> = requeue
+        .values()
+        .flat_map(|f| f.ids.iter().copied())
+        .collect();
+    if !requeued.is_empty() {
+        let delay = settings
+            .requeue_backoff
+            .jittered(head.attempt)
+            .min(SQS_MAX_DELAY);
+        report.requeued = requeued.len();
+        for (code, failures) in &requeue {
+            tracing::warn!(connections = failures.ids.len(), code, detail = %failures.detail,
+                ?delay, next_attempt = head.attempt + 1, "posts still failing; re-enqueueing them");
         }
-    }
-    for (code, failures) in &permanent {
-        report.dead_lettered += failures.ids.len();
-        follow_ups.dead_letter(
+        follow_ups.requeue(
             &head,
-            DeadLetterReason::Permanent,
-            code,
-            failures,
+            head.attempt + 1,
+            delay,
             &job.frame,
-            deps,
+            &requeued,
+            &deps.jobs,
         )?;
+    }
+    for ((reason, code), failures) in &dead {
+        report.dead_lettered += failures.ids.len();
+        follow_ups.dead_letter(&head, *reason, code, failures, &job.frame, deps)?;
     }
     follow_ups.send(deps).await?;
 
@@ -285,184 +289,6 @@ pub async fn deliver(
         "job done"
     );
     Ok(report)
-}
-
-/// Connections that failed permanently for one reason.
-#[derive(Default)]
-struct Failures<'a> {
-    ids: Vec<&'a ConnectionId>,
-    /// The last error message, for on-call.
-    detail: String,
-}
-
-impl<'a> Failures<'a> {
-    fn add(&mut self, id: &'a ConnectionId, detail: String) {
-        self.ids.push(id);
-        self.detail = detail;
-    }
-}
-
-/// Messages a job leaves behind, sent together at its end.
-#[derive(Default)]
-struct FollowUps {
-    requeue: Vec<OutgoingMessage>,
-    dead_letter: Vec<OutgoingMessage>,
-}
-
-impl FollowUps {
-    fn requeue(
-        &mut self,
-        head: &JobHead<'_>,
-        attempt: u32,
-        delay: Duration,
-        frame: &serde_json::value::RawValue,
-        ids: &[&ConnectionId],
-        jobs: &JobSettings,
-    ) -> Result<(), PlanError> {
-        let head = JobHead { attempt, ..*head };
-        let ids: Vec<ConnectionId> = ids.iter().map(|&id| id.clone()).collect();
-        for body in cut_jobs(
-            &head,
-            frame,
-            &ids,
-            jobs.job_budget_bytes,
-            jobs.max_connections_per_job,
-        )? {
-            let id = self.requeue.len().to_string();
-            self.requeue
-                .push(OutgoingMessage::new(id, body).with_delay(delay));
-        }
-        Ok(())
-    }
-
-    fn dead_letter(
-        &mut self,
-        head: &JobHead<'_>,
-        reason: DeadLetterReason,
-        code: &str,
-        failures: &Failures<'_>,
-        frame: &serde_json::value::RawValue,
-        deps: &BroadcasterDeps,
-    ) -> Result<(), PlanError> {
-        let dead_letter = DeadLetter {
-            reason,
-            code: code.to_string(),
-            detail: failures.detail.clone(),
-            attempts: head.attempt,
-            at: rfc3339_ms(deps.clock.now_ms()),
-        };
-        tracing::error!(connections = failures.ids.len(), ?reason, code, detail = %failures.detail,
-            dead_letter_queue = deps.dead_letter_queue.name(), "dead-lettering connections");
-        let head = JobHead {
-            dead_letter: Some(&dead_letter),
-            ..*head
-        };
-        let ids: Vec<ConnectionId> = failures.ids.iter().map(|&id| id.clone()).collect();
-        for body in cut_jobs(
-            &head,
-            frame,
-            &ids,
-            deps.jobs.job_budget_bytes,
-            deps.jobs.max_connections_per_job,
-        )? {
-            let id = self.dead_letter.len().to_string();
-            self.dead_letter.push(OutgoingMessage::new(id, body));
-        }
-        Ok(())
-    }
-
-    async fn send(self, deps: &BroadcasterDeps) -> Result<(), QueueError> {
-        if !self.requeue.is_empty() {
-            send_all(deps.deliver_queue.as_ref(), &self.requeue).await?;
-        }
-        if !self.dead_letter.is_empty() {
-            send_all(deps.dead_letter_queue.as_ref(), &self.dead_letter).await?;
-        }
-        Ok(())
-    }
-}
-
-/// The posts of one try: what finished, and what was never started
-/// because the deadline came near.
-struct Round<'a> {
-    finished: Vec<(&'a ConnectionId, Result<(), PostError>)>,
-    not_started: Vec<&'a ConnectionId>,
-}
-
-/// Posts `frame` to `ids`, at most `max_in_flight` at once, each after a
-/// token from the worker's gate, starting none after `stop_at`.
-async fn post_round<'a>(
-    ids: &[&'a ConnectionId],
-    frame: &Bytes,
-    stop_at: Instant,
-    deps: &BroadcasterDeps,
-) -> Round<'a> {
-    let poster = deps.poster.as_ref();
-    let gate = deps.gate.as_deref();
-    let timeout = deps.settings.post_timeout;
-    let limit = deps.settings.max_in_flight.max(1);
-    let mut in_flight = FuturesUnordered::new();
-    let mut finished = Vec::with_capacity(ids.len());
-    let mut next = 0;
-    let mut stopped = false;
-    loop {
-        let may_start = !stopped && next < ids.len() && in_flight.len() < limit;
-        if !may_start && in_flight.is_empty() {
-            break;
-        }
-        // Completions first, so in-flight posts are never starved while
-        // this loop waits for a token.
-        tokio::select! {
-            biased;
-            Some(done) = in_flight.next(), if !in_flight.is_empty() => finished.push(done),
-            admitted = admit(gate, stop_at), if may_start => {
-                if admitted {
-                    in_flight.push(post_one(poster, ids[next], frame, timeout));
-                    next += 1;
-                } else {
-                    stopped = true;
-                }
-            }
-        }
-    }
-    Round {
-        finished,
-        not_started: ids[next..].to_vec(),
-    }
-}
-
-/// Whether one more post may start: before `stop_at`, with a token.
-async fn admit(gate: Option<&RateGate>, stop_at: Instant) -> bool {
-    if Instant::now() >= stop_at {
-        return false;
-    }
-    match gate {
-        None => true,
-        Some(gate) => gate.acquire_before(stop_at).await,
-    }
-}
-
-async fn post_one<'a>(
-    poster: &dyn ConnectionPoster,
-    id: &'a ConnectionId,
-    frame: &Bytes,
-    timeout: Duration,
-) -> (&'a ConnectionId, Result<(), PostError>) {
-    let result = match tokio::time::timeout(timeout, poster.post(id, frame)).await {
-        Ok(result) => result,
-        Err(_) => Err(PostError::Transport(format!(
-            "no answer within {} ms",
-            timeout.as_millis()
-        ))),
-    };
-    (id, result)
-}
-
-fn error_text(result: &Result<(), PostError>) -> String {
-    match result {
-        Ok(()) => String::new(),
-        Err(error) => error.to_string(),
-    }
 }
 
 /// Deletes every gone connection in one batch. A failure is logged: the
