@@ -7,7 +7,7 @@
 //! configuration once.
 //!
 //! Each adapter passes the same contract suite as its embedded twin
-//! (`shared/tests/contract_*.rs`).
+//! (`shared/aws/tests/contract/`).
 
 mod apigw;
 pub mod dlq;

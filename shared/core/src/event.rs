@@ -1,7 +1,7 @@
 //! The event contract: what product services publish (`fanout.broadcast`),
 //! what the thin functions emit about connections and rooms, and the
 //! EventBridge envelope both arrive in. The JSON Schema for the broadcast
-//! detail is `shared/schema/broadcast-event.schema.json`; a test keeps the
+//! detail is `shared/core/schema/broadcast-event.schema.json`; a test keeps the
 //! two in agreement.
 
 use serde::de::{self, Deserializer};

@@ -360,4 +360,4 @@ impl EventDedupe for MemoryStore {
 }
 
 // Tested by the store and dedupe contract suites in
-// `shared/tests/contract/store.rs`, side by side with the DynamoDB store.
+// `shared/aws/tests/contract/store.rs`, side by side with the DynamoDB store.
