@@ -6,6 +6,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use axum::Router;
 use fanout_core::clock::{Clock, SystemClock};
 use fanout_core::event::{AllOfTenant, Target};
@@ -21,11 +22,12 @@ use fanout_core::rate::RateGate;
 use fanout_core::token::{DEV_JWT_SECRET, TokenVerifier};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::backend::{self, Backend};
 use crate::config::{BackendKind, StackConfig};
-use crate::esm::EventSourceMapping;
+use crate::esm::{EventSourceMapping, SqsHandler};
 use crate::faults::{Faults, FaultyPoster, QuotaPoster};
 use crate::registry::ConnectionRegistry;
 use crate::state::{AppState, QueueDirectory};
@@ -160,8 +162,7 @@ pub async fn start(config: StackConfig, listener: TcpListener) -> anyhow::Result
 
     let mut tasks = JoinSet::new();
     let crash_faults = (faults.settings.crash > 0.0).then(|| faults.clone());
-    functions.spawn_planner(crash_faults.clone(), &shutdown, &mut tasks);
-    functions.spawn_broadcaster(crash_faults, &shutdown, &mut tasks);
+    functions.spawn_mappings(crash_faults, &shutdown, &mut tasks);
 
     let state = Arc::new(AppState {
         verifier: TokenVerifier::new(
@@ -313,66 +314,90 @@ impl Functions<'_> {
         }
     }
 
-    /// The plan queue's event source mapping, driving planner invocations.
-    fn spawn_planner(
+    /// The plan and deliver queues' event source mappings, driving planner
+    /// and broadcaster invocations; each worker gets its own dependencies,
+    /// as each Lambda execution environment does.
+    fn spawn_mappings(
         &self,
         faults: Option<Arc<Faults>>,
         shutdown: &CancellationToken,
         tasks: &mut JoinSet<()>,
     ) {
-        let mapping = EventSourceMapping {
-            function: planner::FUNCTION,
-            queue: self.backend.plan_queue.clone(),
-            batch_size: self.config.planner_batch_size,
-            batching_window: self.config.batching_window,
-            max_concurrency: self.config.planner_concurrency,
-            visibility_timeout: self.config.visibility_timeout,
-            function_timeout: self.config.planner_timeout,
-            faults,
-        };
-        mapping.spawn(
+        let config = self.config;
+        self.mapping(
+            planner::FUNCTION,
+            &self.backend.plan_queue,
+            (config.planner_batch_size, config.planner_concurrency),
+            config.planner_timeout,
+            faults.clone(),
+        )
+        .spawn(
             |_worker| {
-                let deps = Arc::new(self.planner_deps());
-                Arc::new(move |event, deadline| {
-                    let deps = deps.clone();
-                    Box::pin(async move { planner::handle(event, deadline, &deps).await })
+                handler(self.planner_deps(), |event, deadline, deps| async move {
+                    planner::handle(event, deadline, &deps).await
                 })
+            },
+            shutdown.clone(),
+            tasks,
+        );
+        self.mapping(
+            broadcaster::FUNCTION,
+            &self.backend.deliver_queue,
+            (
+                config.broadcaster_batch_size,
+                config.budget.broadcaster_concurrency,
+            ),
+            config.broadcaster_timeout,
+            faults,
+        )
+        .spawn(
+            |_worker| {
+                handler(
+                    self.broadcaster_deps(),
+                    |event, deadline, deps| async move {
+                        broadcaster::handle(event, deadline, &deps).await
+                    },
+                )
             },
             shutdown.clone(),
             tasks,
         );
     }
 
-    /// The deliver queue's event source mapping, driving broadcaster
-    /// invocations.
-    fn spawn_broadcaster(
+    /// A mapping with the settings both share (batching window, visibility
+    /// timeout) and the function's own `(batch size, max concurrency)`.
+    fn mapping(
         &self,
+        function: &'static str,
+        queue: &Arc<dyn Queue>,
+        (batch_size, max_concurrency): (usize, usize),
+        function_timeout: std::time::Duration,
         faults: Option<Arc<Faults>>,
-        shutdown: &CancellationToken,
-        tasks: &mut JoinSet<()>,
-    ) {
-        let mapping = EventSourceMapping {
-            function: broadcaster::FUNCTION,
-            queue: self.backend.deliver_queue.clone(),
-            batch_size: self.config.broadcaster_batch_size,
+    ) -> EventSourceMapping {
+        EventSourceMapping {
+            function,
+            queue: queue.clone(),
+            batch_size,
             batching_window: self.config.batching_window,
-            max_concurrency: self.config.budget.broadcaster_concurrency,
+            max_concurrency,
             visibility_timeout: self.config.visibility_timeout,
-            function_timeout: self.config.broadcaster_timeout,
+            function_timeout,
             faults,
-        };
-        mapping.spawn(
-            |_worker| {
-                let deps = Arc::new(self.broadcaster_deps());
-                Arc::new(move |event, deadline| {
-                    let deps = deps.clone();
-                    Box::pin(async move { broadcaster::handle(event, deadline, &deps).await })
-                })
-            },
-            shutdown.clone(),
-            tasks,
-        );
+        }
     }
+}
+
+/// A worker's handler: `handle` called with the worker's own dependencies.
+fn handler<D, Fut>(
+    deps: D,
+    handle: impl Fn(SqsEvent, Instant, Arc<D>) -> Fut + Send + Sync + 'static,
+) -> SqsHandler
+where
+    D: Send + Sync + 'static,
+    Fut: Future<Output = SqsBatchResponse> + Send + 'static,
+{
+    let deps = Arc::new(deps);
+    Arc::new(move |event, deadline| Box::pin(handle(event, deadline, deps.clone())))
 }
 
 /// One HTTP server for every surface: the WebSocket gateway, @connections
