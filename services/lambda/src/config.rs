@@ -17,7 +17,8 @@ use fanout_core::settings::{
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
-    #[error("environment variable {0} is required but not set")]
+    /// One or more variables, comma-separated.
+    #[error("{} required but not set", missing(.0))]
     Missing(String),
     #[error("environment variable {name}={value:?} is invalid: {reason}")]
     Invalid {
@@ -27,6 +28,14 @@ pub enum ConfigError {
     },
     #[error("{0}")]
     Conflict(String),
+}
+
+fn missing(names: &str) -> String {
+    if names.contains(", ") {
+        format!("environment variables {names} are")
+    } else {
+        format!("environment variable {names} is")
+    }
 }
 
 /// Looks a variable up by name.
@@ -357,7 +366,7 @@ mod tests {
         );
         assert_eq!(
             err.to_string(),
-            "environment variable FANOUT_DELIVER_QUEUE, FANOUT_DELIVER_DLQ is required but not set"
+            "environment variables FANOUT_DELIVER_QUEUE, FANOUT_DELIVER_DLQ are required but not set"
         );
         assert_eq!(
             load::<AuthorizerConfig>(&Env::from_pairs(&[("FANOUT_JWT_SECRET", "  ")])).unwrap_err(),
@@ -378,9 +387,11 @@ mod tests {
                 arn: "arn:aws:secretsmanager:us-east-1:1:secret:jwt".into()
             }
         );
+        let err = load::<GatewayConfig>(&Env::from_pairs(&[("FANOUT_TABLE", "t")])).unwrap_err();
+        assert_eq!(err, ConfigError::Missing("FANOUT_EVENT_BUS".into()));
         assert_eq!(
-            load::<GatewayConfig>(&Env::from_pairs(&[("FANOUT_TABLE", "t")])).unwrap_err(),
-            ConfigError::Missing("FANOUT_EVENT_BUS".into())
+            err.to_string(),
+            "environment variable FANOUT_EVENT_BUS is required but not set"
         );
     }
 

@@ -18,6 +18,7 @@
 pub mod config;
 pub mod setup;
 
+use std::io::Write;
 use std::time::Duration;
 
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
@@ -46,7 +47,8 @@ pub fn config_or_exit<T: Args + config::FromEnv + config::Validate>() -> T {
             .about("A fanout Lambda function. It reads only these environment variables (the flags are their names in the local stack):")
             .disable_help_flag(true)
             .render_long_help();
-        println!("{help}");
+        // `bootstrap --help | head` must not panic on a closed pipe.
+        let _ = writeln!(std::io::stdout().lock(), "{help}");
         std::process::exit(0);
     }
     match config::load::<T>(&config::Env::process()) {
