@@ -92,7 +92,8 @@ impl Publisher {
                     resources.store.as_ref(),
                 )
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| e.to_string())?
+                .connections;
                 let data = RawValue::from_string(payload.to_string()).map_err(|e| e.to_string())?;
                 let id = format!("direct-{seq}");
                 let sent_at = fanout_core::clock::rfc3339_ms(chrono::Utc::now().timestamp_millis());

@@ -70,7 +70,10 @@ impl Resources {
     /// them.
     pub async fn connection_count(&self, tenant: &TenantId) -> Result<usize, StoreError> {
         let target = Target::Tenant(AllOfTenant);
-        Ok(resolve(tenant, &target, self.store.as_ref()).await?.len())
+        Ok(resolve(tenant, &target, self.store.as_ref())
+            .await?
+            .connections
+            .len())
     }
 
     /// Messages still in the plan and deliver queues (visible or not).

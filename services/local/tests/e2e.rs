@@ -796,3 +796,79 @@ async fn with_injected_faults_every_socket_gets_the_message_or_is_closed_as_gone
     assert_eq!(stack.resources.dead_letters().await.unwrap(), 0);
     stack.stop().await;
 }
+
+/// Publishes one `fanout.broadcast` entry with the SDK; returns the
+/// per-entry error code, if any.
+async fn put_event(stack: &RunningStack, source: &str, detail: &str) -> Option<String> {
+    use aws_sdk_eventbridge::types::PutEventsRequestEntry;
+    let client = aws_sdk_eventbridge::Client::new(&local_sdk_config(stack.http_url()).load().await);
+    let out = client
+        .put_events()
+        .entries(
+            PutEventsRequestEntry::builder()
+                .source(source)
+                .detail_type("fanout.broadcast")
+                .detail(detail)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("PutEvents answers");
+    out.entries()[0].error_code().map(str::to_owned)
+}
+
+/// Waits until the stack has counted `n` of `metric`.
+async fn counted(stack: &RunningStack, metric: &str, n: u64) {
+    for _ in 0..100 {
+        if stack.resources.metrics.get(metric).sum as u64 >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "{metric} stayed at {} (wanted {n})",
+        stack.resources.metrics.get(metric).sum
+    );
+}
+
+#[tokio::test]
+async fn a_publisher_of_one_tenant_never_reaches_another_tenants_connection() {
+    let stack = start().await;
+    let mut acme = connect(&stack, "acme", "alice").await;
+    let mut globex = connect(&stack, "globex", "carol").await;
+    request(&mut acme, r#"{"action":"ping"}"#).await;
+    request(&mut globex, r#"{"action":"ping"}"#).await;
+    let connection_of = |tenant: &'static str, user: &'static str| {
+        let store = stack.resources.store.clone();
+        async move {
+            store
+                .user_connections_page(
+                    &TenantId::new(tenant).unwrap(),
+                    &UserId::new(user).unwrap(),
+                    None,
+                )
+                .await
+                .unwrap()
+                .items[0]
+                .clone()
+        }
+    };
+    let globex_id = connection_of("globex", "carol").await;
+    let acme_id = connection_of("acme", "alice").await;
+
+    // acme names globex's connection: dropped and counted, never delivered.
+    let detail = format!(
+        r#"{{"tenant":"acme","target":{{"connection":"{globex_id}"}},"data":"acme secret"}}"#
+    );
+    assert_eq!(put_event(&stack, "acme.orders", &detail).await, None);
+    counted(&stack, "CrossTenantTargets", 1).await;
+    silent(&mut globex, Duration::from_millis(300)).await;
+
+    // Its own connection still works.
+    let detail =
+        format!(r#"{{"tenant":"acme","target":{{"connection":"{acme_id}"}},"data":"mine"}}"#);
+    assert_eq!(put_event(&stack, "acme.orders", &detail).await, None);
+    assert!(matches!(next(&mut acme).await, ReceivedFrame::Message { data, .. } if data == "mine"));
+    silent(&mut globex, Duration::from_millis(100)).await;
+    stack.stop().await;
+}

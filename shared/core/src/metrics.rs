@@ -28,6 +28,8 @@ pub const PLANNED_CONNECTIONS: &str = "PlannedConnections";
 pub const JOBS: &str = "Jobs";
 pub const DUPLICATE_EVENTS: &str = "DuplicateEvents";
 pub const DIRECT_DELIVERIES: &str = "DirectDeliveries";
+/// Targets that named another tenant's connections (dropped, never delivered).
+pub const CROSS_TENANT_TARGETS: &str = "CrossTenantTargets";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unit {

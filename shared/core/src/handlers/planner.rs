@@ -224,7 +224,23 @@ pub async fn plan_event(
     }
     let frame = RawValue::from_string(frame).map_err(PlanEventError::BadDetail)?;
 
-    let mut connections = resolve(&event.tenant, &event.target, deps.store.as_ref()).await?;
+    let Resolved {
+        mut connections,
+        other_tenant,
+    } = resolve(&event.tenant, &event.target, deps.store.as_ref()).await?;
+    if !other_tenant.is_empty() {
+        // Never delivered: a publisher of one tenant must not reach another.
+        tracing::warn!(tenant = %event.tenant, connections = ?other_tenant,
+            "target names connections of another tenant; dropped");
+        deps.metrics.record(
+            FUNCTION,
+            event_id,
+            &[Metric::count(
+                metrics::CROSS_TENANT_TARGETS,
+                other_tenant.len(),
+            )],
+        );
+    }
     if !event.exclude.is_empty() {
         let excluded: HashSet<&ConnectionId> = event.exclude.iter().collect();
         connections.retain(|c| !excluded.contains(c));
@@ -294,24 +310,52 @@ pub async fn plan_event(
     Ok(summary)
 }
 
-/// Every live connection a target names.
+/// What a target resolved to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Resolved {
+    /// Live connections of the event's tenant.
+    pub connections: Vec<ConnectionId>,
+    /// Connections the target named that belong to another tenant: never
+    /// delivered to.
+    pub other_tenant: Vec<ConnectionId>,
+}
+
+/// Every live connection of `tenant` a target names. Rooms, users and the
+/// tenant set are keyed by tenant; a connection target is looked up (one
+/// read) and kept only when it is live and of the same tenant.
 pub async fn resolve(
     tenant: &TenantId,
     target: &Target,
     store: &dyn ConnectionStore,
-) -> Result<Vec<ConnectionId>, StoreError> {
-    match target {
-        Target::Connection(id) => Ok(vec![id.clone()]),
-        Target::User(user) => user_connections(tenant, user, store).await,
+) -> Result<Resolved, StoreError> {
+    let connections = match target {
+        Target::Connection(id) => {
+            return Ok(match store.get_connection(id).await? {
+                Some(record) if &record.tenant == tenant => Resolved {
+                    connections: vec![id.clone()],
+                    other_tenant: Vec::new(),
+                },
+                Some(_) => Resolved {
+                    connections: Vec::new(),
+                    other_tenant: vec![id.clone()],
+                },
+                None => Resolved::default(),
+            });
+        }
+        Target::User(user) => user_connections(tenant, user, store).await?,
         Target::Room(room) => {
             let set = MemberSet::Room {
                 tenant: tenant.clone(),
                 room: room.clone(),
             };
-            all_shards(&set, store).await
+            all_shards(&set, store).await?
         }
-        Target::Tenant(_) => all_shards(&MemberSet::Tenant(tenant.clone()), store).await,
-    }
+        Target::Tenant(_) => all_shards(&MemberSet::Tenant(tenant.clone()), store).await?,
+    };
+    Ok(Resolved {
+        connections,
+        other_tenant: Vec::new(),
+    })
 }
 
 async fn all_shards(
