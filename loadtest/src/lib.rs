@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use fanout_core::ids::{TenantId, UserId};
 use fanout_core::settings::{JobSettings, StoreSettings};
-use fanout_core::token::{DEV_JWT_SECRET, TokenSigner};
+use fanout_core::token::{DEV_JWT_SECRET, TokenSigner, check_secret};
 use fanout_local::{RunningStack, StackConfig};
 use futures::StreamExt;
 use hdrhistogram::Histogram;
@@ -112,13 +112,9 @@ pub async fn run(scenario: &Scenario) -> anyhow::Result<(Report, Histogram<u64>)
         (None, None) => unreachable!("a local stack is started without --url"),
     };
     let tenant = TenantId::new(scenario.tenant.as_str()).context("--tenant")?;
-    let signer = TokenSigner::new(
-        scenario
-            .jwt_secret
-            .as_deref()
-            .unwrap_or(DEV_JWT_SECRET)
-            .as_bytes(),
-    );
+    let secret = scenario.jwt_secret.as_deref().unwrap_or(DEV_JWT_SECRET);
+    check_secret(secret, false).context("--jwt-secret")?;
+    let signer = TokenSigner::new(secret.as_bytes());
     let token_for = |i: usize| -> anyhow::Result<String> {
         if let Some(t) = &scenario.token {
             return Ok(t.clone());

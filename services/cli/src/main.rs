@@ -14,7 +14,7 @@ use fanout_core::event::{AllOfTenant, BROADCAST, BroadcastEvent, Target};
 use fanout_core::ids::{ConnectionId, RoomId, TenantId, UserId};
 use fanout_core::ports::BusEntry;
 use fanout_core::settings::positive_duration;
-use fanout_core::token::{DEV_JWT_SECRET, TokenSigner};
+use fanout_core::token::{DEV_JWT_SECRET, TokenSigner, check_secret};
 use serde_json::value::RawValue;
 
 /// Operate a fanout deployment or the local stack.
@@ -119,6 +119,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 );
                 DEV_JWT_SECRET.to_string()
             });
+            check_secret(&secret, false).context("--secret / FANOUT_JWT_SECRET")?;
             let now = chrono_now();
             println!(
                 "{}",

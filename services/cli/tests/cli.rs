@@ -130,3 +130,23 @@ async fn publish_reaches_a_room_member_through_the_local_stack() {
     }
     stack.stop().await;
 }
+
+#[test]
+fn short_or_empty_secrets_are_refused() {
+    for secret in ["", "too-short"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_fanout"))
+            .args(["token", "--tenant", "acme", "--user", "alice"])
+            .env("FANOUT_JWT_SECRET", secret)
+            .output()
+            .expect("run fanout");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if secret.is_empty() {
+            // Unset and empty are the same: the development secret.
+            assert!(out.status.success(), "{stderr}");
+            continue;
+        }
+        assert!(!out.status.success());
+        assert!(stderr.contains("at least 32"), "{stderr}");
+        assert!(out.stdout.is_empty(), "no token is printed");
+    }
+}

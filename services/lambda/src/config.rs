@@ -14,6 +14,7 @@ use fanout_core::settings::{
     BroadcasterSettings, BudgetSettings, GatewaySettings, JobSettings, PlannerSettings,
     StoreSettings,
 };
+use fanout_core::token::check_secret;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
@@ -201,7 +202,14 @@ impl AuthorizerConfig {
     pub fn jwt_secret(&self) -> Result<JwtSecretSource, ConfigError> {
         match (&self.jwt_secret_arn, &self.jwt_secret) {
             (Some(arn), _) => Ok(JwtSecretSource::SecretsManager { arn: arn.clone() }),
-            (None, Some(value)) => Ok(JwtSecretSource::Value(value.clone())),
+            (None, Some(value)) => {
+                check_secret(value, true).map_err(|e| ConfigError::Invalid {
+                    name: "FANOUT_JWT_SECRET".into(),
+                    value: "(hidden)".into(),
+                    reason: e.to_string(),
+                })?;
+                Ok(JwtSecretSource::Value(value.clone()))
+            }
             (None, None) => Err(ConfigError::Missing(
                 "FANOUT_JWT_SECRET_ARN (or FANOUT_JWT_SECRET)".into(),
             )),
@@ -433,6 +441,25 @@ mod tests {
                 .worker_rate(),
             None,
             "a zero budget turns the limiter off"
+        );
+    }
+
+    #[test]
+    fn the_authorizer_refuses_weak_and_development_secrets() {
+        for (secret, reason) in [
+            ("short", "at least 32"),
+            (fanout_core::token::DEV_JWT_SECRET, "development secret"),
+        ] {
+            let err = load::<AuthorizerConfig>(&Env::from_pairs(&[("FANOUT_JWT_SECRET", secret)]))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("FANOUT_JWT_SECRET"), "{err}");
+            assert!(err.contains(reason), "{err}");
+            assert!(!err.contains(secret), "the secret is never printed: {err}");
+        }
+        let strong = "s".repeat(40);
+        assert!(
+            load::<AuthorizerConfig>(&Env::from_pairs(&[("FANOUT_JWT_SECRET", &strong)])).is_ok()
         );
     }
 

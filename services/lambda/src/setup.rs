@@ -11,6 +11,7 @@ use fanout_core::handlers::broadcaster::BroadcasterDeps;
 use fanout_core::metrics::EmfWriter;
 use fanout_core::ports::QueueError;
 use fanout_core::rate::RateGate;
+use fanout_core::token::check_secret;
 
 use crate::config::{DeliveryConfig, GatewayConfig, JwtSecretSource, StoreConfig};
 
@@ -37,10 +38,11 @@ pub async fn sdk_config() -> SdkConfig {
     fanout_aws::sdk_config(None).await
 }
 
-/// The token key: read once from Secrets Manager, or given.
+/// The token key: read once from Secrets Manager, or given; refused when
+/// empty, shorter than 32 bytes, or the public development secret.
 pub async fn jwt_secret(sdk: &SdkConfig, source: &JwtSecretSource) -> Result<String, String> {
-    match source {
-        JwtSecretSource::Value(value) => Ok(value.clone()),
+    let secret = match source {
+        JwtSecretSource::Value(value) => value.clone(),
         JwtSecretSource::SecretsManager { arn } => aws_sdk_secretsmanager::Client::new(sdk)
             .get_secret_value()
             .secret_id(arn)
@@ -48,8 +50,10 @@ pub async fn jwt_secret(sdk: &SdkConfig, source: &JwtSecretSource) -> Result<Str
             .await
             .map_err(|e| format!("could not read secret {arn}: {e}"))?
             .secret_string
-            .ok_or_else(|| format!("secret {arn} has no string value")),
-    }
+            .ok_or_else(|| format!("secret {arn} has no string value"))?,
+    };
+    check_secret(&secret, true).map_err(|e| format!("refusing the token key: {e}"))?;
+    Ok(secret)
 }
 
 fn clock() -> Arc<dyn Clock> {

@@ -242,6 +242,10 @@ impl StackConfig {
             }
         }
         self.broadcaster.validate()?;
+        if let Some(secret) = &self.jwt_secret {
+            fanout_core::token::check_secret(secret, false)
+                .map_err(|e| format!("--jwt-secret / FANOUT_JWT_SECRET: {e}"))?;
+        }
         let fractions = [
             ("--fault-gone", self.fault_gone),
             ("--fault-throttle", self.fault_throttle),
@@ -336,6 +340,14 @@ mod tests {
         let c = StackConfig::parse_from(["fanout-local", "--post-timeout", "10s"]);
         assert!(c.validate().unwrap_err().contains("--post-timeout"));
         assert!(StackConfig::try_parse_from(["fanout-local", "--quota-burst", "5"]).is_err());
+        for secret in ["", "not-32-bytes"] {
+            let c = StackConfig::parse_from(["fanout-local", "--jwt-secret", secret]);
+            let error = c.validate().unwrap_err();
+            assert!(
+                error.contains("--jwt-secret / FANOUT_JWT_SECRET"),
+                "{error}"
+            );
+        }
     }
 
     #[test]

@@ -872,3 +872,25 @@ async fn a_publisher_of_one_tenant_never_reaches_another_tenants_connection() {
     silent(&mut globex, Duration::from_millis(100)).await;
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn the_stack_refuses_to_start_with_an_empty_or_short_token_secret() {
+    for secret in ["", "short-secret"] {
+        let config = <StackConfig as clap::Parser>::parse_from([
+            "fanout-local",
+            "--port",
+            "0",
+            "--jwt-secret",
+            secret,
+        ]);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let error = match fanout_local::start(config, listener).await {
+            Ok(stack) => {
+                stack.stop().await;
+                panic!("started with the secret {secret:?}")
+            }
+            Err(error) => error.to_string(),
+        };
+        assert!(error.contains("FANOUT_JWT_SECRET"), "{error}");
+    }
+}

@@ -10,7 +10,37 @@ use crate::ids::{IdError, TenantId, UserId};
 
 /// Secret the local stack and the CLI use when no secret is configured.
 /// Never deploy with it.
-pub const DEV_JWT_SECRET: &str = "fanout-local-development-secret";
+pub const DEV_JWT_SECRET: &str = "fanout-local-development-secret-never-deploy";
+/// Shortest HS256 key accepted anywhere: RFC 7518 asks for a key at least
+/// as long as the hash (256 bits), and an empty key would accept tokens
+/// anyone can forge.
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// Why a token key is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WeakSecret {
+    #[error("the token secret is empty")]
+    Empty,
+    #[error("the token secret is {0} bytes; it must be at least {MIN_SECRET_BYTES}")]
+    TooShort(usize),
+    #[error("the token secret is the public development secret, which must never be deployed")]
+    Development,
+}
+
+/// Checks an HS256 key before anything is signed or verified with it.
+/// `deployed` also refuses [`DEV_JWT_SECRET`] (the Lambda authorizer).
+pub fn check_secret(secret: &str, deployed: bool) -> Result<(), WeakSecret> {
+    if secret.is_empty() {
+        return Err(WeakSecret::Empty);
+    }
+    if secret.len() < MIN_SECRET_BYTES {
+        return Err(WeakSecret::TooShort(secret.len()));
+    }
+    if deployed && secret == DEV_JWT_SECRET {
+        return Err(WeakSecret::Development);
+    }
+    Ok(())
+}
 /// Clock skew tolerated on `exp` and `nbf`.
 pub const LEEWAY_SECS: u64 = 5;
 
@@ -191,5 +221,21 @@ mod tests {
             TokenVerifier::new(b"k").verify(&token),
             Err(TokenError::BadClaim(_))
         ));
+    }
+
+    #[test]
+    fn weak_secrets_are_refused() {
+        assert_eq!(check_secret("", false), Err(WeakSecret::Empty));
+        assert_eq!(check_secret("short", false), Err(WeakSecret::TooShort(5)));
+        assert_eq!(
+            check_secret(&"k".repeat(31), true),
+            Err(WeakSecret::TooShort(31))
+        );
+        assert!(check_secret(&"k".repeat(32), true).is_ok());
+        assert!(check_secret(DEV_JWT_SECRET, false).is_ok());
+        assert_eq!(
+            check_secret(DEV_JWT_SECRET, true),
+            Err(WeakSecret::Development)
+        );
     }
 }
