@@ -108,6 +108,11 @@ fn tunables_default_to_the_code_defaults() {
     for (parameter, code) in table {
         assert_eq!(number(&t, parameter), code, "default of {parameter}");
     }
+    assert_eq!(
+        default_of(&t, "TenantBoundSources"),
+        local.planner.tenant_bound_sources.to_string(),
+        "default of TenantBoundSources"
+    );
     // AWS's advice, kept by the defaults: visibility ≥ 6 × function timeout.
     assert!(
         number(&t, "QueueVisibilityTimeoutSeconds") >= 6 * number(&t, "FunctionTimeoutSeconds")

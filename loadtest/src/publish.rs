@@ -68,7 +68,7 @@ impl Publisher {
                     r#"{{"tenant":"{tenant}","target":{{"room":"{}"}},"data":{payload}}}"#,
                     room_name(room)
                 );
-                let entry = BusEntry::new("fanout.loadtest", BROADCAST, detail);
+                let entry = BusEntry::new(format!("{tenant}.loadtest"), BROADCAST, detail);
                 fanout_core::ports::publish(&*bus, &[entry])
                     .await
                     .map(|_| ())

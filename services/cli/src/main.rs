@@ -65,9 +65,11 @@ struct PublishArgs {
     /// Event bus name or ARN.
     #[arg(long, default_value = "fanout", env = "FANOUT_EVENT_BUS")]
     bus: String,
-    /// The event's Source.
-    #[arg(long, default_value = "fanout.cli")]
-    source: String,
+    /// The event's Source (default `<tenant>.cli`). It must speak for the
+    /// tenant (`<tenant>` or `<tenant>.<service>`) unless the stack turns
+    /// tenant-bound sources off; `fanout.*` is reserved for the gateway.
+    #[arg(long)]
+    source: Option<String>,
     #[arg(long)]
     tenant: String,
     /// Deliver to every member of this room.
@@ -193,7 +195,11 @@ async fn publish(args: PublishArgs) -> anyhow::Result<()> {
         &args.bus,
     );
     // `publish` resends a throttled or failed entry before giving up.
-    let ids = fanout_core::ports::publish(&bus, &[BusEntry::new(&args.source, BROADCAST, detail)])
+    let source = args
+        .source
+        .clone()
+        .unwrap_or_else(|| format!("{}.cli", args.tenant));
+    let ids = fanout_core::ports::publish(&bus, &[BusEntry::new(source, BROADCAST, detail)])
         .await
         .context("PutEvents")?;
     println!("published event {}", ids[0]);

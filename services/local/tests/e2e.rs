@@ -894,3 +894,46 @@ async fn the_stack_refuses_to_start_with_an_empty_or_short_token_secret() {
         assert!(error.contains("FANOUT_JWT_SECRET"), "{error}");
     }
 }
+
+#[tokio::test]
+async fn reserved_and_foreign_sources_are_refused_and_tenant_bound_sources_deliver() {
+    let stack = start().await;
+    let mut member = connect(&stack, "acme", "alice").await;
+    join(&mut member, "lobby").await;
+    let detail =
+        |text: &str| format!(r#"{{"tenant":"acme","target":{{"room":"lobby"}},"data":"{text}"}}"#);
+
+    // The gateway's own sources are refused at the endpoint, per entry.
+    for source in ["fanout.client", "fanout.connection.closed", "fanout.cli"] {
+        assert_eq!(
+            put_event(&stack, source, &detail("forged"))
+                .await
+                .as_deref(),
+            Some("NotAuthorizedForSourceException"),
+            "{source}"
+        );
+    }
+    // Another tenant's publisher (or no convention at all) is refused by
+    // the planner, counted, and not delivered.
+    for source in ["globex.orders", "acmecorp.orders", "orders"] {
+        assert_eq!(put_event(&stack, source, &detail("foreign")).await, None);
+    }
+    counted(&stack, "RefusedSources", 3).await;
+    // acme's own publishers deliver.
+    assert_eq!(put_event(&stack, "acme.orders", &detail("own")).await, None);
+    assert!(
+        matches!(next(&mut member).await, ReceivedFrame::Message { data, .. } if data == "own")
+    );
+    silent(&mut member, Duration::from_millis(200)).await;
+    stack.stop().await;
+
+    // A deployment that does not bind sources to tenants delivers them.
+    let stack = start_with(&["--tenant-bound-sources", "false"]).await;
+    let mut member = connect(&stack, "acme", "alice").await;
+    join(&mut member, "lobby").await;
+    assert_eq!(put_event(&stack, "orders", &detail("unbound")).await, None);
+    assert!(
+        matches!(next(&mut member).await, ReceivedFrame::Message { data, .. } if data == "unbound")
+    );
+    stack.stop().await;
+}

@@ -22,6 +22,26 @@ pub const ROOM_LEFT: &str = "fanout.room.left";
 pub const GATEWAY_SOURCE: &str = "fanout.gateway";
 /// `Source` of broadcasts that clients publish into rooms.
 pub const CLIENT_SOURCE: &str = "fanout.client";
+/// Sources starting with this belong to the gateway: publishers outside it
+/// are refused them (the local PutEvents endpoint refuses them; on AWS the
+/// publisher IAM policy denies them).
+pub const RESERVED_SOURCE_PREFIX: &str = "fanout.";
+
+/// Whether `source` is one only the gateway may use.
+pub fn is_reserved_source(source: &str) -> bool {
+    source.starts_with(RESERVED_SOURCE_PREFIX)
+}
+
+/// The tenant-bound source convention: a publisher for tenant `acme` uses
+/// `Source` = `acme` or `acme.<service>` (e.g. `acme.orders`), which an IAM
+/// `events:source` condition (`acme.*`) can enforce per publisher.
+pub fn source_speaks_for(source: &str, tenant: &TenantId) -> bool {
+    let tenant = tenant.as_str();
+    source == tenant
+        || source
+            .strip_prefix(tenant)
+            .is_some_and(|rest| rest.starts_with('.'))
+}
 
 /// The JSON Schema of a `fanout.broadcast` detail, as shipped in the repo.
 pub const BROADCAST_SCHEMA: &str = include_str!("../schema/broadcast-event.schema.json");
@@ -210,5 +230,24 @@ mod tests {
         assert_eq!(env.detail_type, BROADCAST);
         let detail: BroadcastEvent = serde_json::from_str(env.detail.get()).unwrap();
         assert_eq!(detail.data.get(), r#"{"order":42}"#);
+    }
+
+    #[test]
+    fn tenant_bound_sources() {
+        let acme = TenantId::new("acme").unwrap();
+        for (source, ok) in [
+            ("acme", true),
+            ("acme.orders", true),
+            ("acme.orders.eu", true),
+            ("acmecorp.orders", false),
+            ("globex.orders", false),
+            ("acme-orders", false),
+            ("", false),
+        ] {
+            assert_eq!(source_speaks_for(source, &acme), ok, "{source}");
+        }
+        assert!(is_reserved_source("fanout.client"));
+        assert!(is_reserved_source("fanout.connection.opened"));
+        assert!(!is_reserved_source("acme.orders"));
     }
 }

@@ -30,6 +30,9 @@ pub const DUPLICATE_EVENTS: &str = "DuplicateEvents";
 pub const DIRECT_DELIVERIES: &str = "DirectDeliveries";
 /// Targets that named another tenant's connections (dropped, never delivered).
 pub const CROSS_TENANT_TARGETS: &str = "CrossTenantTargets";
+/// Broadcasts refused for their `Source` (reserved, or not speaking for the
+/// event's tenant).
+pub const REFUSED_SOURCES: &str = "RefusedSources";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unit {

@@ -77,6 +77,14 @@ pub struct PlannerSettings {
           default_value = "1h", value_parser = positive_duration)]
     pub dedupe_ttl: Duration,
 
+    /// Refuse broadcasts whose `Source` does not speak for their tenant:
+    /// a publisher for `acme` must use `acme` or `acme.<service>` (the
+    /// convention an IAM `events:source` condition enforces). Broadcasts
+    /// from the gateway itself (`fanout.client`) are always accepted.
+    #[arg(long, env = "FANOUT_TENANT_BOUND_SOURCES", value_name = "BOOL",
+          default_value_t = true, action = clap::ArgAction::Set)]
+    pub tenant_bound_sources: bool,
+
     /// Largest frame API Gateway will post.
     #[arg(skip = MAX_MESSAGE_BYTES)]
     pub max_frame_bytes: usize,

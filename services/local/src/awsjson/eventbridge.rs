@@ -1,11 +1,14 @@
 //! EventBridge's `PutEvents` (AWS JSON 1.1, `X-Amz-Target:
 //! AWSEvents.PutEvents`), so product services publish to the local stack
 //! with their own AWS SDK by setting its endpoint URL. Buses `fanout` and
-//! `default` (by name or ARN) both route through the stack's rules.
+//! `default` (by name or ARN) both route through the stack's rules. Entries
+//! with a reserved `fanout.*` source are refused, as the publisher IAM
+//! policy refuses them on AWS: only the gateway speaks as `fanout.*`.
 
 use axum::http::StatusCode;
 use axum::response::Response;
 use bytes::Bytes;
+use fanout_core::event::is_reserved_source;
 use fanout_core::limits::EVENTBRIDGE_MAX_ENTRIES;
 use fanout_core::ports::{BusEntry, EntryOutcome};
 use serde::Deserialize;
@@ -94,6 +97,11 @@ async fn put_events(app: &AppState, body: Bytes) -> Response {
                 "ErrorMessage": "Parameters Source, DetailType and Detail are required."});
             continue;
         };
+        if is_reserved_source(&source) {
+            results[i] = json!({"ErrorCode": "NotAuthorizedForSourceException",
+                "ErrorMessage": format!("Source {source} is reserved for the fanout gateway; publish as <tenant> or <tenant>.<service>.")});
+            continue;
+        }
         accepted_at.push(i);
         entries.push(BusEntry {
             source,

@@ -16,7 +16,10 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::clock::{Clock, rfc3339_ms};
-use crate::event::{BROADCAST, BroadcastEvent, EventEnvelope, Target};
+use crate::event::{
+    BROADCAST, BroadcastEvent, CLIENT_SOURCE, EventEnvelope, Target, is_reserved_source,
+    source_speaks_for,
+};
 use crate::handlers::broadcaster::{self, BroadcasterDeps, DeliverError};
 use crate::ids::{ConnectionId, TenantId, UserId};
 use crate::metrics::{self, Metric, MetricsSink};
@@ -124,6 +127,16 @@ async fn plan_record(
         }
         let event: BroadcastEvent =
             serde_json::from_str(envelope.detail.get()).map_err(PlanEventError::BadDetail)?;
+        if let Some(reason) = refused_source(&envelope.source, &event, &deps.settings) {
+            tracing::error!(source = %envelope.source, tenant = %event.tenant, reason,
+                "broadcast refused for its source; not delivered");
+            deps.metrics.record(
+                FUNCTION,
+                &envelope.id,
+                &[Metric::count(metrics::REFUSED_SOURCES, 1)],
+            );
+            return Ok(None);
+        }
         let published_at_ms = chrono::DateTime::parse_from_rfc3339(&envelope.time)
             .ok()
             .map(|t| t.timestamp_millis());
@@ -133,6 +146,27 @@ async fn plan_record(
     }
     .instrument(span)
     .await
+}
+
+/// Why a broadcast's `Source` may not publish for its tenant, if it may not.
+pub fn refused_source(
+    source: &str,
+    event: &BroadcastEvent,
+    settings: &PlannerSettings,
+) -> Option<&'static str> {
+    if source == CLIENT_SOURCE {
+        // The message function set the tenant from the authorizer.
+        return None;
+    }
+    if is_reserved_source(source) {
+        return Some("fanout.* sources are reserved for the gateway");
+    }
+    if settings.tenant_bound_sources && !source_speaks_for(source, &event.tenant) {
+        return Some(
+            "the source does not speak for the event's tenant (expected <tenant> or <tenant>.<service>)",
+        );
+    }
+    None
 }
 
 /// The dedupe marker's key: idempotency keys are scoped to their tenant.
