@@ -937,3 +937,99 @@ async fn reserved_and_foreign_sources_are_refused_and_tenant_bound_sources_deliv
     );
     stack.stop().await;
 }
+
+/// One raw AWS JSON call to the stack's endpoint (numbers no SDK would
+/// send); returns the status and the body.
+async fn raw_aws_json(stack: &RunningStack, target: &str, body: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut socket = TcpStream::connect(stack.addr).await.unwrap();
+    let request = format!(
+        "POST / HTTP/1.1\r\nHost: {}\r\nX-Amz-Target: {target}\r\nContent-Type: application/x-amz-json-1.0\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        stack.addr,
+        body.len()
+    );
+    socket.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    socket.read_to_string(&mut response).await.unwrap();
+    let status = response[9..12].parse().unwrap();
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    (status, body)
+}
+
+#[tokio::test]
+async fn the_sqs_endpoint_refuses_out_of_range_numbers_and_keeps_the_message() {
+    use fanout_core::ports::OutgoingMessage;
+
+    let stack = start().await;
+    let dlq = stack.resources.deliver_dlq.clone();
+    dlq.send_batch(&[OutgoingMessage::new("1", r#"{"kept":true}"#)])
+        .await
+        .unwrap();
+    let url = format!("http://{}/000000000000/{}", stack.addr, dlq.name());
+    for (target, body, parameter) in [
+        (
+            "AmazonSQS.ReceiveMessage",
+            format!(r#"{{"QueueUrl":"{url}","VisibilityTimeout":18446744073709551615}}"#),
+            "VisibilityTimeout",
+        ),
+        (
+            "AmazonSQS.ReceiveMessage",
+            format!(r#"{{"QueueUrl":"{url}","WaitTimeSeconds":21}}"#),
+            "WaitTimeSeconds",
+        ),
+        (
+            "AmazonSQS.ReceiveMessage",
+            format!(r#"{{"QueueUrl":"{url}","MaxNumberOfMessages":0}}"#),
+            "MaxNumberOfMessages",
+        ),
+        (
+            "AmazonSQS.ChangeMessageVisibility",
+            format!(r#"{{"QueueUrl":"{url}","ReceiptHandle":"x","VisibilityTimeout":43201}}"#),
+            "VisibilityTimeout",
+        ),
+        (
+            "AmazonSQS.SendMessageBatch",
+            format!(
+                r#"{{"QueueUrl":"{url}","Entries":[{{"Id":"a","MessageBody":"b","DelaySeconds":901}}]}}"#
+            ),
+            "DelaySeconds",
+        ),
+    ] {
+        let (status, body) = raw_aws_json(&stack, target, &body).await;
+        assert_eq!(status, 400, "{target}: {body}");
+        assert!(body.contains("InvalidParameterValue"), "{body}");
+        assert!(body.contains(parameter), "{body}");
+    }
+    // A number that is not even a u64 is refused the same way.
+    let (status, body) = raw_aws_json(
+        &stack,
+        "AmazonSQS.ReceiveMessage",
+        &format!(r#"{{"QueueUrl":"{url}","VisibilityTimeout":1e999}}"#),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    // The stack is still up and the message is still there.
+    let sqs = aws_sdk_sqs::Client::new(&local_sdk_config(stack.http_url()).load().await);
+    let got = sqs
+        .receive_message()
+        .queue_url(&url)
+        .max_number_of_messages(10)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.messages().len(), 1);
+    assert_eq!(got.messages()[0].body(), Some(r#"{"kept":true}"#));
+    // The real SDK client gets SQS's error code for an out-of-range value.
+    let error = sqs
+        .receive_message()
+        .queue_url(&url)
+        .visibility_timeout(50_000)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.as_service_error().and_then(|e| e.meta().code()),
+        Some("InvalidParameterValue")
+    );
+    stack.stop().await;
+}

@@ -25,6 +25,30 @@ pub const SQS_MAX_BATCH_ENTRIES: usize = 10;
 pub const SQS_MAX_BATCH_BYTES: usize = 256 * 1024;
 /// Longest per-message delay SQS allows.
 pub const SQS_MAX_DELAY: Duration = Duration::from_secs(900);
+/// Longest visibility timeout SQS allows (12 h).
+pub const SQS_MAX_VISIBILITY_TIMEOUT: Duration = Duration::from_secs(43_200);
+/// Longest long-poll wait of one ReceiveMessage.
+pub const SQS_MAX_WAIT: Duration = Duration::from_secs(20);
+
+/// Checks a visibility timeout and a long-poll wait against SQS's ranges,
+/// naming the parameter as SQS does.
+pub fn check_sqs_receive(wait: Duration, visibility: Duration) -> Result<(), String> {
+    if visibility > SQS_MAX_VISIBILITY_TIMEOUT {
+        return Err(format!(
+            "Value {} for parameter VisibilityTimeout is invalid. Reason: Must be between 0 and {}.",
+            visibility.as_secs(),
+            SQS_MAX_VISIBILITY_TIMEOUT.as_secs()
+        ));
+    }
+    if wait > SQS_MAX_WAIT {
+        return Err(format!(
+            "Value {} for parameter WaitTimeSeconds is invalid. Reason: Must be between 0 and {}.",
+            wait.as_secs(),
+            SQS_MAX_WAIT.as_secs()
+        ));
+    }
+    Ok(())
+}
 
 /// Entries per PutEvents call.
 pub const EVENTBRIDGE_MAX_ENTRIES: usize = 10;

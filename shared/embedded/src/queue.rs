@@ -12,7 +12,9 @@ use async_trait::async_trait;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use fanout_core::limits::{SQS_MAX_BATCH_ENTRIES, SQS_MAX_DELAY, SQS_MAX_MESSAGE_BYTES};
+use fanout_core::limits::{
+    SQS_MAX_BATCH_ENTRIES, SQS_MAX_DELAY, SQS_MAX_MESSAGE_BYTES, check_sqs_receive,
+};
 use fanout_core::ports::{
     Attributes, FailedEntry, OutgoingMessage, Queue, QueueDepth, QueueError, ReceivedMessage,
 };
@@ -277,6 +279,11 @@ impl Queue for MemoryQueue {
         wait: Duration,
         visibility: Duration,
     ) -> Result<Vec<ReceivedMessage>, QueueError> {
+        // Checked before anything is taken, so a refused call loses nothing.
+        check_sqs_receive(wait, visibility).map_err(|message| QueueError::Invalid {
+            queue: self.name.clone(),
+            message,
+        })?;
         let deadline = Instant::now() + wait;
         loop {
             // Register interest before looking, so a send between the look
@@ -354,6 +361,10 @@ impl Queue for MemoryQueue {
         receipt_handle: &str,
         timeout: Duration,
     ) -> Result<(), QueueError> {
+        check_sqs_receive(Duration::ZERO, timeout).map_err(|message| QueueError::Invalid {
+            queue: self.name.clone(),
+            message,
+        })?;
         let mut s = self.state();
         let current = Self::parse_receipt(receipt_handle).filter(|(id, generation)| {
             s.messages
@@ -461,6 +472,24 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(waiter.await.unwrap().unwrap().len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn out_of_range_timeouts_are_refused_before_anything_is_taken() {
+        let q = MemoryQueue::new("q", QueueSettings::default());
+        q.send_batch(&[OutgoingMessage::new("1", "kept")])
+            .await
+            .unwrap();
+        let too_long = Duration::from_secs(u64::MAX);
+        assert!(q.receive(10, Duration::ZERO, too_long).await.is_err());
+        assert!(q.receive(10, Duration::from_secs(21), VIS).await.is_err());
+        let got = q.receive(10, Duration::ZERO, VIS).await.unwrap();
+        assert_eq!(got.len(), 1, "the refused calls took nothing");
+        assert!(
+            q.change_visibility(&got[0].receipt_handle, too_long)
+                .await
+                .is_err()
+        );
     }
 
     #[tokio::test(start_paused = true)]

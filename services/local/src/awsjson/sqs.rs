@@ -11,6 +11,7 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use axum::response::Response;
 use bytes::Bytes;
+use fanout_core::limits::{SQS_MAX_BATCH_ENTRIES, SQS_MAX_DELAY, check_sqs_receive};
 use fanout_core::ports::{Attributes, OutgoingMessage, Queue, STRING_ATTRIBUTE_TYPE};
 use md5::{Digest, Md5};
 use serde::Deserialize;
@@ -48,7 +49,7 @@ struct Request {
     queue_url: Option<String>,
     queue_name: Option<String>,
     queue_name_prefix: Option<String>,
-    max_number_of_messages: Option<usize>,
+    max_number_of_messages: Option<u64>,
     wait_time_seconds: Option<u64>,
     visibility_timeout: Option<u64>,
     receipt_handle: Option<String>,
@@ -86,6 +87,9 @@ pub async fn handle(
             Err(e) => return error("InvalidParameterValue", &e.to_string()),
         }
     };
+    if let Err(message) = request.check_ranges() {
+        return error("InvalidParameterValue", &message);
+    }
     let urls = QueueUrls { host };
     if operation == "ListQueues" {
         return list_queues(directory, &urls, request);
@@ -113,6 +117,32 @@ pub async fn handle(
             "UnsupportedOperation",
             &format!("the local stack's SQS endpoint does not serve {other}"),
         ),
+    }
+}
+
+impl Request {
+    /// Every client-given number within SQS's range, checked before any
+    /// queue is touched, so a refused call never loses a message.
+    fn check_ranges(&self) -> Result<(), String> {
+        let out_of = |name: &str, value: u64, low: u64, high: u64| {
+            format!(
+                "Value {value} for parameter {name} is invalid. Reason: Must be between {low} and {high}."
+            )
+        };
+        let max_receive = SQS_MAX_BATCH_ENTRIES as u64;
+        if let Some(n) = self.max_number_of_messages
+            && !(1..=max_receive).contains(&n)
+        {
+            return Err(out_of("MaxNumberOfMessages", n, 1, max_receive));
+        }
+        let wait = self.wait_time_seconds.unwrap_or(0);
+        let visibility = self.visibility_timeout.unwrap_or(0);
+        check_sqs_receive(Duration::from_secs(wait), Duration::from_secs(visibility))?;
+        let max_delay = SQS_MAX_DELAY.as_secs();
+        if let Some(e) = self.entries.iter().find(|e| e.delay_seconds > max_delay) {
+            return Err(out_of("DelaySeconds", e.delay_seconds, 0, max_delay));
+        }
+        Ok(())
     }
 }
 
@@ -160,8 +190,8 @@ async fn get_queue_attributes(directory: &QueueDirectory, queue: &dyn Queue) -> 
 }
 
 async fn receive_message(queue: &dyn Queue, request: Request) -> Response {
-    let max = request.max_number_of_messages.unwrap_or(1);
-    let wait = Duration::from_secs(request.wait_time_seconds.unwrap_or(0).min(20));
+    let max = request.max_number_of_messages.unwrap_or(1) as usize;
+    let wait = Duration::from_secs(request.wait_time_seconds.unwrap_or(0));
     let visibility = Duration::from_secs(request.visibility_timeout.unwrap_or(30));
     let messages = match queue.receive(max, wait, visibility).await {
         Ok(messages) => messages,
