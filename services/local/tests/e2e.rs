@@ -1033,3 +1033,93 @@ async fn the_sqs_endpoint_refuses_out_of_range_numbers_and_keeps_the_message() {
     );
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn client_caused_errors_are_bad_requests_that_say_what_to_send() {
+    let stack = start().await;
+    let mut ws = connect(&stack, "acme", "alice").await;
+    join(&mut ws, "lobby").await;
+    let deep = format!("{}1{}", "[".repeat(100), "]".repeat(100));
+    let cases = [
+        (r#""hello""#.to_string(), "not a JSON object"),
+        ("[1,2]".to_string(), "not a JSON object"),
+        (
+            format!(r#"{{"action":"publish","room":"lobby","data":{deep},"requestId":"p"}}"#),
+            "nested",
+        ),
+        (
+            r#"{"action":"publish","room":"lobby","data":1e999999,"requestId":"p"}"#.to_string(),
+            "plain JSON",
+        ),
+        (
+            r#"{"action":"publish","room":"lobby","data":"\ud800","requestId":"p"}"#.to_string(),
+            "plain JSON",
+        ),
+    ];
+    for (frame, says) in cases {
+        match request(&mut ws, &frame).await {
+            ReceivedFrame::Error { code, message, .. } => {
+                assert_eq!(code, ErrorCode::BadRequest, "{frame}: {message}");
+                assert!(message.contains(says), "{frame}: {message}");
+                assert!(!message.contains("RawRequest"), "{message}");
+            }
+            other => panic!("{frame}: expected an error, got {other:?}"),
+        }
+    }
+    // whoami tells the client its own connection id.
+    let id = match request(&mut ws, r#"{"action":"whoami","requestId":"w"}"#).await {
+        ReceivedFrame::Whoami {
+            request_id,
+            connection_id,
+            tenant,
+            user,
+        } => {
+            assert_eq!(request_id.as_deref(), Some("w"));
+            assert_eq!((tenant.as_str(), user.as_str()), ("acme", "alice"));
+            connection_id
+        }
+        other => panic!("expected whoami, got {other:?}"),
+    };
+    let stored = stack
+        .resources
+        .store
+        .get_connection(&ConnectionId::new(id.clone()).unwrap())
+        .await
+        .unwrap();
+    assert!(stored.is_some(), "{id} is the connection's id");
+
+    // PutEvents: an oversized Detail is the caller's error (400, not
+    // retried), a non-object Detail is refused per entry.
+    let client = aws_sdk_eventbridge::Client::new(&local_sdk_config(stack.http_url()).load().await);
+    let big = format!(
+        r#"{{"tenant":"acme","target":{{"room":"lobby"}},"data":"{}"}}"#,
+        "x".repeat(300 * 1024)
+    );
+    let error = client
+        .put_events()
+        .entries(
+            aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
+                .source("acme.orders")
+                .detail_type("fanout.broadcast")
+                .detail(big)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.raw_response().map(|r| r.status().as_u16()),
+        Some(400),
+        "{error:?}"
+    );
+    assert_eq!(
+        error.as_service_error().and_then(|e| e.meta().code()),
+        Some("ValidationException")
+    );
+    assert_eq!(
+        put_event(&stack, "acme.orders", "[1]").await.as_deref(),
+        Some("MalformedDetail")
+    );
+    silent(&mut ws, Duration::from_millis(200)).await;
+    stack.stop().await;
+}

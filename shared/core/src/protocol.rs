@@ -12,6 +12,10 @@ use crate::ids::{IdError, RoomId};
 
 /// Longest `requestId` echoed back.
 pub const MAX_REQUEST_ID_LEN: usize = 128;
+/// Deepest nesting of arrays and objects a `data` payload may have. Every
+/// hop (detail, EventBridge envelope, SQS) wraps it in a few more levels,
+/// and JSON parsers along the way stop at 128.
+pub const MAX_DATA_DEPTH: usize = 64;
 
 /// The closed set of error codes a client can receive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,10 +64,20 @@ impl ErrorCode {
 /// A client request that parsed and validated.
 #[derive(Debug, Clone)]
 pub enum ClientRequest {
-    Join { room: RoomId },
-    Leave { room: RoomId },
-    Publish { room: RoomId, data: Box<RawValue> },
+    Join {
+        room: RoomId,
+    },
+    Leave {
+        room: RoomId,
+    },
+    Publish {
+        room: RoomId,
+        data: Box<RawValue>,
+    },
     Ping,
+    /// Asks for the caller's own connection id, tenant and user (for
+    /// `exclude` and connection targets).
+    WhoAmI,
 }
 
 /// A request with the `requestId` to echo.
@@ -117,13 +131,13 @@ struct RawRequest<'a> {
 /// Parses one client text frame. `max_payload_bytes` bounds `data`
 /// (default [`crate::limits::MAX_PAYLOAD_BYTES`]).
 pub fn parse_request(body: &str, max_payload_bytes: usize) -> Result<Envelope, RequestError> {
-    let raw: RawRequest = serde_json::from_str(body).map_err(|e| {
-        RequestError::new(
-            None,
-            ErrorCode::BadRequest,
-            format!("frame must be a JSON object: {e}"),
-        )
-    })?;
+    const EXPECTED: &str = r#"send a JSON object such as {"action":"ping"} (actions: join, leave, publish, ping, whoami)"#;
+    let bad = |message: String| RequestError::new(None, ErrorCode::BadRequest, message);
+    if !body.trim_start().starts_with('{') {
+        return Err(bad(format!("the frame is not a JSON object; {EXPECTED}")));
+    }
+    let raw: RawRequest = serde_json::from_str(body)
+        .map_err(|e| bad(format!("the frame is not valid JSON ({e}); {EXPECTED}")))?;
     let request_id = match raw.request_id {
         None | Some(serde_json::Value::Null) => None,
         Some(serde_json::Value::String(s)) if s.chars().count() <= MAX_REQUEST_ID_LEN => Some(s),
@@ -168,6 +182,7 @@ pub fn parse_request(body: &str, max_payload_bytes: usize) -> Result<Envelope, R
         "join" => ClientRequest::Join { room: room()? },
         "leave" => ClientRequest::Leave { room: room()? },
         "ping" => ClientRequest::Ping,
+        "whoami" => ClientRequest::WhoAmI,
         "publish" => {
             let room = room()?;
             let data = raw.data.ok_or_else(|| {
@@ -178,6 +193,7 @@ pub fn parse_request(body: &str, max_payload_bytes: usize) -> Result<Envelope, R
             })?;
             check_payload_size(data.get().len(), max_payload_bytes)
                 .map_err(|message| fail(ErrorCode::PayloadTooLarge, message))?;
+            check_data(data).map_err(|message| fail(ErrorCode::BadRequest, message))?;
             ClientRequest::Publish {
                 room,
                 data: data.to_owned(),
@@ -186,7 +202,7 @@ pub fn parse_request(body: &str, max_payload_bytes: usize) -> Result<Envelope, R
         other => {
             return Err(fail(
                 ErrorCode::UnknownAction,
-                format!("unknown action '{other}'; expected join, leave, publish or ping"),
+                format!("unknown action '{other}'; expected join, leave, publish, ping or whoami"),
             ));
         }
     };
@@ -194,6 +210,37 @@ pub fn parse_request(body: &str, max_payload_bytes: usize) -> Result<Envelope, R
         request_id,
         request,
     })
+}
+
+/// Checks that `data` is JSON every hop can carry: finite numbers, strings
+/// without lone surrogates, and at most [`MAX_DATA_DEPTH`] levels of
+/// nesting. Parsing it fully costs once per publish, never per delivery.
+pub fn check_data(data: &RawValue) -> Result<(), String> {
+    let value: serde_json::Value = serde_json::from_str(data.get()).map_err(|e| {
+        format!("data must be plain JSON (finite numbers, valid strings, at most {MAX_DATA_DEPTH} levels deep): {e}")
+    })?;
+    let depth = depth_of(&value);
+    if depth > MAX_DATA_DEPTH {
+        return Err(format!(
+            "data is nested {depth} levels deep; the limit is {MAX_DATA_DEPTH}"
+        ));
+    }
+    Ok(())
+}
+
+/// Nesting depth of a JSON value (a scalar is 0), without recursion.
+fn depth_of(value: &serde_json::Value) -> usize {
+    let mut deepest = 0;
+    let mut stack = vec![(value, 0usize)];
+    while let Some((v, depth)) = stack.pop() {
+        deepest = deepest.max(depth);
+        match v {
+            serde_json::Value::Array(items) => stack.extend(items.iter().map(|i| (i, depth + 1))),
+            serde_json::Value::Object(map) => stack.extend(map.values().map(|i| (i, depth + 1))),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 /// Checks a serialized `data` payload against the limit.
@@ -225,6 +272,15 @@ pub enum ServerFrame<'a> {
         request_id: Option<&'a str>,
         code: ErrorCode,
         message: &'a str,
+    },
+    /// The answer to `whoami`.
+    #[serde(rename_all = "camelCase")]
+    Whoami {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        request_id: Option<&'a str>,
+        connection_id: &'a str,
+        tenant: &'a str,
+        user: &'a str,
     },
     #[serde(rename_all = "camelCase")]
     Message {
@@ -259,6 +315,13 @@ pub enum ReceivedFrame {
         request_id: Option<String>,
         code: ErrorCode,
         message: String,
+    },
+    #[serde(rename_all = "camelCase")]
+    Whoami {
+        request_id: Option<String>,
+        connection_id: String,
+        tenant: String,
+        user: String,
     },
     #[serde(rename_all = "camelCase")]
     Message {

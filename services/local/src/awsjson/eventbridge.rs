@@ -10,7 +10,7 @@ use axum::response::Response;
 use bytes::Bytes;
 use fanout_core::event::is_reserved_source;
 use fanout_core::limits::EVENTBRIDGE_MAX_ENTRIES;
-use fanout_core::ports::{BusEntry, EntryOutcome};
+use fanout_core::ports::{BusEntry, BusError, EntryOutcome};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -46,6 +46,12 @@ fn aws_json(status: StatusCode, body: Value) -> Response {
 
 fn client_error(error_type: &str, message: &str) -> Response {
     error_response(Protocol::Json11, error_type, message)
+}
+
+/// EventBridge takes a Detail that is a JSON object, nothing else.
+fn is_json_object(detail: &str) -> bool {
+    detail.trim_start().starts_with('{')
+        && serde_json::from_str::<serde::de::IgnoredAny>(detail).is_ok()
 }
 
 /// Accepts a bus name or ARN naming one of [`BUS_NAMES`].
@@ -97,6 +103,11 @@ async fn put_events(app: &AppState, body: Bytes) -> Response {
                 "ErrorMessage": "Parameters Source, DetailType and Detail are required."});
             continue;
         };
+        if !is_json_object(&detail) {
+            results[i] = json!({"ErrorCode": "MalformedDetail",
+                "ErrorMessage": "Detail is malformed: it must be a JSON object."});
+            continue;
+        }
         if is_reserved_source(&source) {
             results[i] = json!({"ErrorCode": "NotAuthorizedForSourceException",
                 "ErrorMessage": format!("Source {source} is reserved for the fanout gateway; publish as <tenant> or <tenant>.<service>.")});
@@ -113,6 +124,14 @@ async fn put_events(app: &AppState, body: Bytes) -> Response {
     if !entries.is_empty() {
         let outcomes = match app.gateway.bus.put_events(&entries).await {
             Ok(o) => o,
+            // A request AWS would refuse (an entry over 256 KB) is the
+            // caller's to fix: 400, which SDKs do not retry.
+            Err(BusError::Invalid(message)) => {
+                return client_error("ValidationException", &message);
+            }
+            Err(BusError::Throttled(message)) => {
+                return client_error("ThrottlingException", &message);
+            }
             Err(e) => {
                 return aws_json(
                     StatusCode::INTERNAL_SERVER_ERROR,

@@ -1,4 +1,5 @@
-//! Client messages (`join`, `leave`, `publish`, `ping` and `$default`):
+//! Client messages (`join`, `leave`, `publish`, `ping`, `whoami` and
+//! `$default`):
 //! validate, persist, emit, and answer with one reply frame in the route
 //! response. Every bad input gets an error frame; nothing here panics or
 //! closes the connection.
@@ -75,6 +76,13 @@ async fn reply(
             }
             .to_json())
         }
+        ClientRequest::WhoAmI => Ok(ServerFrame::Whoami {
+            request_id: rid.as_deref(),
+            connection_id: caller.id.as_str(),
+            tenant: caller.tenant.as_str(),
+            user: caller.user.as_str(),
+        }
+        .to_json()),
         ClientRequest::Ping => {
             let known = deps
                 .store
