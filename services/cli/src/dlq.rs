@@ -11,7 +11,9 @@ use clap::{Args, Subcommand};
 use fanout_aws::SqsQueue;
 use fanout_aws::dlq;
 use fanout_core::event::EventEnvelope;
-use fanout_core::plan::DeliveryJob;
+use fanout_core::plan::{
+    DEAD_LETTER_DETAIL, DEAD_LETTER_EVENT_ID, DEAD_LETTER_REASON, DeliveryJob,
+};
 use fanout_core::ports::{Queue, ReceivedMessage};
 
 #[derive(Args)]
@@ -259,7 +261,29 @@ pub fn describe(m: &ReceivedMessage) -> String {
         age(m.sent_at_ms),
         m.receive_count
     )];
-    if let Ok(job) = serde_json::from_str::<DeliveryJob>(&m.body) {
+    // Dead-lettered at once because retrying cannot fix it.
+    let refused = m.attributes.get(DEAD_LETTER_REASON).map(|reason| {
+        format!(
+            "  reason     {reason}: {} (dead-lettered at once: retrying cannot fix it; fix the publisher)",
+            m.attributes
+                .get(DEAD_LETTER_DETAIL)
+                .map(String::as_str)
+                .unwrap_or("")
+        )
+    });
+    if let Some(line) = &refused {
+        lines.push(line.clone());
+    }
+    if refused.is_some() && serde_json::from_str::<EventEnvelope>(&m.body).is_err() {
+        if let Some(event_id) = m.attributes.get(DEAD_LETTER_EVENT_ID) {
+            lines.push(format!("  event      {event_id}"));
+        }
+        let mut body: String = m.body.chars().take(200).collect();
+        if m.body.len() > 200 {
+            body.push('…');
+        }
+        lines.push(format!("  body       {body}"));
+    } else if let Ok(job) = serde_json::from_str::<DeliveryJob>(&m.body) {
         lines.push(format!("  event      {}", job.event_id));
         match &job.dead_letter {
             Some(d) => {
@@ -291,6 +315,7 @@ pub fn describe(m: &ReceivedMessage) -> String {
             m.attributes.get("ERROR_CODE"),
             m.attributes.get("ERROR_MESSAGE"),
         ) {
+            _ if refused.is_some() => {}
             (Some(code), message) => lines.push(format!(
                 "  reason     the rule could not deliver it: {code}: {}",
                 message.map(String::as_str).unwrap_or("")
@@ -389,4 +414,49 @@ async fn redrive(
         to.name()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(body: &str, attributes: &[(&str, &str)]) -> ReceivedMessage {
+        ReceivedMessage {
+            message_id: "m1".into(),
+            receipt_handle: "r".into(),
+            body: body.into(),
+            receive_count: 1,
+            sent_at_ms: 0,
+            attributes: attributes
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn records_dead_lettered_at_once_show_their_reason_and_event() {
+        let text = describe(&message(
+            "not json",
+            &[
+                (DEAD_LETTER_REASON, "unreadable_job"),
+                (DEAD_LETTER_DETAIL, "expected value at line 1"),
+            ],
+        ));
+        assert!(text.contains("unreadable_job: expected value"), "{text}");
+        assert!(text.contains("body       not json"), "{text}");
+
+        let envelope = r#"{"version":"0","id":"ev-1","detail-type":"fanout.broadcast","source":"acme.orders","time":"2026-11-23T00:00:00Z","region":"us-east-1","resources":[],"detail":{"tenant":"acme","target":{}}}"#;
+        let text = describe(&message(
+            envelope,
+            &[
+                (DEAD_LETTER_REASON, "bad_detail"),
+                (DEAD_LETTER_EVENT_ID, "ev-1"),
+            ],
+        ));
+        assert!(text.contains("event      ev-1"), "{text}");
+        assert!(text.contains("bad_detail"), "{text}");
+        assert!(!text.contains("planning failed"), "{text}");
+        assert_eq!(text.matches("ev-1").count(), 1, "{text}");
+    }
 }

@@ -291,6 +291,11 @@ pub struct PlannerConfig {
     #[command(flatten)]
     pub store: StoreConfig,
 
+    /// The plan dead-letter queue: events that retrying cannot fix go
+    /// there at once.
+    #[arg(long = "plan-dlq", env = "FANOUT_PLAN_DLQ", value_name = "NAME")]
+    pub plan_dlq: String,
+
     #[command(flatten)]
     pub delivery: DeliveryConfig,
 
@@ -346,6 +351,7 @@ mod tests {
 
     const DELIVERY: &[(&str, &str)] = &[
         ("FANOUT_TABLE", "fanout"),
+        ("FANOUT_PLAN_DLQ", "fanout-plan-dlq"),
         (
             "FANOUT_MANAGEMENT_ENDPOINT",
             "https://abc.execute-api.us-east-1.amazonaws.com/prod",

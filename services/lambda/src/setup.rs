@@ -8,12 +8,13 @@ use fanout_aws::{ApiGatewayPoster, DynamoStore, EventBridgeBus, SqsQueue};
 use fanout_core::clock::{Clock, SystemClock};
 use fanout_core::handlers::GatewayDeps;
 use fanout_core::handlers::broadcaster::BroadcasterDeps;
+use fanout_core::handlers::planner::PlannerDeps;
 use fanout_core::metrics::EmfWriter;
 use fanout_core::ports::QueueError;
 use fanout_core::rate::RateGate;
 use fanout_core::token::check_secret;
 
-use crate::config::{DeliveryConfig, GatewayConfig, JwtSecretSource, StoreConfig};
+use crate::config::{DeliveryConfig, GatewayConfig, JwtSecretSource, PlannerConfig, StoreConfig};
 
 /// JSON log lines on stderr (CloudWatch Logs keeps them apart from the EMF
 /// lines on stdout), with the current span's fields — the event id — on
@@ -103,5 +104,29 @@ pub async fn broadcaster_deps(
         clock: clock(),
         settings: config.broadcaster.clone(),
         jobs: config.jobs.clone(),
+    })
+}
+
+/// The planner's dependencies: its store and dedupe markers, the deliver
+/// queue, the plan DLQ (looked up once), and the broadcaster's own
+/// dependencies for the fast path.
+pub async fn planner_deps(
+    sdk: &SdkConfig,
+    config: &PlannerConfig,
+) -> Result<PlannerDeps, QueueError> {
+    let direct = broadcaster_deps(sdk, &config.store, &config.delivery).await?;
+    let store = store(sdk, &config.store);
+    Ok(PlannerDeps {
+        store: store.clone(),
+        dedupe: store,
+        deliver_queue: direct.deliver_queue.clone(),
+        dead_letter_queue: Arc::new(
+            SqsQueue::open(aws_sdk_sqs::Client::new(sdk), &config.plan_dlq).await?,
+        ),
+        clock: clock(),
+        metrics: Arc::new(EmfWriter::new(std::io::stdout())),
+        direct: (config.settings.direct_max_connections > 0).then(|| Arc::new(direct)),
+        settings: config.settings.clone(),
+        jobs: config.delivery.jobs.clone(),
     })
 }

@@ -158,6 +158,7 @@ async fn a_plan_queue_event_is_planned_into_deliver_queue_jobs() {
         store: w.store.clone(),
         dedupe: w.store.clone(),
         deliver_queue: deliver.clone(),
+        dead_letter_queue: MemoryQueue::new("fanout-plan-dlq", QueueSettings::default()),
         clock: ManualClock::at_ms(NOW_MS),
         metrics: MetricTotals::new(),
         direct: None,

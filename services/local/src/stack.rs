@@ -308,6 +308,7 @@ impl Functions<'_> {
             store: self.backend.store.clone(),
             dedupe: self.backend.dedupe.clone(),
             deliver_queue: self.backend.deliver_queue.clone(),
+            dead_letter_queue: self.backend.plan_dlq.clone(),
             clock: self.clock.clone(),
             metrics: self.metrics.clone(),
             direct: (self.config.planner.direct_max_connections > 0)

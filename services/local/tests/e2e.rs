@@ -1123,3 +1123,47 @@ async fn client_caused_errors_are_bad_requests_that_say_what_to_send() {
     silent(&mut ws, Duration::from_millis(200)).await;
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn an_event_that_cannot_be_planned_reaches_the_plan_dlq_at_once_with_its_reason() {
+    use aws_sdk_eventbridge::types::PutEventsRequestEntry;
+
+    let stack = start().await;
+    let client = aws_sdk_eventbridge::Client::new(&local_sdk_config(stack.http_url()).load().await);
+    let out = client
+        .put_events()
+        .entries(
+            PutEventsRequestEntry::builder()
+                .source("acme.orders")
+                .detail_type("fanout.broadcast")
+                .detail(r#"{"tenant":"acme","target":{},"data":1}"#)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let event_id = out.entries()[0].event_id().unwrap().to_string();
+    // Well before the plan queue's 180 s visibility timeout would return it.
+    let dlq = stack.resources.plan_dlq.clone();
+    let mut dead = Vec::new();
+    for _ in 0..100 {
+        dead = dlq
+            .receive(1, Duration::ZERO, Duration::from_secs(30))
+            .await
+            .unwrap();
+        if !dead.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(dead.len(), 1, "the invalid event is in the plan DLQ");
+    let attributes = &dead[0].attributes;
+    assert_eq!(
+        attributes.get("FANOUT_REASON").map(String::as_str),
+        Some("bad_detail")
+    );
+    assert_eq!(attributes.get("FANOUT_EVENT_ID"), Some(&event_id));
+    assert!(dead[0].body.contains(&event_id));
+    assert_eq!(stack.resources.plan_queue.depth().await.unwrap().total(), 0);
+    stack.stop().await;
+}

@@ -51,6 +51,13 @@ pub enum DeadLetterReason {
     Permanent,
 }
 
+/// Message attributes of a record dead-lettered because retrying cannot
+/// fix it (an event that is not one, an invalid detail, an unreadable job):
+/// a stable reason code, the error, and the event id when it is known.
+pub const DEAD_LETTER_REASON: &str = "FANOUT_REASON";
+pub const DEAD_LETTER_DETAIL: &str = "FANOUT_DETAIL";
+pub const DEAD_LETTER_EVENT_ID: &str = "FANOUT_EVENT_ID";
+
 /// Everything in a job except its connections and frame.
 #[derive(Debug, Clone, Copy)]
 pub struct JobHead<'a> {

@@ -13,7 +13,7 @@ use fanout_core::handlers::broadcaster::{
 use fanout_core::ids::ConnectionId;
 use fanout_core::metrics;
 use fanout_core::plan::{DeadLetter, DeadLetterReason, DeliveryJob};
-use fanout_core::ports::{ConnectionPoster, ConnectionStore, PostError};
+use fanout_core::ports::{ConnectionPoster, ConnectionStore, PostError, Queue};
 use fanout_core::rate::RateGate;
 use fanout_core::settings::REQUEUE_BACKOFF;
 use tokio::time::Instant;
@@ -362,7 +362,8 @@ async fn a_redriven_job_starts_its_attempts_over() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn only_records_whose_follow_up_could_not_be_sent_are_batch_failures() {
+async fn only_records_whose_follow_up_could_not_be_sent_are_batch_failures_and_garbage_is_dead_lettered_at_once()
+ {
     let mut f = fixture(BroadcasterSettings::default());
     // A deliver queue that refuses every message.
     f.deps.deliver_queue = MemoryQueue::new(
@@ -394,7 +395,20 @@ async fn only_records_whose_follow_up_could_not_be_sent_are_batch_failures() {
         .iter()
         .map(|f| f.item_identifier.as_str())
         .collect();
-    assert_eq!(failed, ["m-failing", "m-garbage"]);
+    assert_eq!(failed, ["m-failing"]);
+    // Retrying cannot make garbage readable: it is in the DLQ already,
+    // with why.
+    let dead = f
+        .dlq
+        .receive(10, Duration::ZERO, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].body, "not json");
+    assert_eq!(
+        dead[0].attributes.get("FANOUT_REASON").map(String::as_str),
+        Some("unreadable_job")
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -23,6 +23,7 @@ use crate::event::{
 use crate::handlers::broadcaster::{self, BroadcasterDeps, DeliverError};
 use crate::ids::{ConnectionId, TenantId, UserId};
 use crate::metrics::{self, Metric, MetricsSink};
+use crate::plan::{DEAD_LETTER_DETAIL, DEAD_LETTER_EVENT_ID, DEAD_LETTER_REASON};
 use crate::plan::{DeliveryJob, JobHead, PlanError, cut_jobs};
 use crate::ports::{
     ConnectionStore, EventClaim, EventDedupe, MemberSet, OutgoingMessage, Queue, QueueError,
@@ -39,6 +40,8 @@ pub struct PlannerDeps {
     pub store: Arc<dyn ConnectionStore>,
     pub dedupe: Arc<dyn EventDedupe>,
     pub deliver_queue: Arc<dyn Queue>,
+    /// Where events that retrying cannot fix go at once (the plan DLQ).
+    pub dead_letter_queue: Arc<dyn Queue>,
     pub clock: Arc<dyn Clock>,
     pub metrics: Arc<dyn MetricsSink>,
     /// Posts small targets directly; `None` always goes through the
@@ -69,6 +72,20 @@ pub enum PlanEventError {
     Direct(#[from] DeliverError),
 }
 
+impl PlanEventError {
+    /// A stable code when retrying cannot fix this failure.
+    pub fn permanent_reason(&self) -> Option<&'static str> {
+        match self {
+            Self::BadEnvelope(_) => Some("bad_envelope"),
+            Self::BadDetail(_) => Some("bad_detail"),
+            Self::FrameTooLarge { .. } | Self::Plan(PlanError::FrameTooLarge { .. }) => {
+                Some("frame_too_large")
+            }
+            Self::InProgress { .. } | Self::Store(_) | Self::Queue(_) | Self::Direct(_) => None,
+        }
+    }
+}
+
 /// What planning one event produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlanSummary {
@@ -81,24 +98,17 @@ pub struct PlanSummary {
     pub duplicate: bool,
 }
 
-/// Plans every record; a record that fails is reported in
-/// `batchItemFailures` so SQS redelivers it (and, past maxReceiveCount,
-/// dead-letters it) while the others are deleted.
+/// Plans every record. A record whose failure retrying can fix is
+/// reported in `batchItemFailures`, so SQS redelivers it (and, past
+/// maxReceiveCount, dead-letters it); one that retrying cannot fix (not an
+/// event, an invalid detail, a frame too large) goes to the plan DLQ at
+/// once with its reason. The others are deleted.
 pub async fn handle(event: SqsEvent, deadline: Instant, deps: &PlannerDeps) -> SqsBatchResponse {
-    let results = join_all(event.records.iter().map(|r| plan_record(r, deadline, deps))).await;
+    let retry = join_all(event.records.iter().map(|r| plan_record(r, deadline, deps))).await;
     let mut response = SqsBatchResponse::default();
-    for (record, result) in event.records.iter().zip(results) {
-        let message_id = record.message_id.clone().unwrap_or_default();
-        match result {
-            Ok(_) => {}
-            Err(error @ PlanEventError::InProgress { .. }) => {
-                tracing::info!(%error, %message_id, "event is being planned elsewhere");
-                push_failure(&mut response, message_id);
-            }
-            Err(error) => {
-                tracing::error!(%error, %message_id, "could not plan event; it will be retried");
-                push_failure(&mut response, message_id);
-            }
+    for (record, retry) in event.records.iter().zip(retry) {
+        if retry {
+            push_failure(&mut response, record.message_id.clone().unwrap_or_default());
         }
     }
     response
@@ -110,42 +120,106 @@ fn push_failure(response: &mut SqsBatchResponse, message_id: String) {
     response.batch_item_failures.push(failure);
 }
 
-async fn plan_record(
-    record: &SqsMessage,
-    deadline: Instant,
-    deps: &PlannerDeps,
-) -> Result<Option<PlanSummary>, PlanEventError> {
+/// Plans one record; returns whether SQS should deliver it again. Every
+/// log line of an event carries its event id.
+async fn plan_record(record: &SqsMessage, deadline: Instant, deps: &PlannerDeps) -> bool {
     let body = record.body.as_deref().unwrap_or("");
-    let envelope: EventEnvelope =
-        serde_json::from_str(body).map_err(PlanEventError::BadEnvelope)?;
+    let envelope: EventEnvelope = match serde_json::from_str(body) {
+        Ok(envelope) => envelope,
+        Err(error) => {
+            let message_id = record.message_id.as_deref().unwrap_or("");
+            let span = tracing::info_span!("record", %message_id);
+            return settle(record, None, PlanEventError::BadEnvelope(error), deps)
+                .instrument(span)
+                .await;
+        }
+    };
     let span = tracing::info_span!("event", event_id = %envelope.id);
     async {
-        if envelope.detail_type != BROADCAST {
-            tracing::warn!(detail_type = %envelope.detail_type,
-                "ignoring event that is not a broadcast (check the rule's pattern)");
-            return Ok(None);
+        match plan_envelope(&envelope, deadline, deps).await {
+            Ok(_) => false,
+            Err(error) => settle(record, Some(&envelope.id), error, deps).await,
         }
-        let event: BroadcastEvent =
-            serde_json::from_str(envelope.detail.get()).map_err(PlanEventError::BadDetail)?;
-        if let Some(reason) = refused_source(&envelope.source, &event, &deps.settings) {
-            tracing::error!(source = %envelope.source, tenant = %event.tenant, reason,
-                "broadcast refused for its source; not delivered");
-            deps.metrics.record(
-                FUNCTION,
-                &envelope.id,
-                &[Metric::count(metrics::REFUSED_SOURCES, 1)],
-            );
-            return Ok(None);
-        }
-        let published_at_ms = chrono::DateTime::parse_from_rfc3339(&envelope.time)
-            .ok()
-            .map(|t| t.timestamp_millis());
-        plan_once(&envelope.id, published_at_ms, &event, deadline, deps)
-            .await
-            .map(Some)
     }
     .instrument(span)
     .await
+}
+
+async fn plan_envelope(
+    envelope: &EventEnvelope,
+    deadline: Instant,
+    deps: &PlannerDeps,
+) -> Result<Option<PlanSummary>, PlanEventError> {
+    if envelope.detail_type != BROADCAST {
+        tracing::warn!(detail_type = %envelope.detail_type,
+            "ignoring event that is not a broadcast (check the rule's pattern)");
+        return Ok(None);
+    }
+    let event: BroadcastEvent =
+        serde_json::from_str(envelope.detail.get()).map_err(PlanEventError::BadDetail)?;
+    if let Some(reason) = refused_source(&envelope.source, &event, &deps.settings) {
+        tracing::error!(source = %envelope.source, tenant = %event.tenant, reason,
+            "broadcast refused for its source; not delivered");
+        deps.metrics.record(
+            FUNCTION,
+            &envelope.id,
+            &[Metric::count(metrics::REFUSED_SOURCES, 1)],
+        );
+        return Ok(None);
+    }
+    let published_at_ms = chrono::DateTime::parse_from_rfc3339(&envelope.time)
+        .ok()
+        .map(|t| t.timestamp_millis());
+    plan_once(&envelope.id, published_at_ms, &event, deadline, deps)
+        .await
+        .map(Some)
+}
+
+/// Decides what a failed record becomes: dead-lettered at once when
+/// retrying cannot help, otherwise retried. Returns whether to retry.
+async fn settle(
+    record: &SqsMessage,
+    event_id: Option<&str>,
+    error: PlanEventError,
+    deps: &PlannerDeps,
+) -> bool {
+    let Some(reason) = error.permanent_reason() else {
+        if matches!(error, PlanEventError::InProgress { .. }) {
+            tracing::info!(%error, "event is being planned elsewhere; retrying later");
+        } else {
+            tracing::error!(%error, "could not plan event; it will be retried");
+        }
+        return true;
+    };
+    let mut message = OutgoingMessage::new("0", record.body.clone().unwrap_or_default());
+    message
+        .attributes
+        .insert(DEAD_LETTER_REASON.into(), reason.into());
+    message
+        .attributes
+        .insert(DEAD_LETTER_DETAIL.into(), error.to_string());
+    if let Some(id) = event_id {
+        message
+            .attributes
+            .insert(DEAD_LETTER_EVENT_ID.into(), id.to_string());
+    }
+    match send_all(deps.dead_letter_queue.as_ref(), &[message]).await {
+        Ok(()) => {
+            tracing::error!(%error, reason, dead_letter_queue = deps.dead_letter_queue.name(),
+                "event cannot be planned; sent to the dead-letter queue at once");
+            deps.metrics.record(
+                FUNCTION,
+                event_id.unwrap_or(""),
+                &[Metric::count(metrics::DEAD_LETTERED, 1)],
+            );
+            false
+        }
+        Err(send_error) => {
+            tracing::error!(%error, %send_error,
+                "event cannot be planned and the dead-letter queue refused it; it will be retried");
+            true
+        }
+    }
 }
 
 /// Why a broadcast's `Source` may not publish for its tenant, if it may not.

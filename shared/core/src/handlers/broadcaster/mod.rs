@@ -12,9 +12,10 @@
 //!   is logged and counted as a misconfiguration.
 //!
 //! It stops starting posts a margin before the invocation's deadline and
-//! re-enqueues what it did not reach. A record is reported in
-//! `batchItemFailures` only when its follow-up messages could not be sent
-//! (or the job is unreadable), so SQS redelivers exactly those.
+//! re-enqueues what it did not reach. A job no broadcaster can read goes to
+//! the dead-letter queue at once. A record is reported in
+//! `batchItemFailures` only when its follow-up messages could not be sent,
+//! so SQS redelivers exactly those.
 
 //!
 //! Layout: [`decision`] is the pure per-connection decision, `post_loop`
@@ -43,8 +44,12 @@ use crate::ids::ConnectionId;
 use crate::limits::SQS_MAX_DELAY;
 use crate::metrics::{self, Metric, MetricsSink};
 use crate::outcome::{Outcome, RetryReason, classify};
-use crate::plan::{DeadLetterReason, DeliveryJob, PlanError};
-use crate::ports::{ConnectionPoster, ConnectionStore, Queue, QueueError};
+use crate::plan::{
+    DEAD_LETTER_DETAIL, DEAD_LETTER_REASON, DeadLetterReason, DeliveryJob, PlanError,
+};
+use crate::ports::{
+    ConnectionPoster, ConnectionStore, OutgoingMessage, Queue, QueueError, send_all,
+};
 use crate::rate::RateGate;
 pub use crate::settings::{BroadcasterSettings, JobSettings};
 
@@ -118,15 +123,47 @@ pub async fn handle(
     .await;
     let mut response = SqsBatchResponse::default();
     for (record, result) in event.records.iter().zip(results) {
-        if let Err(error) = result {
-            let message_id = record.message_id.clone().unwrap_or_default();
-            tracing::error!(%error, %message_id, "delivery job returned to the queue");
-            let mut failure = BatchItemFailure::default();
-            failure.item_identifier = message_id;
-            response.batch_item_failures.push(failure);
+        let Err(error) = result else { continue };
+        let message_id = record.message_id.clone().unwrap_or_default();
+        if let DeliverError::Unreadable(_) = &error
+            && dead_letter_unreadable(record, &error, deps).await
+        {
+            continue;
         }
+        tracing::error!(%error, %message_id, "delivery job returned to the queue");
+        let mut failure = BatchItemFailure::default();
+        failure.item_identifier = message_id;
+        response.batch_item_failures.push(failure);
     }
     response
+}
+
+/// Sends a job no broadcaster can read to the dead-letter queue at once
+/// (retrying cannot fix it). Returns whether it was accepted.
+async fn dead_letter_unreadable(
+    record: &SqsMessage,
+    error: &DeliverError,
+    deps: &BroadcasterDeps,
+) -> bool {
+    let mut message = OutgoingMessage::new("0", record.body.clone().unwrap_or_default());
+    message
+        .attributes
+        .insert(DEAD_LETTER_REASON.into(), "unreadable_job".into());
+    message
+        .attributes
+        .insert(DEAD_LETTER_DETAIL.into(), error.to_string());
+    match send_all(deps.dead_letter_queue.as_ref(), &[message]).await {
+        Ok(()) => {
+            tracing::error!(%error, message_id = record.message_id.as_deref().unwrap_or(""),
+                dead_letter_queue = deps.dead_letter_queue.name(),
+                "unreadable delivery job sent to the dead-letter queue at once");
+            true
+        }
+        Err(send_error) => {
+            tracing::error!(%error, %send_error, "could not dead-letter an unreadable job");
+            false
+        }
+    }
 }
 
 async fn deliver_record(
