@@ -351,13 +351,13 @@ mod tests {
 
     const DELIVERY: &[(&str, &str)] = &[
         ("FANOUT_TABLE", "fanout"),
-        ("FANOUT_PLAN_DLQ", "fanout-plan-dlq"),
         (
             "FANOUT_MANAGEMENT_ENDPOINT",
             "https://abc.execute-api.us-east-1.amazonaws.com/prod",
         ),
         ("FANOUT_DELIVER_QUEUE", "fanout-deliver"),
         ("FANOUT_DELIVER_DLQ", "fanout-deliver-dlq"),
+        ("FANOUT_PLAN_DLQ", "fanout-plan-dlq"),
     ];
 
     #[test]
