@@ -1167,3 +1167,30 @@ async fn an_event_that_cannot_be_planned_reaches_the_plan_dlq_at_once_with_its_r
     assert_eq!(stack.resources.plan_queue.depth().await.unwrap().total(), 0);
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn a_connection_joins_at_most_the_configured_number_of_rooms() {
+    let stack = start_with(&["--max-rooms-per-connection", "3"]).await;
+    let mut ws = connect(&stack, "acme", "alice").await;
+    for room in ["a", "b", "c"] {
+        join(&mut ws, room).await;
+    }
+    match request(&mut ws, r#"{"action":"join","room":"d","requestId":"j-d"}"#).await {
+        ReceivedFrame::Error {
+            code,
+            message,
+            request_id,
+        } => {
+            assert_eq!(code, ErrorCode::LimitExceeded, "{message}");
+            assert_eq!(request_id.as_deref(), Some("j-d"));
+            assert!(message.contains("at most 3 rooms"), "{message}");
+        }
+        other => panic!("expected limit_exceeded, got {other:?}"),
+    }
+    // Joining a room it is in stays idempotent at the cap.
+    join(&mut ws, "b").await;
+    // Leaving makes room.
+    request(&mut ws, r#"{"action":"leave","room":"a","requestId":"l"}"#).await;
+    join(&mut ws, "d").await;
+    stack.stop().await;
+}

@@ -431,6 +431,36 @@ impl ConnectionStore for DynamoStore {
         Ok(removed)
     }
 
+    async fn room_count(&self, id: &ConnectionId) -> Result<usize, StoreError> {
+        // A COUNT query on the connection's reverse memberships: one read
+        // unit per 4 KB scanned, no items returned.
+        let mut count = 0;
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :rooms)")
+                .filter_expression("#ttl > :now")
+                .expression_attribute_names("#ttl", "ttl")
+                .expression_attribute_values(":pk", s(conn_pk(id)))
+                .expression_attribute_values(":rooms", s("ROOM#"))
+                .expression_attribute_values(":now", n(self.clock.now_secs()))
+                .select(aws_sdk_dynamodb::types::Select::Count)
+                .set_exclusive_start_key(start)
+                .consistent_read(true)
+                .send()
+                .await
+                .map_err(unavailable)?;
+            count += out.count.max(0) as usize;
+            match out.last_evaluated_key {
+                Some(next) => start = Some(next),
+                None => return Ok(count),
+            }
+        }
+    }
+
     async fn join_room(&self, record: &ConnectionRecord, room: &RoomId) -> Result<(), StoreError> {
         let shard = shard_of(&record.id, self.shards);
         let mut member = key(room_pk(&record.tenant, room, shard), conn_sk(&record.id));

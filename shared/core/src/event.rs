@@ -133,6 +133,37 @@ pub struct LifecycleEvent {
     /// Rooms the connection was removed from (on `fanout.connection.closed`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rooms: Vec<RoomId>,
+    /// When the rooms need several events to fit the bus: this event's
+    /// number (1-based) and how many there are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub part: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parts: Option<usize>,
+}
+
+/// Rooms per lifecycle event: 1,000 room ids of at most 64 characters are
+/// about 67 KB, far inside EventBridge's 256 KB entry.
+pub const ROOMS_PER_LIFECYCLE_EVENT: usize = 1_000;
+
+impl LifecycleEvent {
+    /// This event as one or more events that each fit the bus, whatever
+    /// the number of rooms: every room appears in exactly one part.
+    pub fn into_parts(self) -> Vec<LifecycleEvent> {
+        if self.rooms.len() <= ROOMS_PER_LIFECYCLE_EVENT {
+            return vec![self];
+        }
+        let parts = self.rooms.len().div_ceil(ROOMS_PER_LIFECYCLE_EVENT);
+        self.rooms
+            .chunks(ROOMS_PER_LIFECYCLE_EVENT)
+            .enumerate()
+            .map(|(i, rooms)| LifecycleEvent {
+                rooms: rooms.to_vec(),
+                part: Some(i + 1),
+                parts: Some(parts),
+                ..self.clone()
+            })
+            .collect()
+    }
 }
 
 /// An EventBridge event as a rule delivers it to an SQS target.
@@ -249,5 +280,35 @@ mod tests {
         assert!(is_reserved_source("fanout.client"));
         assert!(is_reserved_source("fanout.connection.opened"));
         assert!(!is_reserved_source("acme.orders"));
+    }
+
+    #[test]
+    fn a_closed_event_with_many_rooms_is_split_into_parts_that_fit_the_bus() {
+        let rooms: Vec<RoomId> = (0..4_000)
+            .map(|i| RoomId::new(format!("{i:0>64}")).unwrap())
+            .collect();
+        let event = LifecycleEvent {
+            tenant: TenantId::new("acme").unwrap(),
+            user: UserId::new("alice").unwrap(),
+            connection_id: ConnectionId::new("c1").unwrap(),
+            room: None,
+            rooms: rooms.clone(),
+            part: None,
+            parts: None,
+        };
+        let parts = event.into_parts();
+        assert_eq!(parts.len(), 4);
+        let mut seen = Vec::new();
+        for (i, part) in parts.iter().enumerate() {
+            let detail = serde_json::to_string(part).unwrap();
+            assert!(
+                detail.len() < crate::limits::EVENTBRIDGE_MAX_ENTRY_BYTES / 2,
+                "{}",
+                detail.len()
+            );
+            assert_eq!((part.part, part.parts), (Some(i + 1), Some(4)));
+            seen.extend(part.rooms.clone());
+        }
+        assert_eq!(seen, rooms);
     }
 }

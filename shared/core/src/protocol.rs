@@ -31,6 +31,8 @@ pub enum ErrorCode {
     Forbidden,
     /// Publishing to a room the connection has not joined.
     NotMember,
+    /// A per-connection limit is reached (e.g. rooms per connection).
+    LimitExceeded,
     /// The event bus throttled the publish; retry later.
     RateLimited,
     /// A dependency failed; the request may be retried.
@@ -38,12 +40,13 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 7] = [
+    pub const ALL: [ErrorCode; 8] = [
         ErrorCode::BadRequest,
         ErrorCode::UnknownAction,
         ErrorCode::PayloadTooLarge,
         ErrorCode::Forbidden,
         ErrorCode::NotMember,
+        ErrorCode::LimitExceeded,
         ErrorCode::RateLimited,
         ErrorCode::Internal,
     ];
@@ -55,6 +58,7 @@ impl ErrorCode {
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::NotMember => "not_member",
+            ErrorCode::LimitExceeded => "limit_exceeded",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Internal => "internal",
         }

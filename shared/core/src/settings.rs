@@ -32,6 +32,13 @@ pub struct GatewaySettings {
     #[arg(long, env = "FANOUT_MAX_CONNECTION_DURATION", value_name = "DURATION",
           default_value = "2h", value_parser = positive_duration)]
     pub max_connection_duration: Duration,
+
+    /// Rooms one connection may be a member of at once; a `join` past it
+    /// gets `limit_exceeded`. Bounds a connection's store items and keeps
+    /// its lifecycle events small.
+    #[arg(long, env = "FANOUT_MAX_ROOMS_PER_CONNECTION", value_name = "N",
+          default_value_t = 100, value_parser = at_least_one::<usize>)]
+    pub max_rooms_per_connection: usize,
 }
 
 /// How the connection store spreads member sets.

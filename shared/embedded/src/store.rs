@@ -253,6 +253,15 @@ impl ConnectionStore for MemoryStore {
         Ok(was_member)
     }
 
+    async fn room_count(&self, id: &ConnectionId) -> Result<usize, StoreError> {
+        let now = self.clock.now_secs();
+        Ok(self
+            .tables()
+            .rooms_of
+            .get(id)
+            .map_or(0, |rooms| rooms.values().filter(|ttl| **ttl > now).count()))
+    }
+
     async fn is_member(
         &self,
         id: &ConnectionId,

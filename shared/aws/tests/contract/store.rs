@@ -273,7 +273,49 @@ async fn dedupe(s: Subject) {
     ));
 }
 
+async fn room_count(s: Subject) {
+    let store = s.store.as_ref();
+    let c1 = record("c1", "alice", later(3_600));
+    store.put_connection(&c1).await.unwrap();
+    assert_eq!(store.room_count(&c1.id).await.unwrap(), 0);
+    for room in ["a", "b", "c"] {
+        store
+            .join_room(&c1, &RoomId::new(room).unwrap())
+            .await
+            .unwrap();
+    }
+    // Joining again is idempotent.
+    store
+        .join_room(&c1, &RoomId::new("a").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(store.room_count(&c1.id).await.unwrap(), 3);
+    store
+        .leave_room(&c1.id, &tenant(), &RoomId::new("b").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(store.room_count(&c1.id).await.unwrap(), 2);
+    // Expired memberships do not count.
+    let short = record("c2", "bob", later(60));
+    store.put_connection(&short).await.unwrap();
+    store
+        .join_room(&short, &RoomId::new("a").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(store.room_count(&short.id).await.unwrap(), 1);
+    s.clock.advance_ms(120_000);
+    assert_eq!(store.room_count(&short.id).await.unwrap(), 0);
+    assert_eq!(
+        store
+            .room_count(&ConnectionId::new("nobody").unwrap())
+            .await
+            .unwrap(),
+        0
+    );
+}
+
 contract!(store_lifecycle: lifecycle, embedded = embedded, aws = aws);
+contract!(store_room_count: room_count, embedded = embedded, aws = aws);
 contract!(store_paging_and_expiry: paging_and_expiry, embedded = embedded, aws = aws);
 contract!(store_batch_delete: batch_delete, embedded = embedded, aws = aws);
 contract!(store_dedupe: dedupe, embedded = embedded, aws = aws);

@@ -29,12 +29,14 @@ pub async fn handle(
     emit_lifecycle(
         deps.bus.as_ref(),
         CONNECTION_OPENED,
-        &LifecycleEvent {
+        LifecycleEvent {
             tenant: caller.tenant,
             user: caller.user,
             connection_id: caller.id,
             room: None,
             rooms: Vec::new(),
+            part: None,
+            parts: None,
         },
     )
     .await;

@@ -26,12 +26,14 @@ pub async fn handle(
             emit_lifecycle(
                 deps.bus.as_ref(),
                 CONNECTION_CLOSED,
-                &LifecycleEvent {
+                LifecycleEvent {
                     tenant: removed.record.tenant,
                     user: removed.record.user,
                     connection_id: id,
                     room: None,
                     rooms: removed.rooms,
+                    part: None,
+                    parts: None,
                 },
             )
             .await;

@@ -47,16 +47,41 @@ async fn reply(
         connection_id: caller.id.clone(),
         room: Some(room),
         rooms: Vec::new(),
+        part: None,
+        parts: None,
     };
     let now_ms = deps.clock.now_ms();
     match envelope.request {
         ClientRequest::Join { room } => {
+            // One COUNT query per join; the membership check only at the cap
+            // (joining a room again is idempotent). Concurrent joins from
+            // one connection can pass the cap by at most those in flight.
+            let max = deps.settings.max_rooms_per_connection;
+            let joined = deps
+                .store
+                .room_count(&caller.id)
+                .await
+                .map_err(|e| internal("could not join the room", &e))?;
+            if joined >= max
+                && !deps
+                    .store
+                    .is_member(&caller.id, &caller.tenant, &room)
+                    .await
+                    .map_err(|e| internal("could not join the room", &e))?
+            {
+                return Err(fail(
+                    ErrorCode::LimitExceeded,
+                    format!(
+                        "a connection may be in at most {max} rooms; leave one before joining '{room}'"
+                    ),
+                ));
+            }
             let record = caller.record(&deps.settings, now_ms);
             deps.store
                 .join_room(&record, &room)
                 .await
                 .map_err(|e| internal("could not join the room", &e))?;
-            emit_lifecycle(deps.bus.as_ref(), ROOM_JOINED, &lifecycle(room)).await;
+            emit_lifecycle(deps.bus.as_ref(), ROOM_JOINED, lifecycle(room)).await;
             Ok(ServerFrame::Ack {
                 request_id: rid.as_deref(),
             }
@@ -69,7 +94,7 @@ async fn reply(
                 .await
                 .map_err(|e| internal("could not leave the room", &e))?;
             if was_member {
-                emit_lifecycle(deps.bus.as_ref(), ROOM_LEFT, &lifecycle(room)).await;
+                emit_lifecycle(deps.bus.as_ref(), ROOM_LEFT, lifecycle(room)).await;
             }
             Ok(ServerFrame::Ack {
                 request_id: rid.as_deref(),

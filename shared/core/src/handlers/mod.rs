@@ -91,23 +91,26 @@ pub fn proxy_response(status: i64, body: Option<String>) -> ApiGatewayProxyRespo
     response
 }
 
-/// Emits a lifecycle event. These are informational (presence, audit): a
-/// failure is logged with its reason and does not fail the request.
+/// Emits a lifecycle event, split into parts when its rooms would not fit
+/// one bus entry. These are informational (presence, audit): a failure is
+/// logged with its reason and does not fail the request.
 pub(crate) async fn emit_lifecycle(
     bus: &dyn EventBus,
     detail_type: &str,
-    detail: &crate::event::LifecycleEvent,
+    detail: crate::event::LifecycleEvent,
 ) {
     let connection_id = detail.connection_id.clone();
-    let detail = match serde_json::to_string(detail) {
-        Ok(d) => d,
-        Err(error) => {
-            tracing::error!(%error, detail_type, "could not serialize lifecycle event");
-            return;
+    let mut entries = Vec::new();
+    for part in detail.into_parts() {
+        match serde_json::to_string(&part) {
+            Ok(d) => entries.push(BusEntry::new(crate::event::GATEWAY_SOURCE, detail_type, d)),
+            Err(error) => {
+                tracing::error!(%error, detail_type, "could not serialize lifecycle event");
+                return;
+            }
         }
-    };
-    let entry = BusEntry::new(crate::event::GATEWAY_SOURCE, detail_type, detail);
-    if let Err(error) = publish(bus, std::slice::from_ref(&entry)).await {
+    }
+    if let Err(error) = publish(bus, &entries).await {
         tracing::error!(%error, detail_type, connection_id = %connection_id, "lifecycle event not emitted");
     }
 }

@@ -97,6 +97,10 @@ pub trait ConnectionStore: Send + Sync {
         room: &RoomId,
     ) -> Result<bool, StoreError>;
 
+    /// How many live rooms a connection has joined (its reverse
+    /// memberships), for the rooms-per-connection cap.
+    async fn room_count(&self, id: &ConnectionId) -> Result<usize, StoreError>;
+
     async fn is_member(
         &self,
         id: &ConnectionId,
