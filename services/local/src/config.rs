@@ -43,6 +43,12 @@ pub struct StackConfig {
     #[arg(long, default_value_t = MAX_FRAME_BYTES)]
     pub max_frame_bytes: usize,
 
+    /// Bytes of frames posted to one connection and not yet written to its
+    /// socket; a post past this closes the connection with 1008 (it is
+    /// not reading) and answers 410, so the pipeline deletes it.
+    #[arg(long, default_value_t = 1 << 20, value_name = "BYTES")]
+    pub max_outbound_bytes: usize,
+
     /// Largest WebSocket message from a client; larger closes with 1009.
     #[arg(long, default_value_t = MAX_MESSAGE_BYTES)]
     pub max_message_bytes: usize,
@@ -203,6 +209,7 @@ impl StackConfig {
         let positive = [
             ("--max-frame-bytes", self.max_frame_bytes),
             ("--max-message-bytes", self.max_message_bytes),
+            ("--max-outbound-bytes", self.max_outbound_bytes),
             ("--planner-batch-size", self.planner_batch_size),
             ("--planner-concurrency", self.planner_concurrency),
             ("--broadcaster-batch-size", self.broadcaster_batch_size),

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use aws_lambda_events::encodings::Body;
@@ -169,6 +169,9 @@ async fn serve_connection(app: Arc<AppState>, ctx: ConnectionContext, socket: We
     let live = Arc::new(LiveConnection {
         outbound,
         kick: kick.clone(),
+        queued_bytes: AtomicUsize::new(0),
+        max_queued_bytes: app.config.max_outbound_bytes,
+        slow_consumer: AtomicBool::new(false),
         connected_at_ms: ctx.connected_at_ms,
         last_active_ms: AtomicI64::new(ctx.connected_at_ms),
         source_ip: ctx.source_ip.clone(),
@@ -184,16 +187,26 @@ async fn serve_connection(app: Arc<AppState>, ctx: ConnectionContext, socket: We
 
     let ending = loop {
         tokio::select! {
-            _ = kick.cancelled() => break if app.shutdown.is_cancelled() {
-                Ending::server(close_code::AWAY, "Server shutting down")
-            } else {
-                Ending::server(close_code::NORMAL, "Connection deleted")
-            },
+            _ = kick.cancelled() => break kicked(&app, &live),
             _ = &mut max_life => break Ending::server(close_code::AWAY, "Going away: maximum connection duration reached"),
             _ = &mut idle => break Ending::server(close_code::AWAY, "Going away: idle timeout"),
             Some(frame) = frames.recv() => {
-                if sink.send(frame).await.is_err() {
-                    break Ending { code: close_code::ABNORMAL, reason: "send failed", send_close: false };
+                let size = match &frame {
+                    Message::Text(text) => text.len(),
+                    Message::Binary(bytes) => bytes.len(),
+                    _ => 0,
+                };
+                // A client that does not read blocks this send; a kick (a
+                // slow consumer, DELETE, shutdown) still ends it.
+                let sent = tokio::select! {
+                    result = sink.send(frame) => Some(result.is_ok()),
+                    _ = kick.cancelled() => None,
+                };
+                live.queued_bytes.fetch_sub(size, Ordering::AcqRel);
+                match sent {
+                    Some(true) => {}
+                    Some(false) => break Ending { code: close_code::ABNORMAL, reason: "send failed", send_close: false },
+                    None => break kicked(&app, &live),
                 }
             }
             incoming = stream.next() => {
@@ -241,6 +254,20 @@ async fn serve_connection(app: Arc<AppState>, ctx: ConnectionContext, socket: We
         let _ = tokio::time::timeout(Duration::from_secs(1), sink.send(close)).await;
     }
     run_disconnect(&app, &ctx, ending.code, ending.reason).await;
+}
+
+/// Why a kicked connection closes.
+fn kicked(app: &AppState, live: &LiveConnection) -> Ending {
+    if live.slow_consumer.load(Ordering::Relaxed) {
+        Ending::server(
+            close_code::POLICY,
+            "Policy violation: the client is not reading its messages",
+        )
+    } else if app.shutdown.is_cancelled() {
+        Ending::server(close_code::AWAY, "Server shutting down")
+    } else {
+        Ending::server(close_code::NORMAL, "Connection deleted")
+    }
 }
 
 fn is_too_big(error: &axum::Error) -> bool {

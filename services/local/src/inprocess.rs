@@ -6,7 +6,7 @@
 //! do not mix; everything after the registry is the real path.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicI64;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize};
 
 use axum::extract::ws::Message;
 use fanout_core::ids::{ConnectionId, RoomId, TenantId, UserId};
@@ -48,6 +48,11 @@ impl InProcessClient {
             Arc::new(LiveConnection {
                 outbound,
                 kick: CancellationToken::new(),
+                queued_bytes: AtomicUsize::new(0),
+                // In-process clients bound their queue by frames only, so a
+                // stuck one answers 429 like API Gateway's LimitExceeded.
+                max_queued_bytes: usize::MAX,
+                slow_consumer: AtomicBool::new(false),
                 connected_at_ms: now,
                 last_active_ms: AtomicI64::new(now),
                 source_ip: "127.0.0.1".into(),

@@ -1,10 +1,15 @@
 //! The local gateway's registry of open WebSocket connections. It is the
 //! embedded connection poster: the @connections endpoint and the in-process
 //! broadcaster both post through it, with API Gateway's answers (410 for an
-//! unknown or closed connection, 429 when the client's buffer is full).
+//! unknown or closed connection, 429 when a client's frame queue is full).
+//!
+//! Memory per connection is bounded in bytes: a post that would take a
+//! connection's unsent frames past its byte limit marks it a slow consumer,
+//! closes it (1008) and answers 410, so the pipeline deletes it instead of
+//! retrying into a client that does not read.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
@@ -16,15 +21,22 @@ use fanout_core::ports::{ConnectionInfo, ConnectionPoster, PostError};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-/// Frames queued for one client before posts answer 429, like API
-/// Gateway's LimitExceededException for a client that does not read.
-pub const OUTBOUND_CAPACITY: usize = 4_096;
+/// Frames queued for one socket. Generous: the byte limit
+/// (`--max-outbound-bytes`) is what bounds a socket's memory.
+pub const OUTBOUND_CAPACITY: usize = 65_536;
 
 /// One open connection, as the socket task registered it.
 pub struct LiveConnection {
     pub outbound: mpsc::Sender<Message>,
-    /// Cancelled by DELETE @connections/{id}: the socket task closes.
+    /// Cancelled by DELETE @connections/{id}, or for a slow consumer: the
+    /// socket task closes.
     pub kick: CancellationToken,
+    /// Bytes posted and not yet written to the socket.
+    pub queued_bytes: AtomicUsize,
+    /// The most `queued_bytes` may reach.
+    pub max_queued_bytes: usize,
+    /// Set when the connection was closed for not reading.
+    pub slow_consumer: AtomicBool,
     pub connected_at_ms: i64,
     pub last_active_ms: AtomicI64,
     pub source_ip: String,
@@ -84,6 +96,19 @@ impl ConnectionPoster for ConnectionRegistry {
             return Err(PostError::PayloadTooLarge);
         }
         let connection = self.get(id).ok_or(PostError::Gone)?;
+        if connection.slow_consumer.load(Ordering::Relaxed) {
+            return Err(PostError::Gone);
+        }
+        let size = frame.len();
+        let queued = connection.queued_bytes.fetch_add(size, Ordering::AcqRel);
+        if queued + size > connection.max_queued_bytes {
+            connection.queued_bytes.fetch_sub(size, Ordering::AcqRel);
+            connection.slow_consumer.store(true, Ordering::Relaxed);
+            connection.kick.cancel();
+            tracing::warn!(connection_id = %id, queued, limit = connection.max_queued_bytes,
+                "closing a slow consumer: its unsent frames passed the byte limit");
+            return Err(PostError::Gone);
+        }
         // Text when the data is UTF-8 (every fanout frame is), else binary.
         let message = match Utf8Bytes::try_from(frame.clone()) {
             Ok(text) => Message::Text(text),
@@ -96,10 +121,15 @@ impl ConnectionPoster for ConnectionRegistry {
                     .store(self.clock.now_ms(), Ordering::Relaxed);
                 Ok(())
             }
-            Err(mpsc::error::TrySendError::Full(_)) => Err(PostError::Throttled(
-                "LimitExceededException: the client is not reading fast enough".into(),
-            )),
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(PostError::Gone),
+            Err(error) => {
+                connection.queued_bytes.fetch_sub(size, Ordering::AcqRel);
+                match error {
+                    mpsc::error::TrySendError::Full(_) => Err(PostError::Throttled(
+                        "LimitExceededException: the client is not reading fast enough".into(),
+                    )),
+                    mpsc::error::TrySendError::Closed(_) => Err(PostError::Gone),
+                }
+            }
         }
     }
 

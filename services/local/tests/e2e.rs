@@ -1194,3 +1194,57 @@ async fn a_connection_joins_at_most_the_configured_number_of_rooms() {
     join(&mut ws, "d").await;
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn a_client_that_never_reads_is_closed_and_cleaned_up_not_dead_lettered() {
+    let stack = start_with(&["--max-outbound-bytes", "262144"]).await;
+    let mut reader = connect(&stack, "acme", "reader").await;
+    join(&mut reader, "flood").await;
+    let mut stuck = connect(&stack, "acme", "stuck").await;
+    join(&mut stuck, "flood").await;
+    assert_eq!(connections(&stack).await, 2);
+
+    // 400 events of 60 KB: far more than loopback's socket buffers hold, so
+    // frames pile up for the client that does not read.
+    let data = "x".repeat(60 * 1024);
+    let reading = tokio::spawn(async move {
+        let mut got = 0;
+        while got < 400 {
+            if let ReceivedFrame::Message { .. } = next(&mut reader).await {
+                got += 1;
+            }
+        }
+        (got, reader)
+    });
+    for _ in 0..400 {
+        let detail = format!(r#"{{"tenant":"acme","target":{{"room":"flood"}},"data":"{data}"}}"#);
+        assert_eq!(put_event(&stack, "acme.orders", &detail).await, None);
+    }
+    let (got, _reader) = reading.await.unwrap();
+    assert_eq!(got, 400, "the reading client got everything");
+
+    // The stuck client was closed and deleted through the pipeline's 410
+    // cleanup, and nothing went to a dead-letter queue as "throttled".
+    for _ in 0..100 {
+        if connections(&stack).await == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(connections(&stack).await, 1, "the slow consumer is gone");
+    assert_eq!(stack.resources.dead_letters().await.unwrap(), 0);
+    assert!(stack.resources.metrics.count("Gone") >= 1);
+    // Reading now, it finds what was sent before the close, then 1008.
+    let code = loop {
+        match tokio::time::timeout(Duration::from_secs(10), stuck.next()).await {
+            Ok(Some(Ok(Message::Close(Some(frame))))) => break Some(frame.code),
+            Ok(Some(Ok(_))) => continue,
+            _ => break None,
+        }
+    };
+    assert!(
+        matches!(code, Some(CloseCode::Policy) | None),
+        "closed with {code:?}"
+    );
+    stack.stop().await;
+}
