@@ -34,6 +34,21 @@ pub struct StackConfig {
     #[arg(long, env = "FANOUT_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
 
+    /// A connection must send a whole HTTP request head (the WebSocket
+    /// upgrade or an API call) within this, or it is closed.
+    #[arg(long, value_parser = positive_duration, default_value = "10s", value_name = "DURATION")]
+    pub header_read_timeout: Duration,
+
+    /// Open WebSocket connections at most; a `$connect` past it is refused
+    /// with 503. Keep it under the process's open-file limit.
+    #[arg(long, default_value_t = 20_000, value_name = "N")]
+    pub max_connections: usize,
+
+    /// TCP connections being served as HTTP (not yet upgraded) at once;
+    /// past it new ones get 503 and are closed.
+    #[arg(long, default_value_t = 1_024, value_name = "N")]
+    pub max_pending_connections: usize,
+
     /// Close connections with no client traffic for this long (API
     /// Gateway's idle timeout is 10m).
     #[arg(long, value_parser = positive_duration, default_value = "10m")]
@@ -210,6 +225,8 @@ impl StackConfig {
             ("--max-frame-bytes", self.max_frame_bytes),
             ("--max-message-bytes", self.max_message_bytes),
             ("--max-outbound-bytes", self.max_outbound_bytes),
+            ("--max-connections", self.max_connections),
+            ("--max-pending-connections", self.max_pending_connections),
             ("--planner-batch-size", self.planner_batch_size),
             ("--planner-concurrency", self.planner_concurrency),
             ("--broadcaster-batch-size", self.broadcaster_batch_size),

@@ -66,6 +66,15 @@ async fn upgrade(
     if stage != app.config.stage {
         return json_error(StatusCode::FORBIDDEN, "Forbidden");
     }
+    if app.registry.len() >= app.config.max_connections {
+        return json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!(
+                "the stack holds its maximum of {} connections (--max-connections); retry with backoff",
+                app.config.max_connections
+            ),
+        );
+    }
     let now_ms = app.clock.now_ms();
     let headers: HashMap<String, String> = headers
         .iter()

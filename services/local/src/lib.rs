@@ -8,6 +8,7 @@
 //! - [`config`]: flags and their defaults (the AWS limits).
 //! - [`stack`]: wiring only; [`stack::start`] takes a bound listener.
 //! - [`state`]: what every HTTP surface shares.
+//! - [`server`]: the HTTP/1.1 server (header-read timeout, connection caps).
 //! - [`backend`]: the embedded adapters, or the AWS ones (`--backend aws`).
 //! - [`gateway`]: the WebSocket endpoint (API Gateway's behaviour).
 //! - [`events`]: builds the API Gateway events handlers receive.
@@ -29,6 +30,7 @@ pub mod gateway;
 pub mod inprocess;
 pub mod management;
 pub mod registry;
+pub mod server;
 pub mod stack;
 pub mod state;
 

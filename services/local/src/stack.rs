@@ -30,6 +30,7 @@ use crate::config::{BackendKind, StackConfig};
 use crate::esm::{EventSourceMapping, SqsHandler};
 use crate::faults::{Faults, FaultyPoster, QuotaPoster};
 use crate::registry::ConnectionRegistry;
+use crate::server::{self, ServerLimits};
 use crate::state::{AppState, QueueDirectory};
 use crate::{awsjson, gateway, management};
 
@@ -412,18 +413,14 @@ fn serve(
     shutdown: CancellationToken,
     tasks: &mut JoinSet<()>,
 ) {
+    let limits = ServerLimits {
+        header_read_timeout: state.config.header_read_timeout,
+        max_pending_connections: state.config.max_pending_connections,
+    };
     let app = Router::new()
         .merge(awsjson::routes())
         .merge(gateway::routes())
         .merge(management::routes())
         .with_state(state);
-    tasks.spawn(async move {
-        let service = app.into_make_service_with_connect_info::<SocketAddr>();
-        if let Err(error) = axum::serve(listener, service)
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
-            .await
-        {
-            tracing::error!(%error, "HTTP server failed");
-        }
-    });
+    tasks.spawn(server::serve(listener, app, limits, shutdown));
 }

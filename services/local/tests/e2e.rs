@@ -1248,3 +1248,77 @@ async fn a_client_that_never_reads_is_closed_and_cleaned_up_not_dead_lettered() 
     );
     stack.stop().await;
 }
+
+/// Reads until the server closes the socket; `None` when it stays open
+/// for `wait`.
+async fn closed_within(socket: &mut TcpStream, wait: Duration) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(wait, async {
+        let mut buf = [0u8; 1024];
+        loop {
+            match socket.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    read.ok()
+        .map(|()| String::from_utf8_lossy(&got).into_owned())
+}
+
+#[tokio::test]
+async fn idle_tcp_connections_time_out_and_connection_caps_refuse_with_a_clear_status() {
+    use tokio::io::AsyncWriteExt;
+
+    let stack = start_with(&[
+        "--header-read-timeout",
+        "1s",
+        "--max-pending-connections",
+        "2",
+        "--max-connections",
+        "3",
+        "--max-connections-per-user",
+        "2",
+    ])
+    .await;
+    // A connection that sends nothing, and one that never finishes its
+    // headers, are both closed after the header-read timeout.
+    let mut silent_tcp = TcpStream::connect(stack.addr).await.unwrap();
+    let mut slow = TcpStream::connect(stack.addr).await.unwrap();
+    slow.write_all(b"GET /local HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    // Both pending slots are taken: a third connection gets 503 at once.
+    let mut third = TcpStream::connect(stack.addr).await.unwrap();
+    let refused = closed_within(&mut third, Duration::from_secs(2))
+        .await
+        .expect("refused at once");
+    assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+    assert!(refused.contains("--max-pending-connections"), "{refused}");
+    assert!(
+        closed_within(&mut silent_tcp, Duration::from_secs(5))
+            .await
+            .is_some(),
+        "a silent connection is closed"
+    );
+    assert!(
+        closed_within(&mut slow, Duration::from_secs(5))
+            .await
+            .is_some(),
+        "a connection that never finishes its request is closed"
+    );
+
+    // Per user: the third connection of alice is refused with 429.
+    let _a1 = connect(&stack, "acme", "alice").await;
+    let mut a2 = connect(&stack, "acme", "alice").await;
+    request(&mut a2, r#"{"action":"ping"}"#).await;
+    let url = format!("{}?token={}", stack.ws_url(), token("acme", "alice"));
+    assert_eq!(http_status(&url).await, 429);
+    // In all: the fourth connection is refused with 503.
+    let _b1 = connect(&stack, "acme", "bob").await;
+    let url = format!("{}?token={}", stack.ws_url(), token("acme", "carol"));
+    assert_eq!(http_status(&url).await, 503);
+    stack.stop().await;
+}

@@ -39,6 +39,12 @@ pub struct GatewaySettings {
     #[arg(long, env = "FANOUT_MAX_ROOMS_PER_CONNECTION", value_name = "N",
           default_value_t = 100, value_parser = at_least_one::<usize>)]
     pub max_rooms_per_connection: usize,
+
+    /// Live connections one user (of a tenant) may hold; `$connect` past it
+    /// is refused with 429. Bounds what one token can open.
+    #[arg(long, env = "FANOUT_MAX_CONNECTIONS_PER_USER", value_name = "N",
+          default_value_t = 100, value_parser = at_least_one::<usize>)]
+    pub max_connections_per_user: usize,
 }
 
 /// How the connection store spreads member sets.
