@@ -242,12 +242,7 @@ async fn serve_connection(app: Arc<AppState>, ctx: ConnectionContext, socket: We
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
                         idle.as_mut().reset(tokio::time::Instant::now() + app.config.idle_timeout);
                     }
-                    Some(Err(error)) => break if is_too_big(&error) {
-                        Ending::server(close_code::SIZE, "Message too big")
-                    } else {
-                        tracing::debug!(%error, connection_id = %id, "WebSocket read error");
-                        Ending { code: close_code::PROTOCOL, reason: "protocol error", send_close: false }
-                    },
+                    Some(Err(error)) => break read_error_ending(&error, &id),
                 }
             }
         }
@@ -279,12 +274,31 @@ fn kicked(app: &AppState, live: &LiveConnection) -> Ending {
     }
 }
 
-fn is_too_big(error: &axum::Error) -> bool {
-    // axum wraps tungstenite's error; its Capacity variant is the one about
-    // frame and message sizes.
-    std::error::Error::source(error)
-        .and_then(|e| e.downcast_ref::<tokio_tungstenite::tungstenite::Error>())
-        .is_some_and(|e| matches!(e, tokio_tungstenite::tungstenite::Error::Capacity(_)))
+/// How a failed read ends the connection: RFC 6455's close codes for what
+/// the client did wrong (1009 too big, 1007 invalid UTF-8, 1002 protocol
+/// violations), or no close frame when the connection itself broke.
+fn read_error_ending(error: &axum::Error, id: &ConnectionId) -> Ending {
+    use tokio_tungstenite::tungstenite::Error;
+    // axum wraps tungstenite's error.
+    let cause = std::error::Error::source(error).and_then(|e| e.downcast_ref::<Error>());
+    match cause {
+        Some(Error::Capacity(_)) => Ending::server(close_code::SIZE, "Message too big"),
+        Some(Error::Utf8(_)) => {
+            Ending::server(close_code::INVALID, "Invalid UTF-8 in a text frame")
+        }
+        Some(Error::Protocol(violation)) => {
+            tracing::debug!(%violation, connection_id = %id, "WebSocket protocol violation");
+            Ending::server(close_code::PROTOCOL, "Protocol error")
+        }
+        _ => {
+            tracing::debug!(%error, connection_id = %id, "WebSocket read error");
+            Ending {
+                code: close_code::ABNORMAL,
+                reason: "connection lost",
+                send_close: false,
+            }
+        }
+    }
 }
 
 /// Route selection and the message function; returns the route response.

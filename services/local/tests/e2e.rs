@@ -1322,3 +1322,82 @@ async fn idle_tcp_connections_time_out_and_connection_caps_refuse_with_a_clear_s
     assert_eq!(http_status(&url).await, 503);
     stack.stop().await;
 }
+
+/// A WebSocket handshake by hand, so a test can then write frames no
+/// client library would.
+async fn raw_websocket(stack: &RunningStack) -> TcpStream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut socket = TcpStream::connect(stack.addr).await.unwrap();
+    let request = format!(
+        "GET /{}?token={} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        stack.stage,
+        token("acme", "alice"),
+        stack.addr
+    );
+    socket.write_all(request.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        socket.read_exact(&mut byte).await.unwrap();
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    socket
+}
+
+/// The close code of the first close frame the server sends.
+async fn server_close_code(socket: &mut TcpStream) -> Option<u16> {
+    use tokio::io::AsyncReadExt;
+    tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let mut header = [0u8; 2];
+            socket.read_exact(&mut header).await.ok()?;
+            let len = (header[1] & 0x7f) as usize;
+            let mut payload = vec![0u8; len];
+            socket.read_exact(&mut payload).await.ok()?;
+            if header[0] & 0x0f == 0x8 {
+                return Some(u16::from_be_bytes([payload[0], payload[1]]));
+            }
+        }
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+/// A masked client frame (mask key 0, so the payload is as given).
+fn client_frame(first_byte: u8, payload: &[u8]) -> Vec<u8> {
+    let mut frame = vec![first_byte, 0x80 | payload.len() as u8, 0, 0, 0, 0];
+    frame.extend_from_slice(payload);
+    frame
+}
+
+#[tokio::test]
+async fn protocol_violations_get_a_close_frame_with_rfc_6455_codes() {
+    use tokio::io::AsyncWriteExt;
+
+    let stack = start().await;
+    for (what, bytes, code) in [
+        (
+            "invalid UTF-8 in a text frame",
+            client_frame(0x81, &[0xff, 0xfe, 0xfd]),
+            1007,
+        ),
+        (
+            "an unmasked client frame",
+            vec![0x81, 0x02, b'h', b'i'],
+            1002,
+        ),
+        ("reserved bits set", client_frame(0x81 | 0x40, b"hi"), 1002),
+        ("a reserved opcode", client_frame(0x83, b"hi"), 1002),
+    ] {
+        let mut socket = raw_websocket(&stack).await;
+        socket.write_all(&bytes).await.unwrap();
+        assert_eq!(server_close_code(&mut socket).await, Some(code), "{what}");
+    }
+    stack.stop().await;
+}
