@@ -20,7 +20,7 @@ use fanout_core::ports::{Queue, ReceivedMessage};
 pub struct Connection {
     /// SQS endpoint URL: the local stack (http://127.0.0.1:3001) or an
     /// AWS-compatible server. Omit for AWS.
-    #[arg(long, env = "FANOUT_SQS_ENDPOINT", global = true)]
+    #[arg(long, env = "FANOUT_SQS_ENDPOINT", global = true, value_parser = fanout_aws::parse_endpoint_url)]
     endpoint: Option<String>,
     /// AWS region (default: from the environment or profile).
     #[arg(long, global = true)]
@@ -111,7 +111,7 @@ fn sdk_error<E: std::error::Error + 'static, R: std::fmt::Debug>(
     what: &str,
 ) -> impl FnOnce(aws_sdk_sqs::error::SdkError<E, R>) -> anyhow::Error {
     let what = what.to_string();
-    move |e| anyhow::anyhow!("{what}: {}", aws_sdk_sqs::error::DisplayErrorContext(e))
+    move |e| anyhow::anyhow!("{what}: {}", fanout_aws::describe(&e))
 }
 
 /// A queue's name, given its name or URL.
@@ -338,16 +338,25 @@ pub fn describe(m: &ReceivedMessage) -> String {
 async fn show(client: &aws_sdk_sqs::Client, queue: &str, count: usize) -> anyhow::Result<()> {
     let q = SqsQueue::open(client.clone(), queue_name(queue)).await?;
     let messages = dlq::peek(&q, count).await?;
+    let depth = q.depth().await?;
     if messages.is_empty() {
-        println!("{} is empty", q.name());
+        if depth.total() == 0 {
+            println!("{} is empty", q.name());
+        } else {
+            println!(
+                "{} has no message to show now: {} in flight (received by someone else; visible again after their visibility timeout), {} delayed",
+                q.name(),
+                depth.in_flight,
+                depth.delayed
+            );
+        }
         return Ok(());
     }
     for m in &messages {
         println!("{}\n", describe(m));
     }
-    let depth = q.depth().await?;
     println!(
-        "showed {} of {} message(s) in {}; nothing was consumed",
+        "showed {} of {} message(s) in {}; none was deleted, but as in SQS each shown message's receive count went up by one",
         messages.len(),
         depth.total(),
         q.name()

@@ -60,7 +60,7 @@ enum Command {
 struct PublishArgs {
     /// EventBridge endpoint URL, e.g. http://127.0.0.1:3001 for the local
     /// stack. Omit to use AWS (region and credentials from the environment).
-    #[arg(long, env = "FANOUT_EVENTS_ENDPOINT")]
+    #[arg(long, env = "FANOUT_EVENTS_ENDPOINT", value_parser = fanout_aws::parse_endpoint_url)]
     endpoint: Option<String>,
     /// Event bus name or ARN.
     #[arg(long, default_value = "fanout", env = "FANOUT_EVENT_BUS")]
@@ -97,11 +97,24 @@ struct PublishArgs {
 
 #[tokio::main]
 async fn main() {
+    quiet_on_closed_pipe();
     // Errors print as one readable line (with their causes), never as a
     // backtrace, whatever RUST_BACKTRACE says.
     if let Err(error) = run(Cli::parse().command).await {
         eprintln!("error: {error:#}");
         std::process::exit(1);
+    }
+}
+
+/// `fanout dlq show … | head` closes our stdout early: end quietly, as
+/// Unix tools do, instead of panicking on the broken pipe. Rust ignores
+/// SIGPIPE by default; this restores the default action.
+fn quiet_on_closed_pipe() {
+    #[cfg(unix)]
+    // SAFETY: called first thing in main, before any thread exists; it only
+    // changes the process's disposition of one signal.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

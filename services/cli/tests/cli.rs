@@ -150,3 +150,60 @@ fn short_or_empty_secrets_are_refused() {
         assert!(out.stdout.is_empty(), "no token is printed");
     }
 }
+
+#[test]
+fn endpoint_and_connection_errors_are_one_clear_line() {
+    for args in [
+        vec!["dlq", "--endpoint", "127.0.0.1:3001", "list"],
+        vec![
+            "publish",
+            "--endpoint",
+            "127.0.0.1:1",
+            "--tenant",
+            "acme",
+            "--room",
+            "lobby",
+            "--data",
+            "1",
+        ],
+    ] {
+        let out = fanout(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(stderr.contains("has no scheme"), "{stderr}");
+        assert!(stderr.contains("http://127.0.0.1"), "{stderr}");
+    }
+    // Nothing listens on port 1: the error names the call and the cause,
+    // and carries no debug structures.
+    let out = fanout(&["dlq", "--endpoint", "http://127.0.0.1:1", "list"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("error: ListQueues:"), "{stderr}");
+    assert!(stderr.contains("Connection refused"), "{stderr}");
+    assert!(!stderr.contains("DispatchFailure {"), "{stderr}");
+}
+
+#[test]
+fn a_closed_stdout_ends_the_cli_quietly() {
+    use std::io::Read;
+    use std::process::Stdio;
+    // `fanout token … | head -c 0`: the reader is gone before we write.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fanout"))
+        .args(["token", "--tenant", "acme", "--user", "alice"])
+        .env_remove("FANOUT_JWT_SECRET")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    child.wait().unwrap();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

@@ -46,9 +46,10 @@ fn exercise(endpoint: &str, prefix: &str, dlq: &str, source: &str) {
     assert!(out.contains("RetriesExhausted (throttled)"), "{out}");
     assert!(out.contains("attempts   5"), "{out}");
     assert!(out.contains("2 connection(s): c1=, c2="), "{out}");
-    assert!(out.contains("nothing was consumed"), "{out}");
+    assert!(out.contains("none was deleted"), "{out}");
+    assert!(out.contains("receive count went up by one"), "{out}");
 
-    // Showing consumed nothing: still there.
+    // Showing deleted nothing: still there.
     let (_, out, _) = fanout(&["dlq", "--endpoint", endpoint, "list", "--prefix", prefix]);
     assert!(
         out.lines()
@@ -145,4 +146,31 @@ async fn against_moto() {
         .await
         .unwrap();
     assert_eq!(dlq.depth().await.unwrap().total(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn show_does_not_call_a_queue_empty_while_its_messages_are_in_flight() {
+    let config = <StackConfig as clap::Parser>::parse_from(["fanout-local", "--port", "0"]);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let stack = fanout_local::start(config, listener).await.unwrap();
+    let dlq = stack.resources.deliver_dlq.clone();
+    dlq.send_batch(&[OutgoingMessage::new("0", DEAD_JOB)])
+        .await
+        .unwrap();
+    // Someone else is looking at it.
+    let taken = dlq
+        .receive(1, Duration::ZERO, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(taken.len(), 1);
+    let endpoint = stack.http_url();
+    let (ok, out, err) = tokio::task::spawn_blocking(move || {
+        fanout(&["dlq", "--endpoint", &endpoint, "show", "fanout-deliver-dlq"])
+    })
+    .await
+    .unwrap();
+    assert!(ok, "{err}");
+    assert!(!out.contains("is empty"), "{out}");
+    assert!(out.contains("1 in flight"), "{out}");
+    stack.stop().await;
 }

@@ -186,7 +186,7 @@ pub struct StackConfig {
     /// With --backend aws: the AWS-compatible endpoint (e.g. moto's server,
     /// http://127.0.0.1:5000). Without it, the SDK's default endpoints
     /// (a real account, from the usual AWS environment variables).
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", value_parser = fanout_aws::parse_endpoint_url)]
     pub endpoint_url: Option<String>,
 
     /// With --backend aws: prefix for every resource name (several stacks

@@ -34,8 +34,21 @@ pub async fn sdk_config(endpoint_url: Option<&str>) -> SdkConfig {
     loader.load().await
 }
 
-/// An SDK error with its whole chain of causes, for logs and port errors.
-pub(crate) fn describe<E: std::error::Error>(error: &E) -> String {
+/// Checks an endpoint URL before any SDK sees it (the SDK's own error for
+/// a missing scheme dumps the whole request).
+pub fn parse_endpoint_url(text: &str) -> Result<String, String> {
+    if text.starts_with("http://") || text.starts_with("https://") {
+        Ok(text.trim_end_matches('/').to_string())
+    } else {
+        Err(format!(
+            "'{text}' has no scheme; write it as http://{text} (local) or https://{text}"
+        ))
+    }
+}
+
+/// An SDK error with its whole chain of causes (their messages, not their
+/// debug structures), for logs, port errors and CLI output.
+pub fn describe<E: std::error::Error>(error: &E) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
