@@ -50,8 +50,9 @@ pub struct Scenario {
     pub mode: Mode,
 
     /// Where to write the JSON report (charts go beside it as
-    /// <stem>-latency.svg and <stem>-deliveries.svg).
-    #[arg(long, default_value = "loadtest-report.json")]
+    /// <stem>-latency.svg and <stem>-deliveries.svg). The default folder
+    /// is git-ignored and created when missing.
+    #[arg(long, default_value = "loadtest-reports/report.json")]
     pub report: PathBuf,
 
     /// Seconds to wait for deliveries after the last publish.

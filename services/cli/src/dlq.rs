@@ -287,7 +287,12 @@ pub fn describe(m: &ReceivedMessage) -> String {
         lines.push(format!("  event      {}", job.event_id));
         match &job.dead_letter {
             Some(d) => {
-                lines.push(format!("  reason     {:?} ({}): {}", d.reason, d.code, d.detail));
+                // As the message itself spells it (`retries_exhausted`).
+                let reason = serde_json::to_value(d.reason)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                lines.push(format!("  reason     {reason} ({}): {}", d.code, d.detail));
                 lines.push(format!("  attempts   {}  dead-lettered at {}", d.attempts, d.at));
             }
             None => lines.push(format!(

@@ -43,7 +43,7 @@ fn exercise(endpoint: &str, prefix: &str, dlq: &str, source: &str) {
     let (ok, out, err) = fanout(&["dlq", "--endpoint", endpoint, "show", dlq, "-n", "5"]);
     assert!(ok, "{err}");
     assert!(out.contains("event      ev-42"), "{out}");
-    assert!(out.contains("RetriesExhausted (throttled)"), "{out}");
+    assert!(out.contains("retries_exhausted (throttled)"), "{out}");
     assert!(out.contains("attempts   5"), "{out}");
     assert!(out.contains("2 connection(s): c1=, c2="), "{out}");
     assert!(out.contains("none was deleted"), "{out}");

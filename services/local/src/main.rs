@@ -1,6 +1,7 @@
 //! `fanout-local`: parses flags, binds 127.0.0.1, starts the stack, prints
 //! how to use it, and stops cleanly on Ctrl-C.
 
+use std::io::IsTerminal;
 use std::net::{Ipv4Addr, SocketAddr};
 
 use anyhow::Context;
@@ -108,9 +109,13 @@ fn config_notes(config: &StackConfig) -> Vec<String> {
 /// overrides the levels.
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| "warn,fanout=info,fanout_local=info".into());
+        .unwrap_or_else(|_| {
+            "warn,fanout_core=info,fanout_embedded=info,fanout_aws=info,fanout_local=info".into()
+        });
+    // Colours only for a terminal: a log file or a pipe gets plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
