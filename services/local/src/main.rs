@@ -47,14 +47,28 @@ async fn main() -> anyhow::Result<()> {
             "Tokens are signed with the development secret (set FANOUT_JWT_SECRET to change it)."
         );
     }
-    println!("Mint a token:   cargo run -q -p fanout-cli -- token --tenant acme --user alice");
+    // The CLI built beside this binary (same profile and target folder).
+    let cli = std::env::current_exe()
+        .ok()
+        .map(|exe| exe.with_file_name("fanout"))
+        .filter(|cli| cli.exists());
+    let fanout = match &cli {
+        Some(path) => path.display().to_string(),
+        None => {
+            println!(
+                "Build the CLI:  cargo build --release -p fanout-cli   (reuses this build's dependencies)"
+            );
+            "./target/release/fanout".to_string()
+        }
+    };
+    println!("Mint a token:   {fanout} token --tenant acme --user alice");
     println!(
-        "Connect:        websocat \"{}?token=$(cargo run -q -p fanout-cli -- token --tenant acme --user alice)\"",
+        "Connect:        websocat \"{}?token=$({fanout} token --tenant acme --user alice)\"",
         stack.ws_url()
     );
     println!("Then send:      {{\"action\":\"join\",\"room\":\"lobby\",\"requestId\":\"r1\"}}");
     println!(
-        "Publish:        cargo run -q -p fanout-cli -- publish --endpoint http://127.0.0.1:{port} --tenant acme --room lobby --data '{{\"text\":\"hi\"}}'"
+        "Publish:        {fanout} publish --endpoint http://127.0.0.1:{port} --tenant acme --room lobby --data '{{\"text\":\"hi\"}}'"
     );
 
     let shutdown = stack.shutdown_token();
