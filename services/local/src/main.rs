@@ -122,10 +122,9 @@ fn config_notes(config: &StackConfig) -> Vec<String> {
 /// Logs on stderr (stdout carries EMF lines with --emf). `RUST_LOG`
 /// overrides the levels.
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| {
-            "warn,fanout_core=info,fanout_embedded=info,fanout_aws=info,fanout_local=info".into()
-        });
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        "warn,fanout_core=info,fanout_embedded=info,fanout_aws=info,fanout_local=info".into()
+    });
     // Colours only for a terminal: a log file or a pipe gets plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
