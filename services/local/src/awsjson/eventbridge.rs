@@ -22,16 +22,16 @@ pub const TARGET_PREFIX: &str = "AWSEvents.";
 /// Bus names the local endpoint accepts.
 pub const BUS_NAMES: &[&str] = &["fanout", "default"];
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct PutEventsRequest {
+pub struct PutEventsRequest {
     #[serde(default)]
     entries: Vec<RequestEntry>,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct RequestEntry {
+pub struct RequestEntry {
     source: Option<String>,
     detail_type: Option<String>,
     detail: Option<String>,
@@ -46,6 +46,23 @@ fn aws_json(status: StatusCode, body: Value) -> Response {
 
 fn client_error(error_type: &str, message: &str) -> Response {
     error_response(Protocol::Json11, error_type, message)
+}
+
+/// Parses and checks a PutEvents body: `(error type, message)` when
+/// EventBridge would refuse the whole request. Pure, so it is fuzzed.
+pub fn parse_put_events(body: &[u8]) -> Result<PutEventsRequest, (&'static str, String)> {
+    let request: PutEventsRequest =
+        serde_json::from_slice(body).map_err(|e| ("SerializationException", e.to_string()))?;
+    if request.entries.is_empty() || request.entries.len() > EVENTBRIDGE_MAX_ENTRIES {
+        return Err((
+            "ValidationException",
+            format!(
+                "Entries must hold 1 to {EVENTBRIDGE_MAX_ENTRIES} items, got {}",
+                request.entries.len()
+            ),
+        ));
+    }
+    Ok(request)
 }
 
 /// EventBridge takes a Detail that is a JSON object, nothing else.
@@ -73,19 +90,10 @@ pub async fn handle(app: &AppState, operation: &str, body: Bytes) -> Response {
 }
 
 async fn put_events(app: &AppState, body: Bytes) -> Response {
-    let request: PutEventsRequest = match serde_json::from_slice(&body) {
-        Ok(r) => r,
-        Err(e) => return client_error("SerializationException", &e.to_string()),
+    let request = match parse_put_events(&body) {
+        Ok(request) => request,
+        Err((error_type, message)) => return client_error(error_type, &message),
     };
-    if request.entries.is_empty() || request.entries.len() > EVENTBRIDGE_MAX_ENTRIES {
-        return client_error(
-            "ValidationException",
-            &format!(
-                "Entries must hold 1 to {EVENTBRIDGE_MAX_ENTRIES} items, got {}",
-                request.entries.len()
-            ),
-        );
-    }
 
     let mut results: Vec<Value> = vec![Value::Null; request.entries.len()];
     let mut accepted_at = Vec::new();

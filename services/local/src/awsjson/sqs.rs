@@ -43,9 +43,9 @@ fn md5_hex(text: &str) -> String {
         .collect()
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Debug, Deserialize, Default)]
 #[serde(rename_all = "PascalCase", default)]
-struct Request {
+pub struct Request {
     queue_url: Option<String>,
     queue_name: Option<String>,
     queue_name_prefix: Option<String>,
@@ -56,9 +56,9 @@ struct Request {
     entries: Vec<Entry>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Debug, Deserialize, Default)]
 #[serde(rename_all = "PascalCase", default)]
-struct Entry {
+pub struct Entry {
     id: String,
     message_body: String,
     delay_seconds: u64,
@@ -66,9 +66,9 @@ struct Entry {
     message_attributes: HashMap<String, AttributeValue>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Debug, Deserialize, Default)]
 #[serde(rename_all = "PascalCase", default)]
-struct AttributeValue {
+pub struct AttributeValue {
     string_value: Option<String>,
 }
 
@@ -79,17 +79,10 @@ pub async fn handle(
     operation: &str,
     body: Bytes,
 ) -> Response {
-    let request: Request = if body.is_empty() {
-        Request::default()
-    } else {
-        match serde_json::from_slice(&body) {
-            Ok(r) => r,
-            Err(e) => return error("InvalidParameterValue", &e.to_string()),
-        }
+    let request = match parse_request(&body) {
+        Ok(request) => request,
+        Err(message) => return error("InvalidParameterValue", &message),
     };
-    if let Err(message) = request.check_ranges() {
-        return error("InvalidParameterValue", &message);
-    }
     let urls = QueueUrls { host };
     if operation == "ListQueues" {
         return list_queues(directory, &urls, request);
@@ -118,6 +111,18 @@ pub async fn handle(
             &format!("the local stack's SQS endpoint does not serve {other}"),
         ),
     }
+}
+
+/// Parses an SQS request body and checks its numbers against SQS's ranges.
+/// Pure, so it is fuzzed.
+pub fn parse_request(body: &[u8]) -> Result<Request, String> {
+    let request: Request = if body.is_empty() {
+        Request::default()
+    } else {
+        serde_json::from_slice(body).map_err(|e| e.to_string())?
+    };
+    request.check_ranges()?;
+    Ok(request)
 }
 
 impl Request {
