@@ -77,8 +77,8 @@ fn exercise(endpoint: &str, prefix: &str, dlq: &str, source: &str) {
     assert!(err.contains("no-such-queue"), "{err}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn against_the_local_stack() {
+/// The local stack on port 0, with [`DEAD_JOB`] in its deliver DLQ.
+async fn local_stack_with_a_dead_job() -> (fanout_local::RunningStack, Arc<dyn Queue>) {
     let config = <StackConfig as clap::Parser>::parse_from(["fanout-local", "--port", "0"]);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let stack = fanout_local::start(config, listener).await.unwrap();
@@ -86,6 +86,12 @@ async fn against_the_local_stack() {
     dlq.send_batch(&[OutgoingMessage::new("0", DEAD_JOB)])
         .await
         .unwrap();
+    (stack, dlq)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn against_the_local_stack() {
+    let (stack, dlq) = local_stack_with_a_dead_job().await;
     let endpoint = stack.http_url();
     tokio::task::spawn_blocking(move || {
         exercise(&endpoint, "fanout", "fanout-deliver-dlq", "fanout-deliver")
@@ -150,13 +156,7 @@ async fn against_moto() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn show_does_not_call_a_queue_empty_while_its_messages_are_in_flight() {
-    let config = <StackConfig as clap::Parser>::parse_from(["fanout-local", "--port", "0"]);
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let stack = fanout_local::start(config, listener).await.unwrap();
-    let dlq = stack.resources.deliver_dlq.clone();
-    dlq.send_batch(&[OutgoingMessage::new("0", DEAD_JOB)])
-        .await
-        .unwrap();
+    let (stack, dlq) = local_stack_with_a_dead_job().await;
     // Someone else is looking at it.
     let taken = dlq
         .receive(1, Duration::ZERO, Duration::from_secs(60))
