@@ -128,8 +128,14 @@ struct RawRequest<'a> {
     request_id: Option<serde_json::Value>,
     #[serde(default)]
     room: Option<serde_json::Value>,
-    #[serde(default, borrow)]
+    /// Present (any JSON, `null` included) or absent: `Option<&RawValue>`
+    /// alone would read `"data": null` as absent.
+    #[serde(default, borrow, deserialize_with = "present")]
     data: Option<&'a RawValue>,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(d).map(Some)
 }
 
 /// Parses one client text frame. `max_payload_bytes` bounds `data`
@@ -339,6 +345,17 @@ pub enum ReceivedFrame {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn null_is_data_too() {
+        let envelope =
+            parse_request(r#"{"action":"publish","room":"lobby","data":null}"#, 1024).unwrap();
+        match envelope.request {
+            ClientRequest::Publish { data, .. } => assert_eq!(data.get(), "null"),
+            other => panic!("{other:?}"),
+        }
+        assert!(parse_request(r#"{"action":"publish","room":"lobby"}"#, 1024).is_err());
+    }
     use crate::limits::MAX_PAYLOAD_BYTES;
 
     fn parse(body: &str) -> Result<Envelope, RequestError> {
