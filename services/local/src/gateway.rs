@@ -207,7 +207,10 @@ async fn serve_connection(app: Arc<AppState>, ctx: ConnectionContext, socket: We
                 };
                 // A client that does not read blocks this send; a kick (a
                 // slow consumer, DELETE, shutdown) still ends it.
+                // Biased: a send that completes at once (the usual case)
+                // never registers a waiter on the kick token.
                 let sent = tokio::select! {
+                    biased;
                     result = sink.send(frame) => Some(result.is_ok()),
                     _ = kick.cancelled() => None,
                 };

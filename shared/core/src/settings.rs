@@ -214,9 +214,11 @@ impl BudgetSettings {
 macro_rules! defaults_from_the_definitions {
     ($($group:ty),*) => {$(
         impl Default for $group {
-            /// The defaults declared on the flags, whatever the environment holds.
+            /// The defaults declared on the flags, whatever the environment
+            /// holds; parsed once per process, then cloned.
             fn default() -> Self {
-                defaults()
+                static DEFAULTS: std::sync::OnceLock<$group> = std::sync::OnceLock::new();
+                DEFAULTS.get_or_init(defaults).clone()
             }
         }
     )*};

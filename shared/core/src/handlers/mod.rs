@@ -16,11 +16,16 @@ use std::sync::Arc;
 
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use aws_lambda_events::encodings::Body;
+use aws_lambda_events::sqs::SqsMessage;
 
 use crate::clock::Clock;
 use crate::ids::{ConnectionId, TenantId, UserId};
 use crate::limits::connection_ttl_secs;
-use crate::ports::{BusEntry, ConnectionRecord, ConnectionStore, EventBus, publish};
+use crate::plan::{DEAD_LETTER_DETAIL, DEAD_LETTER_EVENT_ID, DEAD_LETTER_REASON};
+use crate::ports::{
+    BusEntry, ConnectionRecord, ConnectionStore, EventBus, OutgoingMessage, Queue, QueueError,
+    publish, send_all,
+};
 pub use crate::settings::GatewaySettings;
 
 /// Keys of the authorizer context (flat, as API Gateway requires).
@@ -113,4 +118,24 @@ pub(crate) async fn emit_lifecycle(
     if let Err(error) = publish(bus, &entries).await {
         tracing::error!(%error, detail_type, connection_id = %connection_id, "lifecycle event not emitted");
     }
+}
+
+/// Sends a record that retrying cannot fix to a dead-letter queue at once,
+/// with why (`FANOUT_REASON`, `FANOUT_DETAIL`) and, when known, the event id
+/// (`FANOUT_EVENT_ID`), so on-call sees the cause without the logs.
+pub(crate) async fn dead_letter_at_once(
+    queue: &dyn Queue,
+    record: &SqsMessage,
+    reason: &str,
+    detail: &str,
+    event_id: Option<&str>,
+) -> Result<(), QueueError> {
+    let mut message = OutgoingMessage::new("0", record.body.clone().unwrap_or_default());
+    let attributes = &mut message.attributes;
+    attributes.insert(DEAD_LETTER_REASON.into(), reason.into());
+    attributes.insert(DEAD_LETTER_DETAIL.into(), detail.into());
+    if let Some(id) = event_id {
+        attributes.insert(DEAD_LETTER_EVENT_ID.into(), id.into());
+    }
+    send_all(queue, &[message]).await
 }

@@ -21,9 +21,9 @@ use crate::event::{
     source_speaks_for,
 };
 use crate::handlers::broadcaster::{self, BroadcasterDeps, DeliverError};
+use crate::handlers::dead_letter_at_once;
 use crate::ids::{ConnectionId, TenantId, UserId};
 use crate::metrics::{self, Metric, MetricsSink};
-use crate::plan::{DEAD_LETTER_DETAIL, DEAD_LETTER_EVENT_ID, DEAD_LETTER_REASON};
 use crate::plan::{DeliveryJob, JobHead, PlanError, cut_jobs};
 use crate::ports::{
     ConnectionStore, EventClaim, EventDedupe, MemberSet, OutgoingMessage, Queue, QueueError,
@@ -191,19 +191,8 @@ async fn settle(
         }
         return true;
     };
-    let mut message = OutgoingMessage::new("0", record.body.clone().unwrap_or_default());
-    message
-        .attributes
-        .insert(DEAD_LETTER_REASON.into(), reason.into());
-    message
-        .attributes
-        .insert(DEAD_LETTER_DETAIL.into(), error.to_string());
-    if let Some(id) = event_id {
-        message
-            .attributes
-            .insert(DEAD_LETTER_EVENT_ID.into(), id.to_string());
-    }
-    match send_all(deps.dead_letter_queue.as_ref(), &[message]).await {
+    let queue = deps.dead_letter_queue.as_ref();
+    match dead_letter_at_once(queue, record, reason, &error.to_string(), event_id).await {
         Ok(()) => {
             tracing::error!(%error, reason, dead_letter_queue = deps.dead_letter_queue.name(),
                 "event cannot be planned; sent to the dead-letter queue at once");

@@ -40,16 +40,13 @@ use self::decision::{Decision, TryContext, decide};
 use self::follow_ups::{Failures, FollowUps};
 use self::post_loop::{error_text, post_round};
 use crate::clock::Clock;
+use crate::handlers::dead_letter_at_once;
 use crate::ids::ConnectionId;
 use crate::limits::SQS_MAX_DELAY;
 use crate::metrics::{self, Metric, MetricsSink};
 use crate::outcome::{Outcome, RetryReason, classify};
-use crate::plan::{
-    DEAD_LETTER_DETAIL, DEAD_LETTER_REASON, DeadLetterReason, DeliveryJob, PlanError,
-};
-use crate::ports::{
-    ConnectionPoster, ConnectionStore, OutgoingMessage, Queue, QueueError, send_all,
-};
+use crate::plan::{DeadLetterReason, DeliveryJob, PlanError};
+use crate::ports::{ConnectionPoster, ConnectionStore, Queue, QueueError};
 use crate::rate::RateGate;
 pub use crate::settings::{BroadcasterSettings, JobSettings};
 
@@ -145,14 +142,8 @@ async fn dead_letter_unreadable(
     error: &DeliverError,
     deps: &BroadcasterDeps,
 ) -> bool {
-    let mut message = OutgoingMessage::new("0", record.body.clone().unwrap_or_default());
-    message
-        .attributes
-        .insert(DEAD_LETTER_REASON.into(), "unreadable_job".into());
-    message
-        .attributes
-        .insert(DEAD_LETTER_DETAIL.into(), error.to_string());
-    match send_all(deps.dead_letter_queue.as_ref(), &[message]).await {
+    let queue = deps.dead_letter_queue.as_ref();
+    match dead_letter_at_once(queue, record, "unreadable_job", &error.to_string(), None).await {
         Ok(()) => {
             tracing::error!(%error, message_id = record.message_id.as_deref().unwrap_or(""),
                 dead_letter_queue = deps.dead_letter_queue.name(),
