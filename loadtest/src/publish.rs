@@ -101,6 +101,7 @@ impl Publisher {
                     ServerFrame::Message {
                         id: &id,
                         room: Some(room_id.as_str()),
+                        from: None,
                         data: &data,
                         sent_at: &sent_at,
                     }

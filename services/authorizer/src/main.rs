@@ -1,8 +1,8 @@
-//! The `$connect` REQUEST authorizer Lambda: verifies the client's token.
+//! The `$connect` REQUEST authorizer Lambda: checks the Origin and
+//! verifies the client's token (HS256 and/or JWKS keys).
 
 use aws_lambda_events::apigw::ApiGatewayCustomAuthorizerRequestTypeRequest;
 use fanout_core::handlers::authorizer::authorize;
-use fanout_core::token::TokenVerifier;
 use fanout_lambda::config::AuthorizerConfig;
 use fanout_lambda::{Error, LambdaEvent, config_or_exit, run, service_fn, setup};
 
@@ -10,14 +10,15 @@ use fanout_lambda::{Error, LambdaEvent, config_or_exit, run, service_fn, setup};
 async fn main() -> Result<(), Error> {
     setup::init_logging();
     let config = config_or_exit::<AuthorizerConfig>();
-    let source = config.jwt_secret()?;
-    let secret = setup::jwt_secret(&setup::sdk_config().await, &source).await?;
-    let verifier = TokenVerifier::new(secret.as_bytes());
-    let verifier = &verifier;
+    let verifier = setup::token_verifier(&setup::sdk_config().await, &config).await?;
+    let (verifier, origins) = (&verifier, &config.auth.allowed_origins);
     run(service_fn(
         move |event: LambdaEvent<ApiGatewayCustomAuthorizerRequestTypeRequest>| async move {
+            let now = chrono::Utc::now().timestamp();
             // An `Err("Unauthorized")` makes API Gateway answer 401.
-            authorize(&event.payload, verifier).map_err(Error::from)
+            authorize(&event.payload, verifier, origins, now)
+                .await
+                .map_err(Error::from)
         },
     ))
     .await

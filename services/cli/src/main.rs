@@ -182,6 +182,8 @@ fn build_event(args: &PublishArgs) -> anyhow::Result<BroadcastEvent> {
         data,
         exclude,
         idempotency_key: args.idempotency_key.clone(),
+        // The planner names the publishing service from its Source.
+        from: None,
     })
 }
 

@@ -4,8 +4,9 @@
 use std::process::Command;
 use std::time::Duration;
 
+use fanout_core::auth::TokenVerifier;
 use fanout_core::protocol::ReceivedFrame;
-use fanout_core::token::{DEV_JWT_SECRET, TokenVerifier};
+use fanout_core::token::DEV_JWT_SECRET;
 use futures::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -17,8 +18,8 @@ fn fanout(args: &[&str]) -> std::process::Output {
         .expect("run fanout")
 }
 
-#[test]
-fn token_is_signed_with_the_development_secret_by_default() {
+#[tokio::test]
+async fn token_is_signed_with_the_development_secret_by_default() {
     let out = fanout(&[
         "token", "--tenant", "acme", "--user", "alice", "--ttl", "15m",
     ]);
@@ -28,9 +29,15 @@ fn token_is_signed_with_the_development_secret_by_default() {
         String::from_utf8_lossy(&out.stderr)
     );
     let token = String::from_utf8(out.stdout).unwrap();
-    let principal = TokenVerifier::new(DEV_JWT_SECRET.as_bytes())
-        .verify(token.trim())
-        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let principal = TokenVerifier::hs256(DEV_JWT_SECRET.as_bytes())
+        .verify(token.trim(), now)
+        .await
+        .unwrap()
+        .principal;
     assert_eq!(principal.tenant.as_str(), "acme");
     assert_eq!(principal.user.as_str(), "alice");
 }

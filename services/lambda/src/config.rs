@@ -11,8 +11,8 @@ use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{Args, Command, FromArgMatches};
 use fanout_core::rate::Rate;
 use fanout_core::settings::{
-    BroadcasterSettings, BudgetSettings, GatewaySettings, JobSettings, PlannerSettings,
-    StoreSettings,
+    AbuseSettings, AuthSettings, BroadcasterSettings, BudgetSettings, GatewaySettings, JobSettings,
+    PlannerSettings, StoreSettings,
 };
 use fanout_core::token::check_secret;
 
@@ -181,7 +181,8 @@ pub enum JwtSecretSource {
     Value(String),
 }
 
-/// The authorizer's token key.
+/// The token keys and claim rules: the authorizer's, and the message
+/// function's (for `refresh` and room grants).
 #[derive(Debug, Clone, Args)]
 pub struct AuthorizerConfig {
     /// The Secrets Manager secret holding the HS256 token key (deployed).
@@ -195,23 +196,31 @@ pub struct AuthorizerConfig {
     /// The HS256 token key itself, when there is no ARN (tests).
     #[arg(long = "jwt-secret", env = "FANOUT_JWT_SECRET", hide_env_values = true)]
     jwt_secret: Option<String>,
+
+    #[command(flatten)]
+    pub auth: AuthSettings,
 }
 
 impl AuthorizerConfig {
-    /// The ARN wins when both are set.
-    pub fn jwt_secret(&self) -> Result<JwtSecretSource, ConfigError> {
+    /// The HS256 key's source, if HS256 tokens are accepted (the ARN wins
+    /// when both are set). Without one, a JWKS must be configured.
+    pub fn jwt_secret(&self) -> Result<Option<JwtSecretSource>, ConfigError> {
         match (&self.jwt_secret_arn, &self.jwt_secret) {
-            (Some(arn), _) => Ok(JwtSecretSource::SecretsManager { arn: arn.clone() }),
+            (Some(arn), _) => Ok(Some(JwtSecretSource::SecretsManager { arn: arn.clone() })),
             (None, Some(value)) => {
                 check_secret(value, true).map_err(|e| ConfigError::Invalid {
                     name: "FANOUT_JWT_SECRET".into(),
                     value: "(hidden)".into(),
                     reason: e.to_string(),
                 })?;
-                Ok(JwtSecretSource::Value(value.clone()))
+                Ok(Some(JwtSecretSource::Value(value.clone())))
+            }
+            (None, None) if self.auth.jwks_url.is_some() || self.auth.jwks_file.is_some() => {
+                Ok(None)
             }
             (None, None) => Err(ConfigError::Missing(
-                "FANOUT_JWT_SECRET_ARN (or FANOUT_JWT_SECRET)".into(),
+                "FANOUT_JWT_SECRET_ARN (or FANOUT_JWT_SECRET, FANOUT_JWKS_URL, FANOUT_JWKS_FILE)"
+                    .into(),
             )),
         }
     }
@@ -229,6 +238,27 @@ pub struct GatewayConfig {
 
     #[command(flatten)]
     pub settings: GatewaySettings,
+}
+
+/// The message function: the gateway's resources, the token keys (for
+/// `refresh` and room grants), the abuse limits, and the @connections
+/// endpoint it closes expired connections through.
+#[derive(Debug, Clone, Args)]
+pub struct MessageConfig {
+    #[command(flatten)]
+    pub gateway: GatewayConfig,
+
+    #[command(flatten)]
+    pub keys: AuthorizerConfig,
+
+    #[command(flatten)]
+    pub abuse: AbuseSettings,
+
+    /// The @connections endpoint:
+    /// https://{api-id}.execute-api.{region}.amazonaws.com/{stage}.
+    #[arg(long = "management-endpoint", env = "FANOUT_MANAGEMENT_ENDPOINT",
+          value_name = "URL", value_parser = management_endpoint)]
+    pub management_endpoint: String,
 }
 
 /// What posting needs (the broadcaster, and the planner's fast path).
@@ -320,6 +350,12 @@ impl Validate for GatewayConfig {
     }
 }
 
+impl Validate for MessageConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.keys.validate()
+    }
+}
+
 impl Validate for BroadcasterConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         self.delivery
@@ -384,8 +420,17 @@ mod tests {
         );
         assert_eq!(
             load::<AuthorizerConfig>(&Env::from_pairs(&[("FANOUT_JWT_SECRET", "  ")])).unwrap_err(),
-            ConfigError::Missing("FANOUT_JWT_SECRET_ARN (or FANOUT_JWT_SECRET)".into())
+            ConfigError::Missing(
+                "FANOUT_JWT_SECRET_ARN (or FANOUT_JWT_SECRET, FANOUT_JWKS_URL, FANOUT_JWKS_FILE)"
+                    .into()
+            )
         );
+        let jwks_only = load::<AuthorizerConfig>(&Env::from_pairs(&[(
+            "FANOUT_JWKS_URL",
+            "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_abc/.well-known/jwks.json",
+        )]))
+        .unwrap();
+        assert_eq!(jwks_only.jwt_secret().unwrap(), None);
         assert_eq!(
             load::<AuthorizerConfig>(&Env::from_pairs(&[
                 (
@@ -397,9 +442,9 @@ mod tests {
             .unwrap()
             .jwt_secret()
             .unwrap(),
-            JwtSecretSource::SecretsManager {
+            Some(JwtSecretSource::SecretsManager {
                 arn: "arn:aws:secretsmanager:us-east-1:1:secret:jwt".into()
-            }
+            })
         );
         let err = load::<GatewayConfig>(&Env::from_pairs(&[("FANOUT_TABLE", "t")])).unwrap_err();
         assert_eq!(err, ConfigError::Missing("FANOUT_EVENT_BUS".into()));

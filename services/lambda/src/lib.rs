@@ -87,8 +87,17 @@ impl WebSocketRoute {
 /// store and bus built once, then the Lambda runtime loop.
 pub async fn run_websocket_route(route: WebSocketRoute) -> Result<(), Error> {
     setup::init_logging();
-    let config = config_or_exit::<config::GatewayConfig>();
-    let deps = setup::gateway_deps(&setup::sdk_config().await, &config);
+    let sdk = setup::sdk_config().await;
+    let deps = match route {
+        WebSocketRoute::Message => {
+            let config = config_or_exit::<config::MessageConfig>();
+            setup::message_deps(&sdk, &config).await?
+        }
+        WebSocketRoute::Connect | WebSocketRoute::Disconnect => {
+            let config = config_or_exit::<config::GatewayConfig>();
+            setup::gateway_deps(&sdk, &config)
+        }
+    };
     let deps = &deps;
     run(service_fn(
         move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use aws_config::SdkConfig;
 use fanout_aws::{ApiGatewayPoster, DynamoStore, EventBridgeBus, SqsQueue};
+use fanout_core::auth::TokenVerifier;
 use fanout_core::clock::{Clock, SystemClock};
 use fanout_core::handlers::GatewayDeps;
 use fanout_core::handlers::broadcaster::BroadcasterDeps;
@@ -14,7 +15,10 @@ use fanout_core::ports::QueueError;
 use fanout_core::rate::RateGate;
 use fanout_core::token::check_secret;
 
-use crate::config::{DeliveryConfig, GatewayConfig, JwtSecretSource, PlannerConfig, StoreConfig};
+use crate::config::{
+    AuthorizerConfig, DeliveryConfig, GatewayConfig, JwtSecretSource, MessageConfig, PlannerConfig,
+    StoreConfig,
+};
 
 /// JSON log lines on stderr (CloudWatch Logs keeps them apart from the EMF
 /// lines on stdout), with the current span's fields — the event id — on
@@ -70,6 +74,8 @@ pub fn store(sdk: &SdkConfig, config: &StoreConfig) -> Arc<DynamoStore> {
     ))
 }
 
+/// connect's and disconnect's dependencies: they verify nothing and close
+/// nothing.
 pub fn gateway_deps(sdk: &SdkConfig, config: &GatewayConfig) -> GatewayDeps {
     GatewayDeps {
         store: store(sdk, &config.store),
@@ -79,7 +85,42 @@ pub fn gateway_deps(sdk: &SdkConfig, config: &GatewayConfig) -> GatewayDeps {
         )),
         clock: clock(),
         settings: config.settings.clone(),
+        abuse: Default::default(),
+        verifier: None,
+        poster: None,
     }
+}
+
+/// The token verifier the configuration describes: the HS256 key (read
+/// once from Secrets Manager when it comes from there) and the JWKS.
+pub async fn token_verifier(
+    sdk: &SdkConfig,
+    config: &AuthorizerConfig,
+) -> Result<TokenVerifier, String> {
+    let secret = match config.jwt_secret().map_err(|e| e.to_string())? {
+        Some(source) => Some(jwt_secret(sdk, &source).await?),
+        None => None,
+    };
+    if config.auth.default_policy == fanout_core::auth::DefaultPolicy::Open {
+        tracing::warn!(
+            "FANOUT_DEFAULT_POLICY=open: tokens without capabilities may enter every room of their tenant"
+        );
+    }
+    fanout_aws::jwks::token_verifier(secret.as_deref().map(str::as_bytes), &config.auth)
+}
+
+/// The message function's dependencies: the gateway's, plus the verifier
+/// for `refresh` and grants, the abuse limits, and @connections to close
+/// connections whose token expired.
+pub async fn message_deps(sdk: &SdkConfig, config: &MessageConfig) -> Result<GatewayDeps, String> {
+    let mut deps = gateway_deps(sdk, &config.gateway);
+    deps.verifier = Some(Arc::new(token_verifier(sdk, &config.keys).await?));
+    deps.abuse = config.abuse.clone();
+    deps.poster = Some(Arc::new(ApiGatewayPoster::for_endpoint(
+        sdk,
+        &config.management_endpoint,
+    )));
+    Ok(deps)
 }
 
 /// The broadcaster's dependencies: the store, the @connections poster, the

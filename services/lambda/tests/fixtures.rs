@@ -9,6 +9,7 @@ use aws_lambda_events::apigw::{
     ApiGatewayCustomAuthorizerRequestTypeRequest, ApiGatewayWebsocketProxyRequest,
 };
 use aws_lambda_events::sqs::SqsEvent;
+use fanout_core::auth::TokenVerifier;
 use fanout_core::clock::ManualClock;
 use fanout_core::handlers::authorizer::{Unauthorized, authorize, is_allowed};
 use fanout_core::handlers::broadcaster::{self, BroadcasterDeps, BroadcasterSettings, JobSettings};
@@ -17,7 +18,7 @@ use fanout_core::handlers::{GatewayDeps, GatewaySettings, connect, disconnect, m
 use fanout_core::ids::{ConnectionId, RoomId, TenantId, UserId};
 use fanout_core::metrics::MetricTotals;
 use fanout_core::ports::{ConnectionStore, MemberSet};
-use fanout_core::token::{DEV_JWT_SECRET, TokenSigner, TokenVerifier};
+use fanout_core::token::{DEV_JWT_SECRET, TokenSigner};
 use fanout_embedded::pattern::Pattern;
 use fanout_embedded::{BusRule, MemoryBus, MemoryQueue, MemoryStore, QueueSettings};
 use tokio::time::Instant;
@@ -63,14 +64,17 @@ fn world() -> World {
             bus,
             clock,
             settings: GatewaySettings::default(),
+            abuse: Default::default(),
+            verifier: Some(Arc::new(TokenVerifier::hs256(DEV_JWT_SECRET.as_bytes()))),
+            poster: None,
         },
         store,
         plan,
     }
 }
 
-#[test]
-fn authorizer_request_allows_a_valid_token_and_refuses_a_missing_one() {
+#[tokio::test]
+async fn authorizer_request_allows_a_valid_token_and_refuses_a_missing_one() {
     let token = TokenSigner::new(DEV_JWT_SECRET.as_bytes())
         .mint(
             &TenantId::new("acme").unwrap(),
@@ -81,8 +85,10 @@ fn authorizer_request_allows_a_valid_token_and_refuses_a_missing_one() {
         .unwrap();
     let text = fixture("authorizer-request.json").replace("${TOKEN}", &token);
     let request: ApiGatewayCustomAuthorizerRequestTypeRequest = parse(&text);
-    let verifier = TokenVerifier::new(DEV_JWT_SECRET.as_bytes());
-    let response = authorize(&request, &verifier).unwrap();
+    let verifier = TokenVerifier::hs256(DEV_JWT_SECRET.as_bytes());
+    let response = authorize(&request, &verifier, &[], chrono_now())
+        .await
+        .unwrap();
     assert!(is_allowed(&response));
     assert_eq!(response.context["tenant"], "acme");
     assert_eq!(response.context["user"], "alice");
@@ -92,7 +98,12 @@ fn authorizer_request_allows_a_valid_token_and_refuses_a_missing_one() {
             .replace("\"token\": \"${TOKEN}\"", "\"other\": \"x\"")
             .replace("\"token\": [\"${TOKEN}\"]", "\"other\": [\"x\"]"),
     );
-    assert_eq!(authorize(&without, &verifier).unwrap_err(), Unauthorized);
+    assert_eq!(
+        authorize(&without, &verifier, &[], chrono_now())
+            .await
+            .unwrap_err(),
+        Unauthorized
+    );
 }
 
 fn chrono_now() -> i64 {

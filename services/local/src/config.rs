@@ -8,8 +8,8 @@ use clap::Parser;
 use fanout_core::limits::{MAX_FRAME_BYTES, MAX_MESSAGE_BYTES};
 use fanout_core::rate::Rate;
 use fanout_core::settings::{
-    BroadcasterSettings, BudgetSettings, GatewaySettings, JobSettings, PlannerSettings,
-    StoreSettings, parse_duration, positive_duration,
+    AbuseSettings, AuthSettings, BroadcasterSettings, BudgetSettings, GatewaySettings, JobSettings,
+    PlannerSettings, StoreSettings, parse_duration, positive_duration,
 };
 
 use crate::faults::FaultSettings;
@@ -160,6 +160,12 @@ pub struct StackConfig {
 
     #[command(flatten, next_help_heading = "Gateway")]
     pub gateway: GatewaySettings,
+
+    #[command(flatten, next_help_heading = "Tokens and permissions")]
+    pub auth: AuthSettings,
+
+    #[command(flatten, next_help_heading = "Abuse limits")]
+    pub abuse: AbuseSettings,
 
     #[command(flatten, next_help_heading = "Store")]
     pub store: StoreSettings,

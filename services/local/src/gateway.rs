@@ -3,8 +3,9 @@
 //! the upgrade (401/403/500 refuse it), every text message is routed by
 //! `$request.body.action` and its route response goes back to the client,
 //! oversized frames and messages close with 1009, and idle or too-old
-//! connections are closed with 1001. `$disconnect` runs when the socket
-//! ends, however it ends.
+//! connections are closed with 1001, and a connection whose token expires
+//! (and was not refreshed) gets a `token_expired` error frame and is closed
+//! with 4001. `$disconnect` runs when the socket ends, however it ends.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -21,9 +22,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use base64::Engine;
 use fanout_core::handlers::authorizer::{Unauthorized, authorize, is_allowed};
-use fanout_core::handlers::{connect, disconnect, message};
+use fanout_core::handlers::{CONTEXT_TOKEN_EXPIRES_AT, connect, disconnect, message};
 use fanout_core::ids::ConnectionId;
-use fanout_core::protocol::{ErrorCode, RequestError};
+use fanout_core::protocol::{ErrorCode, RequestError, TOKEN_EXPIRED_CLOSE_CODE};
 use fanout_core::routing::select_route;
 use futures::{SinkExt, StreamExt};
 use serde_json::{Map, Value, json};
@@ -64,6 +65,7 @@ async fn upgrade(
     ws: WebSocketUpgrade,
 ) -> Response {
     if stage != app.config.stage {
+        tracing::info!(stage, expected = %app.config.stage, "connection refused: no such stage");
         return json_error(StatusCode::FORBIDDEN, "Forbidden");
     }
     if app.registry.len() >= app.config.max_connections {
@@ -97,7 +99,15 @@ async fn upgrade(
             return json_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error");
         }
     };
-    match authorize(&auth_request, &app.verifier) {
+    let allowed_origins = &app.config.auth.allowed_origins;
+    match authorize(
+        &auth_request,
+        &app.verifier,
+        allowed_origins,
+        now_ms.div_euclid(1000),
+    )
+    .await
+    {
         Err(Unauthorized) => return json_error(StatusCode::UNAUTHORIZED, "Unauthorized"),
         Ok(policy) if !is_allowed(&policy) => {
             return json_error(StatusCode::FORBIDDEN, "Forbidden");
@@ -193,12 +203,23 @@ async fn serve_connection(app: Arc<AppState>, ctx: ConnectionContext, socket: We
     tokio::pin!(max_life);
     let idle = tokio::time::sleep(app.config.idle_timeout);
     tokio::pin!(idle);
+    let token_expiry = tokio::time::sleep(until_ms(&app, token_expires_at_ms(&ctx)));
+    tokio::pin!(token_expiry);
 
     let ending = loop {
         tokio::select! {
             _ = kick.cancelled() => break kicked(&app, &live),
             _ = &mut max_life => break Ending::server(close_code::AWAY, "Going away: maximum connection duration reached"),
             _ = &mut idle => break Ending::server(close_code::AWAY, "Going away: idle timeout"),
+            _ = &mut token_expiry => match refreshed_expiry_ms(&app, &id).await {
+                Some(later) => token_expiry.as_mut().reset(tokio::time::Instant::now() + until_ms(&app, Some(later))),
+                None => {
+                    let frame = RequestError::new(None, ErrorCode::TokenExpired,
+                        "the connection's token expired; connect again with a new token").to_frame();
+                    let _ = tokio::time::timeout(Duration::from_secs(1), sink.send(Message::Text(frame.into()))).await;
+                    break Ending::server(TOKEN_EXPIRED_CLOSE_CODE, "Token expired");
+                }
+            },
             Some(frame) = frames.recv() => {
                 let size = match &frame {
                     Message::Text(text) => text.len(),
@@ -261,6 +282,45 @@ async fn serve_connection(app: Arc<AppState>, ctx: ConnectionContext, socket: We
         let _ = tokio::time::timeout(Duration::from_secs(1), sink.send(close)).await;
     }
     run_disconnect(&app, &ctx, ending.code, ending.reason).await;
+}
+
+/// The token expiry the authorizer put in the context, ms since the epoch.
+fn token_expires_at_ms(ctx: &ConnectionContext) -> Option<i64> {
+    match ctx.authorizer.get(CONTEXT_TOKEN_EXPIRES_AT)? {
+        Value::Number(n) => n.as_i64().map(|secs| secs * 1000),
+        _ => None,
+    }
+}
+
+/// How long until `at_ms` (far in the future when there is no expiry).
+fn until_ms(app: &AppState, at_ms: Option<i64>) -> Duration {
+    match at_ms {
+        Some(at) => Duration::from_millis(at.saturating_sub(app.clock.now_ms()).max(0) as u64),
+        None => Duration::from_secs(365 * 24 * 3600),
+    }
+}
+
+/// At the token's expiry: the later expiry a `refresh` stored, or `None`
+/// when it has really expired (or the connection is gone).
+async fn refreshed_expiry_ms(app: &AppState, id: &ConnectionId) -> Option<i64> {
+    match app
+        .gateway
+        .store
+        .admit_frame(id, app.clock.now_ms(), None)
+        .await
+    {
+        Ok(Some(admission)) => {
+            let at = admission.record.token_expires_at * 1000;
+            (at > app.clock.now_ms()).then_some(at)
+        }
+        Ok(None) => None,
+        Err(error) => {
+            // The store is down: check again shortly rather than close a
+            // connection that may have been refreshed.
+            tracing::warn!(%error, connection_id = %id, "could not check the token's expiry");
+            Some(app.clock.now_ms() + 5_000)
+        }
+    }
 }
 
 /// Why a kicked connection closes.

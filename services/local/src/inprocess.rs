@@ -59,16 +59,22 @@ impl InProcessClient {
                 user_agent: None,
             }),
         );
+        let ttl = connection_ttl_secs(now, GatewaySettings::default().max_connection_duration);
         let record = ConnectionRecord {
             id: id.clone(),
             tenant: tenant.clone(),
             user,
             connected_at_ms: now,
             last_seen_ms: now,
-            ttl: connection_ttl_secs(now, GatewaySettings::default().max_connection_duration),
+            ttl,
+            token_expires_at: ttl,
+            capabilities: None,
         };
         resources.store.put_connection(&record).await?;
-        resources.store.join_room(&record, room).await?;
+        resources
+            .store
+            .join_room(&record, room, fanout_core::auth::Rights::NONE)
+            .await?;
         Ok(Self { id, frames })
     }
 

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use axum::Router;
+use fanout_core::auth::TokenVerifier;
 use fanout_core::clock::{Clock, SystemClock};
 use fanout_core::event::{AllOfTenant, Target};
 use fanout_core::handlers::GatewayDeps;
@@ -19,7 +20,7 @@ use fanout_core::ports::{
     ConnectionPoster, ConnectionStore, EventBus, Queue, QueueError, StoreError,
 };
 use fanout_core::rate::RateGate;
-use fanout_core::token::{DEV_JWT_SECRET, TokenVerifier};
+use fanout_core::token::DEV_JWT_SECRET;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -156,8 +157,30 @@ pub async fn start(config: StackConfig, listener: TcpListener) -> anyhow::Result
     } else {
         totals.clone()
     };
+    let verifier = Arc::new(
+        fanout_aws::jwks::token_verifier(
+            Some(
+                config
+                    .jwt_secret
+                    .as_deref()
+                    .unwrap_or(DEV_JWT_SECRET)
+                    .as_bytes(),
+            ),
+            &config.auth,
+        )
+        .map_err(anyhow::Error::msg)?,
+    );
+    if let Some(jwks) = verifier.jwks() {
+        // Fetched now so a wrong URL or file shows in the log at once;
+        // connections keep retrying it (within the minimum interval).
+        match jwks.prefetch().await {
+            Ok(keys) => tracing::info!(source = %jwks.describe(), keys, "JWKS loaded"),
+            Err(error) => tracing::error!(source = %jwks.describe(), %error, "JWKS not loaded"),
+        }
+    }
     let functions = Functions {
         config: &config,
+        verifier: &verifier,
         backend: &backend,
         poster: &poster,
         metrics: &metrics,
@@ -169,13 +192,7 @@ pub async fn start(config: StackConfig, listener: TcpListener) -> anyhow::Result
     functions.spawn_mappings(crash_faults, &shutdown, &mut tasks);
 
     let state = Arc::new(AppState {
-        verifier: TokenVerifier::new(
-            config
-                .jwt_secret
-                .as_deref()
-                .unwrap_or(DEV_JWT_SECRET)
-                .as_bytes(),
-        ),
+        verifier: verifier.clone(),
         gateway: functions.gateway_deps(),
         clock: clock.clone(),
         registry: registry.clone(),
@@ -267,6 +284,7 @@ fn queue_directory(config: &StackConfig, backend: &Backend) -> QueueDirectory {
 /// adapters, as each Lambda's `main` does from its environment.
 struct Functions<'a> {
     config: &'a StackConfig,
+    verifier: &'a Arc<TokenVerifier>,
     backend: &'a Backend,
     poster: &'a Arc<dyn ConnectionPoster>,
     metrics: &'a Arc<dyn MetricsSink>,
@@ -280,6 +298,9 @@ impl Functions<'_> {
             bus: self.backend.bus.clone(),
             clock: self.clock.clone(),
             settings: self.config.gateway.clone(),
+            abuse: self.config.abuse.clone(),
+            verifier: Some(self.verifier.clone()),
+            poster: Some(self.poster.clone()),
         }
     }
 

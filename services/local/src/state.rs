@@ -5,10 +5,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use fanout_core::auth::TokenVerifier;
 use fanout_core::clock::Clock;
 use fanout_core::handlers::GatewayDeps;
 use fanout_core::ports::{ConnectionPoster, Queue};
-use fanout_core::token::TokenVerifier;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::StackConfig;
@@ -17,7 +17,7 @@ use crate::registry::ConnectionRegistry;
 pub struct AppState {
     pub config: StackConfig,
     pub clock: Arc<dyn Clock>,
-    pub verifier: TokenVerifier,
+    pub verifier: Arc<TokenVerifier>,
     /// What the connect, disconnect and message functions run with.
     pub gateway: GatewayDeps,
     pub registry: Arc<ConnectionRegistry>,

@@ -295,6 +295,7 @@ async fn bad_input_gets_error_frames_and_the_connection_stays_usable() {
                 code: got,
                 request_id,
                 message,
+                ..
             } => {
                 assert_eq!(got, code, "{frame}");
                 assert_eq!(request_id.as_deref(), rid, "{frame}");
@@ -395,9 +396,14 @@ async fn a_connection_that_vanished_without_disconnect_is_removed_by_the_first_4
         connected_at_ms: chrono::Utc::now().timestamp_millis(),
         last_seen_ms: chrono::Utc::now().timestamp_millis(),
         ttl: chrono::Utc::now().timestamp() + 3_600,
+        token_expires_at: chrono::Utc::now().timestamp() + 3_600,
+        capabilities: None,
     };
     store.put_connection(&ghost).await.unwrap();
-    store.join_room(&ghost, &room).await.unwrap();
+    store
+        .join_room(&ghost, &room, fanout_core::auth::Rights::NONE)
+        .await
+        .unwrap();
     let mut alice = connect(&stack, "acme", "alice").await;
     join(&mut alice, "lobby").await;
     assert!(store.is_member(&ghost.id, &tenant, &room).await.unwrap());
@@ -1073,6 +1079,7 @@ async fn client_caused_errors_are_bad_requests_that_say_what_to_send() {
             connection_id,
             tenant,
             user,
+            ..
         } => {
             assert_eq!(request_id.as_deref(), Some("w"));
             assert_eq!((tenant.as_str(), user.as_str()), ("acme", "alice"));
@@ -1180,6 +1187,7 @@ async fn a_connection_joins_at_most_the_configured_number_of_rooms() {
             code,
             message,
             request_id,
+            ..
         } => {
             assert_eq!(code, ErrorCode::LimitExceeded, "{message}");
             assert_eq!(request_id.as_deref(), Some("j-d"));

@@ -8,6 +8,11 @@
 //! | tenant-wide set | `TENANT#<tenant>#<shard>` | `CONN#<id>` |
 //! | reverse membership | `CONN#<id>` | `ROOM#<tenant>#<room>` |
 //! | dedupe marker | `EVT#<key>` | `EVT` |
+//! | tenant publish rate | `RATE#<tenant>` | `PUBLISH` |
+//!
+//! The connection item also holds the token's expiry and capabilities and
+//! the frame-rate gate's TAT (`rateTat`); memberships hold the rights a
+//! grant added (`granted`).
 //!
 //! Every item has a `ttl` (epoch seconds) that reads filter on, since
 //! DynamoDB's TTL deletion can lag by days. Batch writes go 25 at a time
@@ -22,13 +27,15 @@ use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, PutRequest, Select,
 use futures::StreamExt;
 use std::sync::Arc;
 
+use fanout_core::auth::{Capabilities, Rights};
 use fanout_core::backoff::Backoff;
 use fanout_core::clock::Clock;
 use fanout_core::ids::{ConnectionId, RoomId, TenantId, UserId, shard_of};
 use fanout_core::ports::{
-    ConnectionRecord, ConnectionStore, EventClaim, EventDedupe, MemberSet, Page, RemovedConnection,
-    StoreError,
+    ConnectionRecord, ConnectionStore, EventClaim, EventDedupe, FrameAdmission, MemberSet, Page,
+    RemovedConnection, StoreError,
 };
+use fanout_core::rate::{Rate, StoredGcra};
 
 use super::describe;
 
@@ -44,8 +51,14 @@ const BATCH_BACKOFF: Backoff = Backoff {
 };
 /// Items per Query page, like the embedded store's pages.
 const PAGE_LIMIT: i32 = 1_000;
-/// Connections looked up at once when deleting many.
+/// Connections looked up at once when deleting many; also the item
+/// updates in flight when a refresh moves a connection's TTL.
 const DELETE_LOOKUPS_IN_FLIGHT: usize = 16;
+/// Conditional updates one rate admission may take (two paths, and one
+/// more when another invocation moved the TAT in between).
+const GCRA_TRIES: usize = 3;
+/// How long an idle tenant's rate item outlives its last publish.
+const RATE_ITEM_TTL_SECS: i64 = 3_600;
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -118,14 +131,52 @@ fn unavailable<E: std::error::Error>(error: E) -> StoreError {
 
 fn record_from(item: &Item) -> Result<ConnectionRecord, StoreError> {
     let corrupt = |e: fanout_core::ids::IdError| StoreError::Corrupt(e.to_string());
+    let ttl = get_n(item, "ttl")?;
+    let capabilities = match item.get("caps") {
+        Some(AttributeValue::S(text)) => {
+            Some(Capabilities::from_json(text).map_err(StoreError::Corrupt)?)
+        }
+        _ => None,
+    };
     Ok(ConnectionRecord {
         id: ConnectionId::new(get_s(item, "connectionId")?).map_err(corrupt)?,
         tenant: TenantId::new(get_s(item, "tenant")?).map_err(corrupt)?,
         user: UserId::new(get_s(item, "user")?).map_err(corrupt)?,
         connected_at_ms: get_n(item, "connectedAt")?,
         last_seen_ms: get_n(item, "lastSeen")?,
-        ttl: get_n(item, "ttl")?,
+        ttl,
+        token_expires_at: get_n(item, "tokenExpiresAt").unwrap_or(ttl),
+        capabilities,
     })
+}
+
+fn rights_of(item: &Item) -> Result<Rights, StoreError> {
+    match item.get("granted") {
+        Some(AttributeValue::S(text)) => serde_json::from_str(text)
+            .map_err(|e| StoreError::Corrupt(format!("granted rights: {e}"))),
+        _ => Ok(Rights::NONE),
+    }
+}
+
+fn is_condition_failure<E>(error: &aws_sdk_dynamodb::error::SdkError<E>) -> bool
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
+{
+    error
+        .as_service_error()
+        .and_then(|e| e.code())
+        .is_some_and(|code| code == "ConditionalCheckFailedException")
+}
+
+/// What one rate admission found.
+enum Gcra {
+    Admitted(Item),
+    Limited {
+        retry_after_ms: i64,
+        item: Item,
+    },
+    /// The item must exist and does not.
+    Missing,
 }
 
 fn put(item: Item) -> WriteRequest {
@@ -306,6 +357,89 @@ impl DynamoStore {
         Ok((requests, Some(RemovedConnection { record, rooms })))
     }
 
+    /// One GCRA admission on an item, as conditional updates: the quiet
+    /// path (`rateTat` absent or past: set it to now + interval) or the
+    /// busy one (`rateTat` ahead but within the burst: add an interval).
+    /// Which is tried first follows what the last answer showed; a refused
+    /// update returns the item, so no extra read is needed.
+    async fn gcra(
+        &self,
+        item_key: Item,
+        gcra: StoredGcra,
+        now_ms: i64,
+        must_exist: bool,
+        ttl: Option<i64>,
+    ) -> Result<Gcra, StoreError> {
+        let exists = if must_exist {
+            "attribute_exists(pk) AND "
+        } else {
+            ""
+        };
+        let set_ttl = if ttl.is_some() { ", #ttl = :ttl" } else { "" };
+        let limit = gcra.admit_limit(now_ms);
+        let mut known_tat: Option<i64> = None;
+        for _ in 0..GCRA_TRIES {
+            let quiet = known_tat.is_none_or(|tat| tat <= now_ms);
+            let mut update = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(item_key.clone()))
+                .expression_attribute_values(":now", n(now_ms))
+                .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
+                .return_values_on_condition_check_failure(
+                    aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure::AllOld,
+                );
+            if let Some(ttl) = ttl {
+                update = update
+                    .expression_attribute_names("#ttl", "ttl")
+                    .expression_attribute_values(":ttl", n(ttl));
+            }
+            update = if quiet {
+                update
+                    .update_expression(format!("SET rateTat = :next{set_ttl}"))
+                    .condition_expression(format!(
+                        "{exists}(attribute_not_exists(rateTat) OR rateTat <= :now)"
+                    ))
+                    .expression_attribute_values(":next", n(now_ms + gcra.interval_ms))
+            } else {
+                update
+                    .update_expression(format!("SET rateTat = rateTat + :interval{set_ttl}"))
+                    .condition_expression(format!("{exists}rateTat > :now AND rateTat <= :limit"))
+                    .expression_attribute_values(":interval", n(gcra.interval_ms))
+                    .expression_attribute_values(":limit", n(limit))
+            };
+            let failure = match update.send().await {
+                Ok(out) => return Ok(Gcra::Admitted(out.attributes.unwrap_or_default())),
+                Err(e) if is_condition_failure(&e) => e,
+                Err(e) => return Err(unavailable(e)),
+            };
+            let old = failure
+                .as_service_error()
+                .and_then(|e| match e {
+                    aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(c) => c.item.clone(),
+                    _ => None,
+                })
+                .filter(|item| !item.is_empty());
+            let Some(old) = old else {
+                return Ok(Gcra::Missing);
+            };
+            let tat = get_n(&old, "rateTat").ok();
+            if let Some(tat) = tat
+                && tat > limit
+            {
+                return Ok(Gcra::Limited {
+                    retry_after_ms: tat - limit,
+                    item: old,
+                });
+            }
+            known_tat = Some(tat.unwrap_or(now_ms));
+        }
+        Err(StoreError::Unavailable(format!(
+            "the rate gate's item kept changing under {GCRA_TRIES} conditional updates"
+        )))
+    }
+
     fn cursor_of(last: Option<Item>) -> Result<Option<String>, StoreError> {
         last.map(|k| {
             get_s(&k, "sk")
@@ -340,12 +474,16 @@ impl ConnectionStore for DynamoStore {
             ("connectedAt".to_string(), n(record.connected_at_ms)),
             ("lastSeen".to_string(), n(record.last_seen_ms)),
             ("ttl".to_string(), n(record.ttl)),
+            ("tokenExpiresAt".to_string(), n(record.token_expires_at)),
             (
                 "gsi1pk".to_string(),
                 s(user_pk(&record.tenant, &record.user)),
             ),
             ("gsi1sk".to_string(), s(conn_sk(&record.id))),
         ]);
+        if let Some(caps) = &record.capabilities {
+            meta.insert("caps".into(), s(caps.to_json()));
+        }
         let mut tenant_member = key(
             set_pk(&MemberSet::Tenant(record.tenant.clone()), shard),
             conn_sk(&record.id),
@@ -461,7 +599,12 @@ impl ConnectionStore for DynamoStore {
         }
     }
 
-    async fn join_room(&self, record: &ConnectionRecord, room: &RoomId) -> Result<(), StoreError> {
+    async fn join_room(
+        &self,
+        record: &ConnectionRecord,
+        room: &RoomId,
+        granted: Rights,
+    ) -> Result<(), StoreError> {
         let shard = shard_of(&record.id, self.shards);
         let mut member = key(room_pk(&record.tenant, room, shard), conn_sk(&record.id));
         member.insert("ttl".into(), n(record.ttl));
@@ -473,6 +616,12 @@ impl ConnectionStore for DynamoStore {
             ("tenant".to_string(), s(record.tenant.as_str())),
             ("ttl".to_string(), n(record.ttl)),
         ]);
+        if !granted.is_empty() {
+            let granted =
+                serde_json::to_string(&granted).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            member.insert("granted".into(), s(granted.clone()));
+            reverse.insert("granted".into(), s(granted));
+        }
         self.batch_write(vec![put(member), put(reverse)]).await
     }
 
@@ -502,12 +651,12 @@ impl ConnectionStore for DynamoStore {
         Ok(out.attributes.is_some_and(|a| !a.is_empty()))
     }
 
-    async fn is_member(
+    async fn membership(
         &self,
         id: &ConnectionId,
         tenant: &TenantId,
         room: &RoomId,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<Rights>, StoreError> {
         let shard = shard_of(id, self.shards);
         let out = self
             .client
@@ -518,9 +667,152 @@ impl ConnectionStore for DynamoStore {
             .await
             .map_err(unavailable)?;
         let now = self.clock.now_secs();
-        Ok(out
-            .item
-            .is_some_and(|item| get_n(&item, "ttl").is_ok_and(|ttl| ttl > now)))
+        match out.item {
+            Some(item) if get_n(&item, "ttl").is_ok_and(|ttl| ttl > now) => {
+                rights_of(&item).map(Some)
+            }
+            _ => Ok(None),
+        }
+    }
+
+    async fn admit_frame(
+        &self,
+        id: &ConnectionId,
+        now_ms: i64,
+        rate: Option<Rate>,
+    ) -> Result<Option<FrameAdmission>, StoreError> {
+        let meta = key(conn_pk(id), "META".into());
+        let Some(rate) = rate else {
+            let out = self
+                .client
+                .get_item()
+                .table_name(&self.table)
+                .set_key(Some(meta))
+                .consistent_read(true)
+                .send()
+                .await
+                .map_err(unavailable)?;
+            return out
+                .item
+                .map(|item| {
+                    Ok(FrameAdmission {
+                        record: record_from(&item)?,
+                        retry_after_ms: None,
+                    })
+                })
+                .transpose();
+        };
+        Ok(
+            match self
+                .gcra(meta, StoredGcra::new(rate), now_ms, true, None)
+                .await?
+            {
+                Gcra::Admitted(item) => Some(FrameAdmission {
+                    record: record_from(&item)?,
+                    retry_after_ms: None,
+                }),
+                Gcra::Limited {
+                    retry_after_ms,
+                    item,
+                } => Some(FrameAdmission {
+                    record: record_from(&item)?,
+                    retry_after_ms: Some(retry_after_ms),
+                }),
+                Gcra::Missing => None,
+            },
+        )
+    }
+
+    async fn admit_publish(
+        &self,
+        tenant: &TenantId,
+        now_ms: i64,
+        rate: Rate,
+    ) -> Result<Option<i64>, StoreError> {
+        let item = key(format!("RATE#{tenant}"), "PUBLISH".into());
+        let ttl = now_ms.div_euclid(1000) + RATE_ITEM_TTL_SECS;
+        Ok(
+            match self
+                .gcra(item, StoredGcra::new(rate), now_ms, false, Some(ttl))
+                .await?
+            {
+                Gcra::Limited { retry_after_ms, .. } => Some(retry_after_ms),
+                Gcra::Admitted(_) | Gcra::Missing => None,
+            },
+        )
+    }
+
+    async fn refresh_connection(
+        &self,
+        id: &ConnectionId,
+        token_expires_at: i64,
+        capabilities: Option<&Capabilities>,
+        ttl: i64,
+    ) -> Result<bool, StoreError> {
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(conn_pk(id), "META".into())))
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":exp", n(token_expires_at))
+            .expression_attribute_values(":ttl", n(ttl))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew);
+        update = match capabilities {
+            Some(caps) => update
+                .update_expression("SET tokenExpiresAt = :exp, #ttl = :ttl, caps = :caps")
+                .expression_attribute_values(":caps", s(caps.to_json())),
+            None => update.update_expression("SET tokenExpiresAt = :exp, #ttl = :ttl REMOVE caps"),
+        };
+        let record = match update.send().await {
+            Ok(out) => record_from(&out.attributes.unwrap_or_default())?,
+            Err(e) if is_condition_failure(&e) => return Ok(false),
+            Err(e) => return Err(unavailable(e)),
+        };
+        // Every other item of the connection gets the new TTL, so reads
+        // (the planner's above all) keep finding it. Only items that still
+        // exist: a concurrent leave must not be undone.
+        let shard = shard_of(id, self.shards);
+        let mut keys = vec![key(
+            set_pk(&MemberSet::Tenant(record.tenant.clone()), shard),
+            conn_sk(id),
+        )];
+        for item in self.connection_items(id).await? {
+            let sk = get_s(&item, "sk")?;
+            if let Some(room) = sk
+                .strip_prefix("ROOM#")
+                .and_then(|r| r.strip_prefix(record.tenant.as_str()))
+                .and_then(|r| r.strip_prefix('#'))
+            {
+                let room = RoomId::new(room).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                keys.push(key(conn_pk(id), sk.to_string()));
+                keys.push(key(room_pk(&record.tenant, &room, shard), conn_sk(id)));
+            }
+        }
+        let updates = keys.into_iter().map(|k| {
+            self.client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(k))
+                .update_expression("SET #ttl = :ttl")
+                .condition_expression("attribute_exists(pk)")
+                .expression_attribute_names("#ttl", "ttl")
+                .expression_attribute_values(":ttl", n(ttl))
+                .send()
+        });
+        let results: Vec<_> = futures::stream::iter(updates)
+            .buffer_unordered(DELETE_LOOKUPS_IN_FLIGHT)
+            .collect()
+            .await;
+        for result in results {
+            match result {
+                Ok(_) => {}
+                Err(e) if is_condition_failure(&e) => {}
+                Err(e) => return Err(unavailable(e)),
+            }
+        }
+        Ok(true)
     }
 
     async fn members_page(

@@ -1,7 +1,7 @@
 //! The AWS adapters for every port, on aws-sdk-rust: DynamoDB
 //! ([`DynamoStore`]: connection store and dedupe markers), EventBridge
 //! ([`EventBridgeBus`]), SQS ([`SqsQueue`]) and the API Gateway Management
-//! API ([`ApiGatewayPoster`]); plus [`provision`], which creates the
+//! API ([`ApiGatewayPoster`]); the JWKS sources ([`jwks`]); plus [`provision`], which creates the
 //! resources the local stack and the contract tests need on an
 //! AWS-compatible endpoint, and [`sdk_config`], which loads the SDK
 //! configuration once.
@@ -13,6 +13,7 @@ mod apigw;
 pub mod dlq;
 mod dynamo;
 mod eventbridge;
+pub mod jwks;
 pub mod provision;
 mod sqs;
 

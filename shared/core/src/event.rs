@@ -64,6 +64,39 @@ pub struct BroadcastEvent {
         deserialize_with = "idempotency_key"
     )]
     pub idempotency_key: Option<String>,
+    /// Who sent it. Set by the message function for client publishes;
+    /// for any other `Source` the planner replaces it with
+    /// `{"service": <Source>}`, so a publisher cannot speak as a client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<Sender>,
+}
+
+/// The sender a message frame names, always set by the server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged, deny_unknown_fields)]
+pub enum Sender {
+    /// A client's publish: its user and connection.
+    Client {
+        user: UserId,
+        connection: ConnectionId,
+    },
+    /// A product service's event: its EventBridge `Source`.
+    Service { service: String },
+}
+
+impl BroadcastEvent {
+    /// The sender to show for an event that arrived with `source`: a
+    /// client publish keeps what the message function set; anything else
+    /// is the service that published it, whatever its detail claimed.
+    pub fn sender(&self, source: &str) -> Option<Sender> {
+        if source == CLIENT_SOURCE {
+            self.from.clone()
+        } else {
+            Some(Sender::Service {
+                service: source.to_string(),
+            })
+        }
+    }
 }
 
 fn idempotency_key<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
@@ -201,6 +234,8 @@ mod tests {
             json!({"tenant":"acme","target":{"user":"u-42"},"data":[1,2,3],"idempotencyKey":"order-42"}),
             json!({"tenant":"acme","target":{"connection":"L0SM9cOFvHcCIhw="},"data":"plain"}),
             json!({"tenant":"acme","target":{"tenant":true},"data":null,"exclude":["L0SM9cOFvHcCIhw="]}),
+            json!({"tenant":"acme","target":{"room":"lobby"},"data":1,"from":{"user":"u-1","connection":"L0SM9cOFvHcCIhw="}}),
+            json!({"tenant":"acme","target":{"room":"lobby"},"data":1,"from":{"service":"acme.orders"}}),
         ]
     }
 
@@ -218,6 +253,8 @@ mod tests {
             json!({"tenant":"acme","target":{"room":"lobby"},"data":{},"idempotencyKey":""}),
             json!({"tenant":"acme","target":{"room":"lobby"},"data":{},"exclude":["a#b"]}),
             json!({"tenant":"","target":{"room":"lobby"},"data":{}}),
+            json!({"tenant":"acme","target":{"room":"lobby"},"data":{},"from":{"user":"u-1"}}),
+            json!({"tenant":"acme","target":{"room":"lobby"},"data":{},"from":{"service":"s","user":"u"}}),
         ]
     }
 

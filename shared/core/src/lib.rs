@@ -10,7 +10,9 @@
 //! - [`ids`]: validated tenant, room, user and connection ids.
 //! - [`protocol`]: the client protocol (JSON text frames) and its error codes.
 //! - [`event`]: the broadcast event contract and the lifecycle events.
-//! - [`token`]: HS256 JWTs clients connect with.
+//! - [`token`]: minting connection tokens and room grants; HS256 secret rules.
+//! - [`auth`]: verifying tokens and grants (HS256, JWKS), claim mapping,
+//!   room capabilities and the default policy.
 //! - [`limits`]: AWS limits.
 //! - [`settings`]: every tunable, defined once (flags and environment).
 //! - [`routing`]: API Gateway's route selection (`$request.body.action`).
@@ -29,6 +31,7 @@
 //! - [`handlers`]: the functions (authorizer, connect, disconnect, message,
 //!   planner, broadcaster), taking the event types the real Lambdas receive.
 
+pub mod auth;
 pub mod backoff;
 pub mod clock;
 pub mod event;

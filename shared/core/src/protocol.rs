@@ -1,14 +1,22 @@
 //! The client protocol: JSON text frames between clients and the gateway.
 //!
-//! Client → server: `join`, `leave`, `publish`, `ping`, each with an optional
-//! `requestId` that every reply echoes. Server → client: `ack`, `pong`,
-//! `error` and `message`. Parsing never panics: every bad input becomes a
+//! Client → server: `join`, `leave`, `publish`, `ping`, `whoami` and
+//! `refresh`, each with an optional `requestId` that every reply echoes.
+//! Server → client: `ack`, `pong`, `whoami`, `refreshed`, `error` and
+//! `message`. Parsing never panics: every bad input becomes a
 //! [`RequestError`] carrying one of the closed set of [`ErrorCode`]s.
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use crate::auth::Right;
+use crate::event::Sender;
 use crate::ids::{IdError, RoomId};
+
+/// The close code of a connection closed because its token expired
+/// (locally; on AWS, API Gateway closes it after the `token_expired`
+/// error frame).
+pub const TOKEN_EXPIRED_CLOSE_CODE: u16 = 4001;
 
 /// Longest `requestId` echoed back.
 pub const MAX_REQUEST_ID_LEN: usize = 128;
@@ -27,24 +35,31 @@ pub enum ErrorCode {
     UnknownAction,
     /// `data` is larger than the configured payload limit.
     PayloadTooLarge,
-    /// The connection is not (or no longer) registered.
+    /// Not allowed: a missing right on a room (the frame names both), a
+    /// refused grant or refresh token, or a connection that is no longer
+    /// registered.
     Forbidden,
+    /// The connection's token expired: it receives nothing more and is
+    /// closed; connect again with a new token.
+    TokenExpired,
     /// Publishing to a room the connection has not joined.
     NotMember,
     /// A per-connection limit is reached (e.g. rooms per connection).
     LimitExceeded,
-    /// The event bus throttled the publish; retry later.
+    /// Too many frames from this connection, publishes from this tenant,
+    /// or the event bus throttled; `retryAfterMs` says when to retry.
     RateLimited,
     /// A dependency failed; the request may be retried.
     Internal,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 8] = [
+    pub const ALL: [ErrorCode; 9] = [
         ErrorCode::BadRequest,
         ErrorCode::UnknownAction,
         ErrorCode::PayloadTooLarge,
         ErrorCode::Forbidden,
+        ErrorCode::TokenExpired,
         ErrorCode::NotMember,
         ErrorCode::LimitExceeded,
         ErrorCode::RateLimited,
@@ -57,6 +72,7 @@ impl ErrorCode {
             ErrorCode::UnknownAction => "unknown_action",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::Forbidden => "forbidden",
+            ErrorCode::TokenExpired => "token_expired",
             ErrorCode::NotMember => "not_member",
             ErrorCode::LimitExceeded => "limit_exceeded",
             ErrorCode::RateLimited => "rate_limited",
@@ -70,6 +86,9 @@ impl ErrorCode {
 pub enum ClientRequest {
     Join {
         room: RoomId,
+        /// A room grant (a signed token) that lets the connection in
+        /// beyond its own token's capabilities.
+        grant: Option<String>,
     },
     Leave {
         room: RoomId,
@@ -82,7 +101,16 @@ pub enum ClientRequest {
     /// Asks for the caller's own connection id, tenant and user (for
     /// `exclude` and connection targets).
     WhoAmI,
+    /// A new token for the same tenant and user, before the current one
+    /// expires.
+    Refresh {
+        token: String,
+    },
 }
+
+/// Longest token accepted in `refresh` or as a `grant` (far above any
+/// real JWT; bounds what one frame makes the verifier parse).
+pub const MAX_TOKEN_LEN: usize = 8 * 1024;
 
 /// A request with the `requestId` to echo.
 #[derive(Debug, Clone)]
@@ -98,6 +126,12 @@ pub struct RequestError {
     pub request_id: Option<String>,
     pub code: ErrorCode,
     pub message: String,
+    /// The room a `forbidden` refusal is about.
+    pub room: Option<RoomId>,
+    /// The right that was missing.
+    pub right: Option<Right>,
+    /// For `rate_limited`: when to retry.
+    pub retry_after_ms: Option<i64>,
 }
 
 impl RequestError {
@@ -106,6 +140,34 @@ impl RequestError {
             request_id,
             code,
             message: message.into(),
+            room: None,
+            right: None,
+            retry_after_ms: None,
+        }
+    }
+
+    /// A `forbidden` refusal for a missing right on a room.
+    pub fn missing_right(request_id: Option<String>, room: &RoomId, right: Right) -> Self {
+        Self {
+            room: Some(room.clone()),
+            right: Some(right),
+            ..Self::new(
+                request_id,
+                ErrorCode::Forbidden,
+                format!("this connection lacks the '{right}' right on room '{room}'"),
+            )
+        }
+    }
+
+    /// A `rate_limited` refusal with when to retry.
+    pub fn rate_limited(
+        request_id: Option<String>,
+        message: impl Into<String>,
+        retry_after_ms: i64,
+    ) -> Self {
+        Self {
+            retry_after_ms: Some(retry_after_ms.max(1)),
+            ..Self::new(request_id, ErrorCode::RateLimited, message)
         }
     }
 
@@ -114,6 +176,9 @@ impl RequestError {
             request_id: self.request_id.as_deref(),
             code: self.code,
             message: &self.message,
+            room: self.room.as_ref().map(RoomId::as_str),
+            right: self.right,
+            retry_after_ms: self.retry_after_ms,
         }
         .to_json()
     }
@@ -132,6 +197,10 @@ struct RawRequest<'a> {
     /// alone would read `"data": null` as absent.
     #[serde(default, borrow, deserialize_with = "present")]
     data: Option<&'a RawValue>,
+    #[serde(default)]
+    grant: Option<serde_json::Value>,
+    #[serde(default)]
+    token: Option<serde_json::Value>,
 }
 
 fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
@@ -141,7 +210,7 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValu
 /// Parses one client text frame. `max_payload_bytes` bounds `data`
 /// (default [`crate::limits::MAX_PAYLOAD_BYTES`]).
 pub fn parse_request(body: &str, max_payload_bytes: usize) -> Result<Envelope, RequestError> {
-    const EXPECTED: &str = r#"send a JSON object such as {"action":"ping"} (actions: join, leave, publish, ping, whoami)"#;
+    const EXPECTED: &str = r#"send a JSON object such as {"action":"ping"} (actions: join, leave, publish, ping, whoami, refresh)"#;
     let bad = |message: String| RequestError::new(None, ErrorCode::BadRequest, message);
     if !body.trim_start().starts_with('{') {
         return Err(bad(format!("the frame is not a JSON object; {EXPECTED}")));
@@ -188,8 +257,35 @@ pub fn parse_request(body: &str, max_payload_bytes: usize) -> Result<Envelope, R
             )),
         }
     };
+    let token = |field: &str,
+                 value: &Option<serde_json::Value>|
+     -> Result<Option<String>, RequestError> {
+        match value {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(serde_json::Value::String(t)) if !t.is_empty() && t.len() <= MAX_TOKEN_LEN => {
+                Ok(Some(t.clone()))
+            }
+            Some(_) => Err(fail(
+                ErrorCode::BadRequest,
+                format!(
+                    "{field} must be a token (a non-empty string of at most {MAX_TOKEN_LEN} bytes)"
+                ),
+            )),
+        }
+    };
     let request = match action {
-        "join" => ClientRequest::Join { room: room()? },
+        "join" => ClientRequest::Join {
+            room: room()?,
+            grant: token("grant", &raw.grant)?,
+        },
+        "refresh" => ClientRequest::Refresh {
+            token: token("token", &raw.token)?.ok_or_else(|| {
+                fail(
+                    ErrorCode::BadRequest,
+                    "missing field 'token' for action 'refresh'".into(),
+                )
+            })?,
+        },
         "leave" => ClientRequest::Leave { room: room()? },
         "ping" => ClientRequest::Ping,
         "whoami" => ClientRequest::WhoAmI,
@@ -212,7 +308,9 @@ pub fn parse_request(body: &str, max_payload_bytes: usize) -> Result<Envelope, R
         other => {
             return Err(fail(
                 ErrorCode::UnknownAction,
-                format!("unknown action '{other}'; expected join, leave, publish, ping or whoami"),
+                format!(
+                    "unknown action '{other}'; expected join, leave, publish, ping, whoami or refresh"
+                ),
             ));
         }
     };
@@ -282,6 +380,20 @@ pub enum ServerFrame<'a> {
         request_id: Option<&'a str>,
         code: ErrorCode,
         message: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        room: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        right: Option<Right>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        retry_after_ms: Option<i64>,
+    },
+    /// The answer to `refresh`: the connection's new token expiry.
+    #[serde(rename_all = "camelCase")]
+    Refreshed {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        request_id: Option<&'a str>,
+        /// Seconds since the epoch.
+        expires_at: i64,
     },
     /// The answer to `whoami`.
     #[serde(rename_all = "camelCase")]
@@ -291,12 +403,18 @@ pub enum ServerFrame<'a> {
         connection_id: &'a str,
         tenant: &'a str,
         user: &'a str,
+        /// When the connection's token expires, seconds since the epoch.
+        expires_at: i64,
     },
     #[serde(rename_all = "camelCase")]
     Message {
         id: &'a str,
         #[serde(skip_serializing_if = "Option::is_none")]
         room: Option<&'a str>,
+        /// Who sent it, set by the server: a client (`user`,
+        /// `connection`) or a service (`service`: its event `Source`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        from: Option<&'a Sender>,
         data: &'a RawValue,
         sent_at: &'a str,
     },
@@ -325,6 +443,17 @@ pub enum ReceivedFrame {
         request_id: Option<String>,
         code: ErrorCode,
         message: String,
+        #[serde(default)]
+        room: Option<String>,
+        #[serde(default)]
+        right: Option<Right>,
+        #[serde(default)]
+        retry_after_ms: Option<i64>,
+    },
+    #[serde(rename_all = "camelCase")]
+    Refreshed {
+        request_id: Option<String>,
+        expires_at: i64,
     },
     #[serde(rename_all = "camelCase")]
     Whoami {
@@ -332,11 +461,14 @@ pub enum ReceivedFrame {
         connection_id: String,
         tenant: String,
         user: String,
+        expires_at: i64,
     },
     #[serde(rename_all = "camelCase")]
     Message {
         id: String,
         room: Option<String>,
+        #[serde(default)]
+        from: Option<Sender>,
         data: serde_json::Value,
         sent_at: String,
     },
@@ -366,7 +498,18 @@ mod tests {
     fn parses_every_action() {
         let e = parse(r#"{"action":"join","room":"lobby","requestId":"r1"}"#).unwrap();
         assert_eq!(e.request_id.as_deref(), Some("r1"));
-        assert!(matches!(e.request, ClientRequest::Join { ref room } if room.as_str() == "lobby"));
+        assert!(
+            matches!(e.request, ClientRequest::Join { ref room, grant: None } if room.as_str() == "lobby")
+        );
+        let e = parse(r#"{"action":"join","room":"lobby","grant":"g.h.s"}"#).unwrap();
+        assert!(
+            matches!(e.request, ClientRequest::Join { grant: Some(ref g), .. } if g == "g.h.s")
+        );
+        let e = parse(r#"{"action":"refresh","token":"a.b.c"}"#).unwrap();
+        assert!(matches!(e.request, ClientRequest::Refresh { ref token } if token == "a.b.c"));
+        assert!(parse(r#"{"action":"refresh"}"#).is_err());
+        assert!(parse(r#"{"action":"refresh","token":7}"#).is_err());
+        assert!(parse(r#"{"action":"join","room":"lobby","grant":""}"#).is_err());
         let e = parse(r#"{"action":"leave","room":"lobby"}"#).unwrap();
         assert!(matches!(e.request, ClientRequest::Leave { .. }));
         assert_eq!(e.request_id, None);
@@ -467,6 +610,7 @@ mod tests {
         let frame = ServerFrame::Message {
             id: "e1",
             room: Some("lobby"),
+            from: None,
             data: &data,
             sent_at: "2026-11-22T09:00:00.000Z",
         }

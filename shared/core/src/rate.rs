@@ -27,6 +27,44 @@ impl GovernorClock for TokioClock {
     }
 }
 
+/// GCRA over a stored "theoretical arrival time" (TAT, ms), for limits
+/// kept in the connection store rather than in one process: each admitted
+/// call moves the TAT one interval on; a call is admitted while the TAT
+/// stays within `burst` intervals of now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredGcra {
+    /// Milliseconds per call at the sustained rate.
+    pub interval_ms: i64,
+    /// Calls allowed at once.
+    pub burst: i64,
+}
+
+impl StoredGcra {
+    pub fn new(rate: Rate) -> Self {
+        Self {
+            interval_ms: (1_000 / i64::from(rate.per_second.get())).max(1),
+            burst: i64::from(rate.burst.get()),
+        }
+    }
+
+    /// The latest TAT at which one more call is still admitted
+    /// (`tat + interval - now <= burst * interval`).
+    pub fn admit_limit(&self, now_ms: i64) -> i64 {
+        now_ms + (self.burst - 1) * self.interval_ms
+    }
+
+    /// Admits one call: `Ok(new TAT)` or `Err(retry after, ms)`.
+    pub fn admit(&self, tat: Option<i64>, now_ms: i64) -> Result<i64, i64> {
+        let tat = tat.unwrap_or(now_ms).max(now_ms);
+        let limit = self.admit_limit(now_ms);
+        if tat > limit {
+            Err(tat - limit)
+        } else {
+            Ok(tat + self.interval_ms)
+        }
+    }
+}
+
 type Limiter = RateLimiter<NotKeyed, InMemoryState, TokioClock, NoOpMiddleware<Duration>>;
 
 /// A rate in calls per second with a burst.
@@ -107,6 +145,27 @@ impl RateGate {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn stored_gcra_admits_a_burst_then_the_rate() {
+        let gcra = StoredGcra::new(Rate::new(10, 3).unwrap());
+        assert_eq!(gcra.interval_ms, 100);
+        let mut tat = None;
+        for _ in 0..3 {
+            tat = Some(gcra.admit(tat, 0).unwrap());
+        }
+        assert_eq!(gcra.admit(tat, 0), Err(100));
+        assert_eq!(gcra.admit(tat, 99), Err(1));
+        tat = Some(gcra.admit(tat, 100).unwrap());
+        assert_eq!(gcra.admit(tat, 100), Err(100));
+        // After a quiet spell the whole burst is back, no more.
+        let quiet = 10_000;
+        for _ in 0..3 {
+            tat = Some(gcra.admit(tat, quiet).unwrap());
+        }
+        assert!(gcra.admit(tat, quiet).is_err());
+    }
+
     use super::*;
 
     #[test]

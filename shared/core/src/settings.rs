@@ -47,6 +47,167 @@ pub struct GatewaySettings {
     pub max_connections_per_user: usize,
 }
 
+/// Per-client and per-tenant rate limits, enforced by the message
+/// function through the connection store (so they hold across concurrent
+/// Lambda invocations). A rate of 0 turns that limit off.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct AbuseSettings {
+    /// Frames per second one connection may send (sustained); past it a
+    /// frame gets `rate_limited` with a retry-after.
+    #[arg(
+        long,
+        env = "FANOUT_CLIENT_FRAME_RATE",
+        value_name = "PER_SECOND",
+        default_value_t = 20
+    )]
+    pub client_frame_rate: u32,
+
+    /// Frames one connection may send at once after being quiet.
+    #[arg(long, env = "FANOUT_CLIENT_FRAME_BURST", value_name = "FRAMES",
+          default_value_t = 40, value_parser = at_least_one::<u32>)]
+    pub client_frame_burst: u32,
+
+    /// Publishes per second from all clients of one tenant together.
+    #[arg(
+        long,
+        env = "FANOUT_TENANT_PUBLISH_RATE",
+        value_name = "PER_SECOND",
+        default_value_t = 500
+    )]
+    pub tenant_publish_rate: u32,
+
+    /// Publishes one tenant's clients may make at once after being quiet.
+    #[arg(long, env = "FANOUT_TENANT_PUBLISH_BURST", value_name = "PUBLISHES",
+          default_value_t = 1_000, value_parser = at_least_one::<u32>)]
+    pub tenant_publish_burst: u32,
+}
+
+impl AbuseSettings {
+    pub fn client_frames(&self) -> Option<Rate> {
+        Rate::new(self.client_frame_rate, self.client_frame_burst)
+    }
+
+    pub fn tenant_publishes(&self) -> Option<Rate> {
+        Rate::new(self.tenant_publish_rate, self.tenant_publish_burst)
+    }
+}
+
+/// How tokens are verified and what their claims mean (the authorizer, and
+/// the message function for grants and `refresh`). Keys: the HS256 secret
+/// (configured beside these) and/or a JWKS from a URL or a file.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct AuthSettings {
+    /// JWKS URL of an OIDC issuer (its `jwks_uri`), e.g.
+    /// https://cognito-idp.<region>.amazonaws.com/<pool-id>/.well-known/jwks.json.
+    /// RS256, ES256 and EdDSA keys are used, each pinned to its algorithm.
+    #[arg(long, env = "FANOUT_JWKS_URL", value_name = "URL")]
+    pub jwks_url: Option<String>,
+
+    /// A JWKS document on disk, read like the URL (re-read when the cache
+    /// expires, so rotating the file rotates the keys).
+    #[arg(
+        long,
+        env = "FANOUT_JWKS_FILE",
+        value_name = "PATH",
+        conflicts_with = "jwks_url"
+    )]
+    pub jwks_file: Option<std::path::PathBuf>,
+
+    /// How long fetched keys are used before fetching again.
+    #[arg(long, env = "FANOUT_JWKS_CACHE_TTL", value_name = "DURATION",
+          default_value = "10m", value_parser = positive_duration)]
+    pub jwks_cache_ttl: Duration,
+
+    /// Shortest time between two fetches: a token with an unknown `kid`
+    /// triggers at most one early fetch per interval.
+    #[arg(long, env = "FANOUT_JWKS_MIN_REFRESH_INTERVAL", value_name = "DURATION",
+          default_value = "30s", value_parser = parse_duration)]
+    pub jwks_min_refresh_interval: Duration,
+
+    /// Required `iss` (checked when set), e.g. the Cognito user pool URL.
+    #[arg(long, env = "FANOUT_TOKEN_ISSUER", value_name = "ISSUER")]
+    pub token_issuer: Option<String>,
+
+    /// Accepted `aud` values, comma-separated (checked when set), e.g. the
+    /// Cognito app client id.
+    #[arg(
+        long,
+        env = "FANOUT_TOKEN_AUDIENCE",
+        value_name = "AUDIENCE",
+        value_delimiter = ','
+    )]
+    pub token_audience: Vec<String>,
+
+    /// Longest a token may still be valid for: one whose `exp` lies further
+    /// ahead is refused.
+    #[arg(long, env = "FANOUT_MAX_TOKEN_LIFETIME", value_name = "DURATION",
+          default_value = "24h", value_parser = positive_duration)]
+    pub max_token_lifetime: Duration,
+
+    /// Clock skew tolerated on `exp`, `nbf` and the lifetime check.
+    #[arg(long, env = "FANOUT_TOKEN_LEEWAY", value_name = "DURATION",
+          default_value = "5s", value_parser = parse_duration)]
+    pub token_leeway: Duration,
+
+    /// The claim that names the tenant (e.g. `custom:tenant` for Cognito).
+    #[arg(
+        long,
+        env = "FANOUT_TENANT_CLAIM",
+        value_name = "CLAIM",
+        default_value = "tenant"
+    )]
+    pub tenant_claim: String,
+
+    /// The claim that names the user.
+    #[arg(
+        long,
+        env = "FANOUT_USER_CLAIM",
+        value_name = "CLAIM",
+        default_value = "sub"
+    )]
+    pub user_claim: String,
+
+    /// The claim that holds the room capabilities: an object (or a string
+    /// of JSON) of room patterns to rights.
+    #[arg(
+        long,
+        env = "FANOUT_CAPABILITIES_CLAIM",
+        value_name = "CLAIM",
+        default_value = "capabilities"
+    )]
+    pub capabilities_claim: String,
+
+    /// Single-tenant deployments: every connection belongs to this tenant
+    /// and no tenant claim is read.
+    #[arg(long, env = "FANOUT_FIXED_TENANT", value_name = "TENANT",
+          value_parser = |s: &str| crate::ids::TenantId::new(s).map_err(|e| e.to_string()))]
+    pub fixed_tenant: Option<crate::ids::TenantId>,
+
+    /// What a token without the capabilities claim may do: `open` (every
+    /// room of its tenant, for local development) or `deny` (nothing
+    /// unless a grant lets it in; the SAM template's default).
+    #[arg(
+        long,
+        env = "FANOUT_DEFAULT_POLICY",
+        value_name = "POLICY",
+        value_enum,
+        default_value = "open"
+    )]
+    pub default_policy: crate::auth::DefaultPolicy,
+
+    /// Origins allowed to connect, comma-separated (e.g.
+    /// https://app.example.com); a `$connect` from another Origin is
+    /// refused with 403. Empty allows every Origin (and clients that send
+    /// none, such as servers).
+    #[arg(
+        long,
+        env = "FANOUT_ALLOWED_ORIGINS",
+        value_name = "ORIGINS",
+        value_delimiter = ','
+    )]
+    pub allowed_origins: Vec<String>,
+}
+
 /// How the connection store spreads member sets.
 #[derive(Debug, Clone, PartialEq, Eq, Args)]
 pub struct StoreSettings {
@@ -226,6 +387,8 @@ macro_rules! defaults_from_the_definitions {
 
 defaults_from_the_definitions!(
     GatewaySettings,
+    AbuseSettings,
+    AuthSettings,
     StoreSettings,
     JobSettings,
     PlannerSettings,

@@ -1,12 +1,15 @@
-//! HS256 JWTs that clients present as `?token=` on `$connect`. Claims:
-//! `tenant`, `sub` (the user), `exp`, optional `nbf` and `iat`.
+//! Minting tokens: connection tokens clients present as `?token=` on
+//! `$connect` (claims `tenant`, `sub`, `exp`, optional `nbf`, `iat` and
+//! `capabilities`) and room grants (`tenant`, `sub`, `room`, `rights`,
+//! `exp`), and the rules for HS256 secrets. Verifying is [`crate::auth`].
 
 use std::time::Duration;
 
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{IdError, TenantId, UserId};
+use crate::auth::Right;
+use crate::ids::{RoomId, TenantId, UserId};
 
 /// Secret the local stack and the CLI use when no secret is configured.
 /// Never deploy with it.
@@ -41,10 +44,7 @@ pub fn check_secret(secret: &str, deployed: bool) -> Result<(), WeakSecret> {
     }
     Ok(())
 }
-/// Clock skew tolerated on `exp` and `nbf`.
-pub const LEEWAY_SECS: u64 = 5;
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Claims {
     pub tenant: String,
     pub sub: String,
@@ -53,42 +53,49 @@ pub struct Claims {
     pub nbf: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iat: Option<i64>,
+    /// Room patterns to rights (see [`crate::auth::Capabilities`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capabilities: Option<serde_json::Value>,
 }
 
-/// Who a valid token speaks for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Principal {
-    pub tenant: TenantId,
-    pub user: UserId,
+/// The claims of a room grant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GrantClaims {
+    pub tenant: String,
+    pub sub: String,
+    pub room: String,
+    pub rights: Vec<Right>,
+    pub exp: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<i64>,
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum TokenError {
-    #[error("token expired")]
-    Expired,
-    #[error("token not valid yet (nbf)")]
-    NotYetValid,
-    #[error("token signature does not verify")]
-    BadSignature,
-    #[error("malformed token: {0}")]
-    Malformed(String),
-    #[error("token claim {0}")]
-    BadClaim(#[from] IdError),
-    #[error("could not sign token: {0}")]
-    Signing(String),
-}
+#[error("could not sign token: {0}")]
+pub struct SignError(String);
 
-/// Mints tokens (CLI, tests, load test).
+/// Mints connection tokens and room grants (the CLI, product backends
+/// written in Rust, tests, the load test).
 #[derive(Clone)]
 pub struct TokenSigner {
     key: EncodingKey,
+    header: Header,
 }
 
 impl TokenSigner {
+    /// HS256 with a shared secret.
     pub fn new(secret: &[u8]) -> Self {
         Self {
             key: EncodingKey::from_secret(secret),
+            header: Header::new(Algorithm::HS256),
         }
+    }
+
+    /// An asymmetric key named `kid` in the JWKS that verifies it.
+    pub fn with_key(key: EncodingKey, algorithm: Algorithm, kid: &str) -> Self {
+        let mut header = Header::new(algorithm);
+        header.kid = Some(kid.to_string());
+        Self { key, header }
     }
 
     /// A token for `tenant`/`user` valid from `now_secs` for `ttl`.
@@ -98,130 +105,46 @@ impl TokenSigner {
         user: &UserId,
         now_secs: i64,
         ttl: Duration,
-    ) -> Result<String, TokenError> {
+    ) -> Result<String, SignError> {
         self.sign(&Claims {
             tenant: tenant.to_string(),
             sub: user.to_string(),
             exp: now_secs + ttl.as_secs() as i64,
             nbf: Some(now_secs),
             iat: Some(now_secs),
+            capabilities: None,
         })
     }
 
-    pub fn sign(&self, claims: &Claims) -> Result<String, TokenError> {
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.key)
-            .map_err(|e| TokenError::Signing(e.to_string()))
-    }
-}
-
-/// Verifies tokens (the authorizer).
-#[derive(Clone)]
-pub struct TokenVerifier {
-    key: DecodingKey,
-    validation: Validation,
-}
-
-impl TokenVerifier {
-    pub fn new(secret: &[u8]) -> Self {
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = LEEWAY_SECS;
-        validation.validate_nbf = true;
-        validation.set_required_spec_claims(&["exp", "sub"]);
-        Self {
-            key: DecodingKey::from_secret(secret),
-            validation,
-        }
-    }
-
-    pub fn verify(&self, token: &str) -> Result<Principal, TokenError> {
-        use jsonwebtoken::errors::ErrorKind;
-        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(
-            |e| match e.kind() {
-                ErrorKind::ExpiredSignature => TokenError::Expired,
-                ErrorKind::ImmatureSignature => TokenError::NotYetValid,
-                ErrorKind::InvalidSignature => TokenError::BadSignature,
-                _ => TokenError::Malformed(e.to_string()),
-            },
-        )?;
-        Ok(Principal {
-            tenant: TenantId::new(data.claims.tenant)?,
-            user: UserId::new(data.claims.sub)?,
+    /// A grant letting `user` of `tenant` into `room` with `rights`.
+    pub fn mint_grant(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        room: &RoomId,
+        rights: &[Right],
+        now_secs: i64,
+        ttl: Duration,
+    ) -> Result<String, SignError> {
+        self.sign(&GrantClaims {
+            tenant: tenant.to_string(),
+            sub: user.to_string(),
+            room: room.to_string(),
+            rights: rights.to_vec(),
+            exp: now_secs + ttl.as_secs() as i64,
+            iat: Some(now_secs),
         })
+    }
+
+    /// Signs any claims with this signer's key and header.
+    pub fn sign<T: Serialize>(&self, claims: &T) -> Result<String, SignError> {
+        jsonwebtoken::encode(&self.header, claims, &self.key).map_err(|e| SignError(e.to_string()))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn now() -> i64 {
-        chrono::Utc::now().timestamp()
-    }
-
-    fn ids() -> (TenantId, UserId) {
-        (
-            TenantId::new("acme").unwrap(),
-            UserId::new("alice").unwrap(),
-        )
-    }
-
-    #[test]
-    fn minted_token_verifies() {
-        let (t, u) = ids();
-        let token = TokenSigner::new(b"s3cret")
-            .mint(&t, &u, now(), Duration::from_secs(60))
-            .unwrap();
-        let p = TokenVerifier::new(b"s3cret").verify(&token).unwrap();
-        assert_eq!(p, Principal { tenant: t, user: u });
-    }
-
-    #[test]
-    fn refuses_wrong_secret_expired_and_future_tokens() {
-        let (t, u) = ids();
-        let signer = TokenSigner::new(b"s3cret");
-        let verifier = TokenVerifier::new(b"s3cret");
-        let other = signer.mint(&t, &u, now(), Duration::from_secs(60)).unwrap();
-        assert!(matches!(
-            TokenVerifier::new(b"other").verify(&other),
-            Err(TokenError::BadSignature)
-        ));
-        let expired = signer
-            .mint(&t, &u, now() - 3600, Duration::from_secs(60))
-            .unwrap();
-        assert!(matches!(
-            verifier.verify(&expired),
-            Err(TokenError::Expired)
-        ));
-        let future = signer
-            .mint(&t, &u, now() + 3600, Duration::from_secs(60))
-            .unwrap();
-        assert!(matches!(
-            verifier.verify(&future),
-            Err(TokenError::NotYetValid)
-        ));
-        assert!(matches!(
-            verifier.verify("garbage"),
-            Err(TokenError::Malformed(_))
-        ));
-    }
-
-    #[test]
-    fn refuses_invalid_claims() {
-        let signer = TokenSigner::new(b"k");
-        let token = signer
-            .sign(&Claims {
-                tenant: "a#b".into(),
-                sub: "alice".into(),
-                exp: now() + 60,
-                nbf: None,
-                iat: None,
-            })
-            .unwrap();
-        assert!(matches!(
-            TokenVerifier::new(b"k").verify(&token),
-            Err(TokenError::BadClaim(_))
-        ));
-    }
 
     #[test]
     fn weak_secrets_are_refused() {

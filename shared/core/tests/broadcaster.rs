@@ -185,9 +185,14 @@ async fn gone_connections_are_deleted_in_one_batch() {
             connected_at_ms: 0,
             last_seen_ms: 0,
             ttl: i64::MAX,
+            token_expires_at: i64::MAX,
+            capabilities: None,
         };
         f.store.put_connection(&record).await.unwrap();
-        f.store.join_room(&record, &room).await.unwrap();
+        f.store
+            .join_room(&record, &room, fanout_core::auth::Rights::NONE)
+            .await
+            .unwrap();
     }
     for id in ["c1", "c4", "c7"] {
         f.poster.always(id, PostError::Gone);

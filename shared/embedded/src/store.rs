@@ -9,12 +9,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use fanout_core::auth::{Capabilities, Rights};
 use fanout_core::clock::Clock;
 use fanout_core::ids::{ConnectionId, RoomId, TenantId, UserId, shard_of};
 use fanout_core::ports::{
-    ConnectionRecord, ConnectionStore, EventClaim, EventDedupe, MemberSet, Page, RemovedConnection,
-    StoreError,
+    ConnectionRecord, ConnectionStore, EventClaim, EventDedupe, FrameAdmission, MemberSet, Page,
+    RemovedConnection, StoreError,
 };
+use fanout_core::rate::{Rate, StoredGcra};
 
 /// Items per page, like DynamoDB's 1 MB pages of small items.
 pub const DEFAULT_PAGE_SIZE: usize = 1_000;
@@ -24,14 +26,19 @@ type Members = BTreeMap<ConnectionId, i64>;
 #[derive(Default)]
 struct Tables {
     connections: HashMap<ConnectionId, ConnectionRecord>,
-    /// Reverse memberships: connection → room → ttl.
-    rooms_of: HashMap<ConnectionId, BTreeMap<RoomId, i64>>,
+    /// Reverse memberships: connection → room → (ttl, granted rights).
+    rooms_of: HashMap<ConnectionId, BTreeMap<RoomId, (i64, Rights)>>,
     /// Member sets by (set, shard): connection → ttl.
     members: HashMap<(MemberSet, u32), Members>,
     /// User index: (tenant, user) → connection → ttl.
     users: HashMap<(TenantId, UserId), Members>,
     /// Dedupe markers by key.
     markers: HashMap<String, Marker>,
+    /// Frame-rate TAT (ms) by connection; kept with the connection item on
+    /// DynamoDB.
+    frame_tats: HashMap<ConnectionId, i64>,
+    /// Publish-rate TAT (ms) by tenant.
+    publish_tats: HashMap<TenantId, i64>,
 }
 
 struct Marker {
@@ -46,6 +53,7 @@ impl Tables {
     fn remove_connection(&mut self, id: &ConnectionId, shards: u32) -> Option<RemovedConnection> {
         let shard = shard_of(id, shards);
         let rooms = self.rooms_of.remove(id).unwrap_or_default();
+        self.frame_tats.remove(id);
         // Without the connection item the tenant is unknown, so stray
         // memberships are left to their TTL.
         let record = self.connections.remove(id)?;
@@ -221,7 +229,12 @@ impl ConnectionStore for MemoryStore {
             .collect())
     }
 
-    async fn join_room(&self, record: &ConnectionRecord, room: &RoomId) -> Result<(), StoreError> {
+    async fn join_room(
+        &self,
+        record: &ConnectionRecord,
+        room: &RoomId,
+        granted: Rights,
+    ) -> Result<(), StoreError> {
         let shard = shard_of(&record.id, self.shards);
         let mut t = self.tables();
         t.members
@@ -231,7 +244,7 @@ impl ConnectionStore for MemoryStore {
         t.rooms_of
             .entry(record.id.clone())
             .or_default()
-            .insert(room.clone(), record.ttl);
+            .insert(room.clone(), (record.ttl, granted));
         Ok(())
     }
 
@@ -255,27 +268,116 @@ impl ConnectionStore for MemoryStore {
 
     async fn room_count(&self, id: &ConnectionId) -> Result<usize, StoreError> {
         let now = self.clock.now_secs();
-        Ok(self
-            .tables()
-            .rooms_of
-            .get(id)
-            .map_or(0, |rooms| rooms.values().filter(|ttl| **ttl > now).count()))
+        Ok(self.tables().rooms_of.get(id).map_or(0, |rooms| {
+            rooms.values().filter(|(ttl, _)| *ttl > now).count()
+        }))
     }
 
-    async fn is_member(
+    async fn membership(
         &self,
         id: &ConnectionId,
         tenant: &TenantId,
         room: &RoomId,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<Rights>, StoreError> {
         let now = self.clock.now_secs();
         let shard = shard_of(id, self.shards);
-        Ok(self
-            .tables()
+        let t = self.tables();
+        let live = t
             .members
             .get(&(room_set(tenant, room), shard))
             .and_then(|m| m.get(id))
-            .is_some_and(|ttl| *ttl > now))
+            .is_some_and(|ttl| *ttl > now);
+        let granted = t
+            .rooms_of
+            .get(id)
+            .and_then(|rooms| rooms.get(room))
+            .map_or(Rights::NONE, |(_, granted)| *granted);
+        Ok(live.then_some(granted))
+    }
+
+    async fn admit_frame(
+        &self,
+        id: &ConnectionId,
+        now_ms: i64,
+        rate: Option<Rate>,
+    ) -> Result<Option<FrameAdmission>, StoreError> {
+        let mut t = self.tables();
+        let Some(record) = t.connections.get(id).cloned() else {
+            return Ok(None);
+        };
+        let retry_after_ms = match rate {
+            None => None,
+            Some(rate) => {
+                let tat = t.frame_tats.get(id).copied();
+                match StoredGcra::new(rate).admit(tat, now_ms) {
+                    Ok(next) => {
+                        t.frame_tats.insert(id.clone(), next);
+                        None
+                    }
+                    Err(wait) => Some(wait),
+                }
+            }
+        };
+        Ok(Some(FrameAdmission {
+            record,
+            retry_after_ms,
+        }))
+    }
+
+    async fn admit_publish(
+        &self,
+        tenant: &TenantId,
+        now_ms: i64,
+        rate: Rate,
+    ) -> Result<Option<i64>, StoreError> {
+        let mut t = self.tables();
+        let tat = t.publish_tats.get(tenant).copied();
+        match StoredGcra::new(rate).admit(tat, now_ms) {
+            Ok(next) => {
+                t.publish_tats.insert(tenant.clone(), next);
+                Ok(None)
+            }
+            Err(wait) => Ok(Some(wait)),
+        }
+    }
+
+    async fn refresh_connection(
+        &self,
+        id: &ConnectionId,
+        token_expires_at: i64,
+        capabilities: Option<&Capabilities>,
+        ttl: i64,
+    ) -> Result<bool, StoreError> {
+        let shard = shard_of(id, self.shards);
+        let mut t = self.tables();
+        let Some(record) = t.connections.get_mut(id) else {
+            return Ok(false);
+        };
+        record.token_expires_at = token_expires_at;
+        record.capabilities = capabilities.cloned();
+        record.ttl = ttl;
+        let (tenant, user) = (record.tenant.clone(), record.user.clone());
+        let rooms: Vec<RoomId> = match t.rooms_of.get_mut(id) {
+            Some(rooms) => rooms
+                .iter_mut()
+                .map(|(room, entry)| {
+                    entry.0 = ttl;
+                    room.clone()
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        let mut sets: Vec<MemberSet> = rooms.iter().map(|r| room_set(&tenant, r)).collect();
+        sets.push(MemberSet::Tenant(tenant.clone()));
+        for set in sets {
+            if let Some(entry) = t.members.get_mut(&(set, shard)).and_then(|m| m.get_mut(id)) {
+                *entry = ttl;
+            }
+        }
+        if let Some(entry) = t.users.get_mut(&(tenant, user)).and_then(|m| m.get_mut(id)) {
+            *entry = ttl;
+        }
+        Ok(true)
     }
 
     async fn members_page(

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fanout_aws::{DynamoStore, provision};
+use fanout_core::auth::Rights;
 use fanout_core::clock::ManualClock;
 use fanout_core::ids::{ConnectionId, RoomId, TenantId, UserId};
 use fanout_core::ports::{
@@ -64,6 +65,8 @@ fn record(id: &str, user: &str, ttl: i64) -> ConnectionRecord {
         connected_at_ms: NOW_MS,
         last_seen_ms: NOW_MS,
         ttl,
+        token_expires_at: ttl,
+        capabilities: None,
     }
 }
 
@@ -124,8 +127,8 @@ async fn lifecycle(s: Subject) {
     let unknown = ConnectionId::new("nobody=").unwrap();
     assert!(!store.touch_connection(&unknown, NOW_MS).await.unwrap());
 
-    store.join_room(&r, &lobby).await.unwrap();
-    store.join_room(&r, &lobby).await.unwrap(); // idempotent
+    store.join_room(&r, &lobby, Rights::NONE).await.unwrap();
+    store.join_room(&r, &lobby, Rights::NONE).await.unwrap(); // idempotent
     assert!(store.is_member(&r.id, &tenant(), &lobby).await.unwrap());
     let room = MemberSet::Room {
         tenant: tenant(),
@@ -140,8 +143,8 @@ async fn lifecycle(s: Subject) {
     assert!(!store.is_member(&r.id, &tenant(), &lobby).await.unwrap());
 
     let other = RoomId::new("other").unwrap();
-    store.join_room(&r, &lobby).await.unwrap();
-    store.join_room(&r, &other).await.unwrap();
+    store.join_room(&r, &lobby, Rights::NONE).await.unwrap();
+    store.join_room(&r, &other, Rights::NONE).await.unwrap();
     let removed = store.delete_connection(&r.id).await.unwrap().unwrap();
     assert_eq!(removed.record.id, r.id);
     assert_eq!(removed.rooms, vec![lobby.clone(), other]);
@@ -163,7 +166,7 @@ async fn paging_and_expiry(s: Subject) {
             ttl,
         );
         store.put_connection(&r).await.unwrap();
-        store.join_room(&r, &lobby).await.unwrap();
+        store.join_room(&r, &lobby, Rights::NONE).await.unwrap();
     }
     let room = MemberSet::Room {
         tenant: tenant(),
@@ -196,7 +199,7 @@ async fn batch_delete(s: Subject) {
     for i in 0..30 {
         let r = record(&format!("d{i:02}="), "carol", later(3_600));
         store.put_connection(&r).await.unwrap();
-        store.join_room(&r, &lobby).await.unwrap();
+        store.join_room(&r, &lobby, Rights::NONE).await.unwrap();
         ids.push(r.id);
     }
     let mut doomed = ids[..20].to_vec();
@@ -280,13 +283,13 @@ async fn room_count(s: Subject) {
     assert_eq!(store.room_count(&c1.id).await.unwrap(), 0);
     for room in ["a", "b", "c"] {
         store
-            .join_room(&c1, &RoomId::new(room).unwrap())
+            .join_room(&c1, &RoomId::new(room).unwrap(), Rights::NONE)
             .await
             .unwrap();
     }
     // Joining again is idempotent.
     store
-        .join_room(&c1, &RoomId::new("a").unwrap())
+        .join_room(&c1, &RoomId::new("a").unwrap(), Rights::NONE)
         .await
         .unwrap();
     assert_eq!(store.room_count(&c1.id).await.unwrap(), 3);
@@ -299,7 +302,7 @@ async fn room_count(s: Subject) {
     let short = record("c2", "bob", later(60));
     store.put_connection(&short).await.unwrap();
     store
-        .join_room(&short, &RoomId::new("a").unwrap())
+        .join_room(&short, &RoomId::new("a").unwrap(), Rights::NONE)
         .await
         .unwrap();
     assert_eq!(store.room_count(&short.id).await.unwrap(), 1);

@@ -18,19 +18,24 @@ use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxy
 use aws_lambda_events::encodings::Body;
 use aws_lambda_events::sqs::SqsMessage;
 
+use crate::auth::{Capabilities, TokenVerifier};
 use crate::clock::Clock;
 use crate::ids::{ConnectionId, TenantId, UserId};
 use crate::limits::connection_ttl_secs;
 use crate::plan::{DEAD_LETTER_DETAIL, DEAD_LETTER_EVENT_ID, DEAD_LETTER_REASON};
 use crate::ports::{
-    BusEntry, ConnectionRecord, ConnectionStore, EventBus, OutgoingMessage, Queue, QueueError,
-    publish, send_all,
+    BusEntry, ConnectionPoster, ConnectionRecord, ConnectionStore, EventBus, OutgoingMessage,
+    Queue, QueueError, publish, send_all,
 };
-pub use crate::settings::GatewaySettings;
+pub use crate::settings::{AbuseSettings, GatewaySettings};
 
 /// Keys of the authorizer context (flat, as API Gateway requires).
 pub const CONTEXT_TENANT: &str = "tenant";
 pub const CONTEXT_USER: &str = "user";
+/// The token's `exp`, seconds since the epoch.
+pub const CONTEXT_TOKEN_EXPIRES_AT: &str = "tokenExpiresAt";
+/// The token's capabilities as compact JSON; absent when it had none.
+pub const CONTEXT_CAPABILITIES: &str = "capabilities";
 
 /// What connect, disconnect and message need.
 #[derive(Clone)]
@@ -39,6 +44,14 @@ pub struct GatewayDeps {
     pub bus: Arc<dyn EventBus>,
     pub clock: Arc<dyn Clock>,
     pub settings: GatewaySettings,
+    pub abuse: AbuseSettings,
+    /// Verifies `refresh` tokens and room grants, and holds the default
+    /// policy: the message function's (connect and disconnect verify
+    /// nothing and leave it `None`).
+    pub verifier: Option<Arc<TokenVerifier>>,
+    /// Closes connections whose token expired (the message function's;
+    /// `None` leaves them to API Gateway's own limits).
+    pub poster: Option<Arc<dyn ConnectionPoster>>,
 }
 
 /// Who is behind a WebSocket request, from `requestContext`.
@@ -48,6 +61,10 @@ pub(crate) struct Caller {
     pub tenant: TenantId,
     pub user: UserId,
     pub connected_at_ms: i64,
+    /// The token's expiry from the authorizer context (at `$connect`).
+    pub token_expires_at: Option<i64>,
+    /// The token's capabilities from the authorizer context.
+    pub capabilities: Option<Capabilities>,
 }
 
 impl Caller {
@@ -68,22 +85,44 @@ impl Caller {
                 .map(str::to_owned)
                 .ok_or_else(|| format!("requestContext.authorizer.{key} is missing"))
         };
+        // API Gateway may hand context numbers over as strings.
+        let token_expires_at = match ctx.authorizer.fields.get(CONTEXT_TOKEN_EXPIRES_AT) {
+            Some(serde_json::Value::Number(n)) => n.as_i64(),
+            Some(serde_json::Value::String(s)) => s.parse().ok(),
+            _ => None,
+        };
+        let capabilities = match ctx.authorizer.fields.get(CONTEXT_CAPABILITIES) {
+            Some(serde_json::Value::String(text)) => {
+                Some(Capabilities::from_json(text).map_err(|e| {
+                    format!("requestContext.authorizer.{CONTEXT_CAPABILITIES}: {e}")
+                })?)
+            }
+            _ => None,
+        };
         Ok(Self {
             id,
             tenant: TenantId::new(field(CONTEXT_TENANT)?).map_err(|e| e.to_string())?,
             user: UserId::new(field(CONTEXT_USER)?).map_err(|e| e.to_string())?,
             connected_at_ms: ctx.connected_at,
+            token_expires_at,
+            capabilities,
         })
     }
 
+    /// The record `$connect` stores. Its TTL is the earlier of the
+    /// connection's longest life and the token's expiry.
     pub fn record(&self, settings: &GatewaySettings, now_ms: i64) -> ConnectionRecord {
+        let life_ends = connection_ttl_secs(self.connected_at_ms, settings.max_connection_duration);
+        let token_expires_at = self.token_expires_at.unwrap_or(life_ends);
         ConnectionRecord {
             id: self.id.clone(),
             tenant: self.tenant.clone(),
             user: self.user.clone(),
             connected_at_ms: self.connected_at_ms,
             last_seen_ms: now_ms,
-            ttl: connection_ttl_secs(self.connected_at_ms, settings.max_connection_duration),
+            ttl: life_ends.min(token_expires_at),
+            token_expires_at,
+            capabilities: self.capabilities.clone(),
         }
     }
 }

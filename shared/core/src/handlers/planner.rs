@@ -155,8 +155,11 @@ async fn plan_envelope(
             "ignoring event that is not a broadcast (check the rule's pattern)");
         return Ok(None);
     }
-    let event: BroadcastEvent =
+    let mut event: BroadcastEvent =
         serde_json::from_str(envelope.detail.get()).map_err(PlanEventError::BadDetail)?;
+    // Only the gateway's own client publishes name a client sender; any
+    // `from` another publisher wrote is replaced by its Source.
+    event.from = event.sender(&envelope.source);
     if let Some(reason) = refused_source(&envelope.source, &event, &deps.settings) {
         tracing::error!(source = %envelope.source, tenant = %event.tenant, reason,
             "broadcast refused for its source; not delivered");
@@ -309,6 +312,7 @@ pub async fn plan_event(
     let frame = ServerFrame::Message {
         id: event_id,
         room: event.target.room().map(|r| r.as_str()),
+        from: event.from.as_ref(),
         data: &event.data,
         sent_at: &sent_at,
     }

@@ -9,12 +9,14 @@
 
 mod bus;
 mod dedupe;
+mod keys;
 mod poster;
 mod queue;
 mod store;
 
 pub use bus::*;
 pub use dedupe::*;
+pub use keys::*;
 pub use poster::*;
 pub use queue::*;
 pub use store::*;

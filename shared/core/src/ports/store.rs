@@ -3,7 +3,9 @@
 
 use async_trait::async_trait;
 
+use crate::auth::{Capabilities, Rights};
 use crate::ids::{ConnectionId, RoomId, TenantId, UserId};
+use crate::rate::Rate;
 
 /// A registered connection (the `CONN#<id>` / `META` item).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,8 +17,26 @@ pub struct ConnectionRecord {
     pub connected_at_ms: i64,
     /// Last heartbeat (`ping`), ms since the epoch.
     pub last_seen_ms: i64,
-    /// Expiry, seconds since the epoch (DynamoDB TTL attribute).
+    /// Expiry of the connection and all its items, seconds since the
+    /// epoch (DynamoDB TTL attribute): the earlier of its longest life and
+    /// its token's expiry, so reads stop finding it when either passes.
     pub ttl: i64,
+    /// When its token expires (`exp`), seconds since the epoch; moved on
+    /// by `refresh`.
+    pub token_expires_at: i64,
+    /// The token's room capabilities; `None` when it had none (the default
+    /// policy applies).
+    pub capabilities: Option<Capabilities>,
+}
+
+/// A client frame's admission: the connection's record (read whatever its
+/// TTL says, so an expired token can be told apart from an unknown
+/// connection) and, when the frame is over the connection's rate, how long
+/// to wait.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrameAdmission {
+    pub record: ConnectionRecord,
+    pub retry_after_ms: Option<i64>,
 }
 
 /// A set of connections that a broadcast can target and that is stored
@@ -86,8 +106,15 @@ pub trait ConnectionStore: Send + Sync {
         ids: &[ConnectionId],
     ) -> Result<Vec<RemovedConnection>, StoreError>;
 
-    /// Adds a membership (and its reverse item). Idempotent.
-    async fn join_room(&self, record: &ConnectionRecord, room: &RoomId) -> Result<(), StoreError>;
+    /// Adds a membership (and its reverse item) with the rights a grant
+    /// added (none when joined on the token's own rights). Joining again
+    /// replaces them.
+    async fn join_room(
+        &self,
+        record: &ConnectionRecord,
+        room: &RoomId,
+        granted: Rights,
+    ) -> Result<(), StoreError>;
 
     /// Removes a membership. Returns false when it did not exist.
     async fn leave_room(
@@ -101,11 +128,53 @@ pub trait ConnectionStore: Send + Sync {
     /// memberships), for the rooms-per-connection cap.
     async fn room_count(&self, id: &ConnectionId) -> Result<usize, StoreError>;
 
+    /// The rights a grant added to a live membership; `None` when the
+    /// connection is not a member.
+    async fn membership(
+        &self,
+        id: &ConnectionId,
+        tenant: &TenantId,
+        room: &RoomId,
+    ) -> Result<Option<Rights>, StoreError>;
+
     async fn is_member(
         &self,
         id: &ConnectionId,
         tenant: &TenantId,
         room: &RoomId,
+    ) -> Result<bool, StoreError> {
+        Ok(self.membership(id, tenant, room).await?.is_some())
+    }
+
+    /// Counts one client frame against the connection's rate (GCRA on the
+    /// connection item, atomically, so concurrent invocations share it) and
+    /// returns the record. `None` when the connection is unknown. With no
+    /// rate, only reads the record.
+    async fn admit_frame(
+        &self,
+        id: &ConnectionId,
+        now_ms: i64,
+        rate: Option<Rate>,
+    ) -> Result<Option<FrameAdmission>, StoreError>;
+
+    /// Counts one publish against the tenant's rate. `Some(ms)`: over it,
+    /// retry after that long.
+    async fn admit_publish(
+        &self,
+        tenant: &TenantId,
+        now_ms: i64,
+        rate: Rate,
+    ) -> Result<Option<i64>, StoreError>;
+
+    /// Moves a connection's token expiry on (`refresh`): its record gets
+    /// the new expiry, capabilities and `ttl`, and every item of the
+    /// connection the new `ttl`. Returns false when it is unknown.
+    async fn refresh_connection(
+        &self,
+        id: &ConnectionId,
+        token_expires_at: i64,
+        capabilities: Option<&Capabilities>,
+        ttl: i64,
     ) -> Result<bool, StoreError>;
 
     /// One page of a member set's shard.
