@@ -226,16 +226,23 @@ impl TokenVerifier {
         let mut validation = Validation::new(pinned.algorithm);
         validation.leeway = self.leeway.as_secs();
         validation.validate_nbf = true;
-        validation.set_required_spec_claims(&["exp"]);
+        // A configured iss or aud must be present, not only right when
+        // present.
+        let mut required = vec!["exp"];
         match &self.issuer {
-            Some(iss) => validation.set_issuer(&[iss]),
+            Some(iss) => {
+                validation.set_issuer(&[iss]);
+                required.push("iss");
+            }
             None => validation.iss = None,
         }
         if self.audience.is_empty() {
             validation.validate_aud = false;
         } else {
             validation.set_audience(&self.audience);
+            required.push("aud");
         }
+        validation.set_required_spec_claims(&required);
         let data = jsonwebtoken::decode::<Map<String, Value>>(token, &pinned.key, &validation)
             .map_err(|e| match e.kind() {
                 ErrorKind::ExpiredSignature => TokenError::Expired,
