@@ -50,12 +50,20 @@ impl TestKey {
     fn ec(kid: &str) -> Self {
         let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap();
         let der = pair.to_pkcs8v1().unwrap();
-        Self::new(EncodingKey::from_ec_der(der.as_ref()), Algorithm::ES256, kid)
+        Self::new(
+            EncodingKey::from_ec_der(der.as_ref()),
+            Algorithm::ES256,
+            kid,
+        )
     }
 
     fn ed(kid: &str) -> Self {
         let der = Ed25519KeyPair::generate().unwrap().to_pkcs8v1().unwrap();
-        Self::new(EncodingKey::from_ed_der(der.as_ref()), Algorithm::EdDSA, kid)
+        Self::new(
+            EncodingKey::from_ed_der(der.as_ref()),
+            Algorithm::EdDSA,
+            kid,
+        )
     }
 
     fn token(&self, claims: Value) -> String {
@@ -124,9 +132,9 @@ impl JwksServer {
                         counted.fetch_add(1, Ordering::SeqCst);
                         let text = served.lock().unwrap().clone();
                         async move {
-                            Ok::<_, Infallible>(hyper::Response::new(
-                                http_body_util::Full::new(Bytes::from(text)),
-                            ))
+                            Ok::<_, Infallible>(hyper::Response::new(http_body_util::Full::new(
+                                Bytes::from(text),
+                            )))
                         }
                     });
                     let io = hyper_util::rt::TokioIo::new(stream);
@@ -169,7 +177,11 @@ fn verifier(url: &str, secret: Option<&[u8]>) -> TokenVerifier {
 
 #[tokio::test]
 async fn each_algorithm_verifies_with_its_jwks_key() {
-    let (rsa, ec, ed) = (TestKey::rsa("rsa-1"), TestKey::ec("ec-1"), TestKey::ed("ed-1"));
+    let (rsa, ec, ed) = (
+        TestKey::rsa("rsa-1"),
+        TestKey::ec("ec-1"),
+        TestKey::ed("ed-1"),
+    );
     let server = JwksServer::start(jwks(&[&rsa, &ec, &ed])).await;
     let verifier = verifier(&server.url, None);
     for key in [&rsa, &ec, &ed] {
@@ -295,11 +307,15 @@ async fn issuer_and_audience_are_checked_when_configured() {
             .is_ok()
     );
     assert!(matches!(
-        strict.verify(&with("https://evil.example", "app-1"), now()).await,
+        strict
+            .verify(&with("https://evil.example", "app-1"), now())
+            .await,
         Err(TokenError::WrongIssuer)
     ));
     assert!(matches!(
-        strict.verify(&with("https://issuer.example", "app-9"), now()).await,
+        strict
+            .verify(&with("https://issuer.example", "app-9"), now())
+            .await,
         Err(TokenError::WrongAudience)
     ));
     // Configured claims must be present.
@@ -343,7 +359,10 @@ async fn rotated_keys_are_picked_up_and_unknown_kids_fetch_at_most_once_per_inte
     // The issuer rotates: the new kid appears in its JWKS.
     server.serve(jwks(&[&old, &new]));
     let rotated = new.token(claims(600));
-    assert!(eager.verify(&rotated, now()).await.is_ok(), "an unknown kid refetches");
+    assert!(
+        eager.verify(&rotated, now()).await.is_ok(),
+        "an unknown kid refetches"
+    );
     assert_eq!(server.fetches(), 3);
 
     // Within the interval the patient cache does not refetch, however many
@@ -379,7 +398,12 @@ async fn an_unreachable_jwks_refuses_with_a_reason_and_a_file_works_too() {
         },
     )
     .unwrap();
-    assert!(from_file.verify(&ec.token(claims(600)), now()).await.is_ok());
+    assert!(
+        from_file
+            .verify(&ec.token(claims(600)), now())
+            .await
+            .is_ok()
+    );
     std::fs::remove_dir_all(dir).unwrap();
 
     assert!(token_verifier(None, &AuthSettings::default()).is_err());
@@ -435,7 +459,9 @@ async fn claims_are_mapped_by_configuration() {
         lax.verify(&no_tenant, now()).await,
         Err(TokenError::BadClaim(c)) if c.contains("tenant")
     ));
-    let bad_caps = rsa.token(json!({"sub": "bob", "tenant": "acme", "capabilities": ["lobby"], "exp": now() + 600}));
+    let bad_caps = rsa.token(
+        json!({"sub": "bob", "tenant": "acme", "capabilities": ["lobby"], "exp": now() + 600}),
+    );
     assert!(matches!(
         lax.verify(&bad_caps, now()).await,
         Err(TokenError::BadClaim(c)) if c.contains("capabilities")
@@ -447,7 +473,10 @@ async fn grants_are_verified_with_the_same_keys_and_are_not_connection_tokens() 
     let ec = TestKey::ec("ec-1");
     let server = JwksServer::start(jwks(&[&ec])).await;
     let verifier = verifier(&server.url, None);
-    let (tenant, user) = (TenantId::new("acme").unwrap(), UserId::new("alice").unwrap());
+    let (tenant, user) = (
+        TenantId::new("acme").unwrap(),
+        UserId::new("alice").unwrap(),
+    );
     let room = RoomId::new("vip").unwrap();
     let grant = ec
         .signer
@@ -468,10 +497,22 @@ async fn grants_are_verified_with_the_same_keys_and_are_not_connection_tokens() 
         Err(TokenError::BadClaim(c)) if c.contains("grant")
     ));
     let connection_token = ec.token(claims(600));
-    assert!(verifier.verify_grant(&connection_token, now()).await.is_err());
+    assert!(
+        verifier
+            .verify_grant(&connection_token, now())
+            .await
+            .is_err()
+    );
     let expired = ec
         .signer
-        .mint_grant(&tenant, &user, &room, &[Right::Subscribe], now() - 600, Duration::from_secs(60))
+        .mint_grant(
+            &tenant,
+            &user,
+            &room,
+            &[Right::Subscribe],
+            now() - 600,
+            Duration::from_secs(60),
+        )
         .unwrap();
     assert!(matches!(
         verifier.verify_grant(&expired, now()).await,

@@ -5,12 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fanout_aws::{DynamoStore, provision};
-use fanout_core::auth::Rights;
+use fanout_core::auth::{Capabilities, Right, Rights};
 use fanout_core::clock::ManualClock;
 use fanout_core::ids::{ConnectionId, RoomId, TenantId, UserId};
 use fanout_core::ports::{
     ConnectionRecord, ConnectionStore, EventClaim, EventDedupe, MemberSet, StoreError,
 };
+use fanout_core::rate::Rate;
 use fanout_embedded::MemoryStore;
 
 use crate::common::{sdk_config, unique};
@@ -317,6 +318,204 @@ async fn room_count(s: Subject) {
     );
 }
 
+async fn rate_gates(s: Subject) {
+    let store = &s.store;
+    let c1 = record("c1", "alice", later(3_600));
+    store.put_connection(&c1).await.unwrap();
+    let rate = Rate::new(10, 3); // one per 100 ms, three at once
+    // Without a rate, the record comes back untouched.
+    let a = store
+        .admit_frame(&c1.id, NOW_MS, None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(a.record, c1);
+    assert_eq!(a.retry_after_ms, None);
+    for _ in 0..3 {
+        let a = store
+            .admit_frame(&c1.id, NOW_MS, rate)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(a.retry_after_ms, None);
+        assert_eq!(a.record.id, c1.id);
+    }
+    let limited = store
+        .admit_frame(&c1.id, NOW_MS, rate)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(limited.retry_after_ms, Some(100));
+    assert_eq!(
+        limited.record.user, c1.user,
+        "a refusal still returns the record"
+    );
+    let later_frame = store
+        .admit_frame(&c1.id, NOW_MS + 100, rate)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        later_frame.retry_after_ms, None,
+        "one more after an interval"
+    );
+    // After a quiet spell the burst is back.
+    for _ in 0..3 {
+        let a = store
+            .admit_frame(&c1.id, NOW_MS + 60_000, rate)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(a.retry_after_ms, None);
+    }
+    let unknown = ConnectionId::new("nobody").unwrap();
+    assert!(
+        store
+            .admit_frame(&unknown, NOW_MS, rate)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .admit_frame(&unknown, NOW_MS, None)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // The tenant publish gate needs no item to exist first.
+    let rate = Rate::new(1, 2).unwrap();
+    let acme = tenant();
+    assert_eq!(
+        store.admit_publish(&acme, NOW_MS, rate).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.admit_publish(&acme, NOW_MS, rate).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.admit_publish(&acme, NOW_MS, rate).await.unwrap(),
+        Some(1_000)
+    );
+    let other = TenantId::new("globex").unwrap();
+    assert_eq!(
+        store.admit_publish(&other, NOW_MS, rate).await.unwrap(),
+        None,
+        "tenants are apart"
+    );
+    assert_eq!(
+        store
+            .admit_publish(&acme, NOW_MS + 1_000, rate)
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+async fn grants_and_refresh(s: Subject) {
+    let store = &s.store;
+    let caps = Capabilities::from_claim(&serde_json::json!({"lobby": ["subscribe"]})).unwrap();
+    let mut c1 = record("c1", "alice", later(60));
+    c1.capabilities = Some(caps.clone());
+    store.put_connection(&c1).await.unwrap();
+    assert_eq!(
+        store
+            .get_connection(&c1.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .capabilities,
+        Some(caps)
+    );
+    let (lobby, vip) = (RoomId::new("lobby").unwrap(), RoomId::new("vip").unwrap());
+    let granted: Rights = [Right::Subscribe, Right::Publish].into_iter().collect();
+    store.join_room(&c1, &lobby, Rights::NONE).await.unwrap();
+    store.join_room(&c1, &vip, granted).await.unwrap();
+    assert_eq!(
+        store.membership(&c1.id, &tenant(), &lobby).await.unwrap(),
+        Some(Rights::NONE)
+    );
+    assert_eq!(
+        store.membership(&c1.id, &tenant(), &vip).await.unwrap(),
+        Some(granted)
+    );
+    assert_eq!(
+        store
+            .membership(&c1.id, &tenant(), &RoomId::new("other").unwrap())
+            .await
+            .unwrap(),
+        None
+    );
+
+    // A refresh moves the expiry of the connection and every item of it.
+    let refreshed = later(3_600);
+    assert!(
+        store
+            .refresh_connection(&c1.id, refreshed, None, refreshed)
+            .await
+            .unwrap()
+    );
+    s.clock.advance_ms(120_000);
+    let live = store
+        .get_connection(&c1.id)
+        .await
+        .unwrap()
+        .expect("still live");
+    assert_eq!(live.token_expires_at, refreshed);
+    assert_eq!(live.capabilities, None);
+    assert_eq!(
+        store.membership(&c1.id, &tenant(), &vip).await.unwrap(),
+        Some(granted)
+    );
+    let members = store
+        .members_page(
+            &MemberSet::Room {
+                tenant: tenant(),
+                room: lobby.clone(),
+            },
+            fanout_core::ids::shard_of(&c1.id, SHARDS),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(members.items, vec![c1.id.clone()]);
+    let everyone = store
+        .members_page(
+            &MemberSet::Tenant(tenant()),
+            fanout_core::ids::shard_of(&c1.id, SHARDS),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(everyone.items, vec![c1.id.clone()]);
+    assert_eq!(store.room_count(&c1.id).await.unwrap(), 2);
+
+    // Without a refresh, an expired token hides the connection from reads
+    // but the frame gate still finds it (to close it with a reason).
+    let c2 = record("c2", "bob", later(150));
+    store.put_connection(&c2).await.unwrap();
+    store.join_room(&c2, &lobby, Rights::NONE).await.unwrap();
+    s.clock.advance_ms(60_000);
+    assert!(store.get_connection(&c2.id).await.unwrap().is_none());
+    assert!(!store.is_member(&c2.id, &tenant(), &lobby).await.unwrap());
+    let seen = store
+        .admit_frame(&c2.id, NOW_MS + 180_000, None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(seen.record.token_expires_at, c2.token_expires_at);
+    assert!(
+        !store
+            .refresh_connection(&ConnectionId::new("nobody").unwrap(), 1, None, 1)
+            .await
+            .unwrap()
+    );
+}
+
+contract!(store_rate_gates: rate_gates, embedded = embedded, aws = aws);
+contract!(store_grants_and_refresh: grants_and_refresh, embedded = embedded, aws = aws);
 contract!(store_lifecycle: lifecycle, embedded = embedded, aws = aws);
 contract!(store_room_count: room_count, embedded = embedded, aws = aws);
 contract!(store_paging_and_expiry: paging_and_expiry, embedded = embedded, aws = aws);
