@@ -52,6 +52,14 @@ struct LocalStack {
 
 async fn start_local(scenario: &Scenario) -> anyhow::Result<LocalStack> {
     let mut args = vec!["fanout-local".to_string(), "--port".into(), "0".into()];
+    // The harness measures delivery: its one publisher per room sends far
+    // more than a client may, so the abuse limits are off unless a
+    // --stack-arg sets them.
+    for flag in ["--client-frame-rate", "--tenant-publish-rate"] {
+        if !scenario.stack_args.iter().any(|a| a.starts_with(flag)) {
+            args.extend([flag.to_string(), "0".into()]);
+        }
+    }
     args.extend(scenario.stack_args.iter().cloned());
     let config = <StackConfig as clap::Parser>::try_parse_from(&args)
         .map_err(|e| anyhow::anyhow!("--stack-arg: {e}"))?;

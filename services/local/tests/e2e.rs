@@ -12,127 +12,9 @@ use futures::{SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-/// Starts the stack on port 0 with `extra` flags. With
-/// `FANOUT_E2E_BACKEND=aws` it runs on the AWS adapters against
-/// `FANOUT_TEST_AWS_ENDPOINT` (moto's server in `./scripts/test.sh`), each
-/// test with its own resources.
-async fn start_with(extra: &[&str]) -> RunningStack {
-    let mut args: Vec<String> = ["fanout-local", "--port", "0"].map(String::from).to_vec();
-    if std::env::var("FANOUT_E2E_BACKEND").as_deref() == Ok("aws") {
-        let endpoint = std::env::var("FANOUT_TEST_AWS_ENDPOINT")
-            .expect("FANOUT_E2E_BACKEND=aws needs FANOUT_TEST_AWS_ENDPOINT");
-        let prefix = format!("e2e{}-", &uuid::Uuid::new_v4().simple().to_string()[..10]);
-        args.extend(
-            [
-                "--backend",
-                "aws",
-                "--endpoint-url",
-                &endpoint,
-                "--resource-prefix",
-                &prefix,
-            ]
-            .map(String::from),
-        );
-    }
-    args.extend(extra.iter().map(|a| a.to_string()));
-    let config = <StackConfig as clap::Parser>::parse_from(args);
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    fanout_local::start(config, listener).await.unwrap()
-}
-
-/// Live connections of tenant `acme` (every test's tenant), from the store.
-async fn connections(stack: &RunningStack) -> usize {
-    let acme = TenantId::new("acme").unwrap();
-    stack.resources.connection_count(&acme).await.unwrap()
-}
-
-async fn start() -> RunningStack {
-    start_with(&[]).await
-}
-
-fn token(tenant: &str, user: &str) -> String {
-    let now = chrono::Utc::now().timestamp();
-    TokenSigner::new(DEV_JWT_SECRET.as_bytes())
-        .mint(
-            &TenantId::new(tenant).unwrap(),
-            &UserId::new(user).unwrap(),
-            now,
-            Duration::from_secs(600),
-        )
-        .unwrap()
-}
-
-async fn connect(stack: &RunningStack, tenant: &str, user: &str) -> Socket {
-    let url = format!("{}?token={}", stack.ws_url(), token(tenant, user));
-    tokio_tungstenite::connect_async(url)
-        .await
-        .expect("connect")
-        .0
-}
-
-async fn send(ws: &mut Socket, frame: &str) {
-    ws.send(Message::Text(frame.into())).await.unwrap();
-}
-
-/// The next text frame, parsed; panics after 5 s.
-async fn next(ws: &mut Socket) -> ReceivedFrame {
-    loop {
-        let msg = tokio::time::timeout(Duration::from_secs(5), ws.next())
-            .await
-            .expect("a frame within 5 s")
-            .expect("socket open")
-            .expect("no socket error");
-        if let Message::Text(text) = msg {
-            return serde_json::from_str(&text).unwrap_or_else(|e| panic!("bad frame {text}: {e}"));
-        }
-    }
-}
-
-/// Asserts nothing arrives for `wait`.
-async fn silent(ws: &mut Socket, wait: Duration) {
-    if let Ok(Some(Ok(Message::Text(t)))) = tokio::time::timeout(wait, ws.next()).await {
-        panic!("unexpected frame {t}");
-    }
-}
-
-async fn request(ws: &mut Socket, frame: &str) -> ReceivedFrame {
-    send(ws, frame).await;
-    next(ws).await
-}
-
-async fn join(ws: &mut Socket, room: &str) {
-    let reply = request(
-        ws,
-        &format!(r#"{{"action":"join","room":"{room}","requestId":"j-{room}"}}"#),
-    )
-    .await;
-    assert_eq!(
-        reply,
-        ReceivedFrame::Ack {
-            request_id: Some(format!("j-{room}"))
-        }
-    );
-}
-
-fn message_id(frame: &ReceivedFrame) -> String {
-    match frame {
-        ReceivedFrame::Message { id, .. } => id.clone(),
-        other => panic!("expected a message, got {other:?}"),
-    }
-}
-
-async fn http_status(url: &str) -> u16 {
-    // A plain upgrade request, to read the refusal's status code.
-    match tokio_tungstenite::connect_async(url).await {
-        Ok(_) => 101,
-        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response.status().as_u16(),
-        Err(other) => panic!("unexpected error {other}"),
-    }
-}
+mod common;
+use common::*;
 
 #[tokio::test]
 async fn bad_expired_or_missing_tokens_are_refused() {
@@ -429,15 +311,6 @@ async fn a_connection_that_vanished_without_disconnect_is_removed_by_the_first_4
     stack.stop().await;
 }
 
-fn local_sdk_config(endpoint: String) -> aws_config::ConfigLoader {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_eventbridge::config::Credentials::new(
-            "test", "test", None, None, "test",
-        ))
-}
-
 #[tokio::test]
 async fn the_management_api_client_posts_gets_and_deletes_through_the_local_endpoint() {
     use aws_sdk_apigatewaymanagement::error::SdkError;
@@ -645,20 +518,6 @@ async fn user_tenant_and_connection_targets_reach_the_right_sockets() {
     );
     silent(&mut alice_phone, Duration::from_millis(300)).await;
     stack.stop().await;
-}
-
-async fn close_code_within(ws: &mut Socket, wait: Duration) -> CloseCode {
-    tokio::time::timeout(wait, async {
-        loop {
-            match ws.next().await {
-                Some(Ok(Message::Close(Some(frame)))) => return frame.code,
-                Some(Ok(_)) => continue,
-                other => panic!("expected a close frame, got {other:?}"),
-            }
-        }
-    })
-    .await
-    .expect("closed in time")
 }
 
 #[tokio::test]
