@@ -10,7 +10,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use fanout_lambda::config::{
-    AuthorizerConfig, BroadcasterConfig, Env, GatewayConfig, PlannerConfig, load, variables,
+    AuthorizerConfig, BroadcasterConfig, Env, GatewayConfig, MessageConfig, PlannerConfig, load,
+    variables,
 };
 use fanout_local::StackConfig;
 use serde_yaml::Value;
@@ -104,6 +105,24 @@ fn tunables_default_to_the_code_defaults() {
         ("DedupeTtlSeconds", local.planner.dedupe_ttl.as_secs()),
         ("BusRetryAttempts", u64::from(local.bus_retry_attempts)),
         ("BusMaxEventAgeSeconds", local.bus_max_event_age.as_secs()),
+        (
+            "MaxTokenLifetimeSeconds",
+            local.auth.max_token_lifetime.as_secs(),
+        ),
+        ("TokenLeewaySeconds", local.auth.token_leeway.as_secs()),
+        ("ClientFrameRate", u64::from(local.abuse.client_frame_rate)),
+        (
+            "ClientFrameBurst",
+            u64::from(local.abuse.client_frame_burst),
+        ),
+        (
+            "TenantPublishRate",
+            u64::from(local.abuse.tenant_publish_rate),
+        ),
+        (
+            "TenantPublishBurst",
+            u64::from(local.abuse.tenant_publish_burst),
+        ),
     ];
     for (parameter, code) in table {
         assert_eq!(number(&t, parameter), code, "default of {parameter}");
@@ -112,6 +131,20 @@ fn tunables_default_to_the_code_defaults() {
         default_of(&t, "TenantBoundSources"),
         local.planner.tenant_bound_sources.to_string(),
         "default of TenantBoundSources"
+    );
+    for (parameter, code) in [
+        ("TenantClaim", &local.auth.tenant_claim),
+        ("UserClaim", &local.auth.user_claim),
+        ("CapabilitiesClaim", &local.auth.capabilities_claim),
+    ] {
+        assert_eq!(&default_of(&t, parameter), code, "default of {parameter}");
+    }
+    // The one intended difference: a deployment denies what its tokens do
+    // not grant; the local stack is open for development.
+    assert_eq!(default_of(&t, "DefaultPolicy"), "deny");
+    assert_eq!(
+        local.auth.default_policy,
+        fanout_core::auth::DefaultPolicy::Open
     );
     // AWS's advice, kept by the defaults: visibility ≥ 6 × function timeout.
     assert!(
@@ -214,7 +247,8 @@ fn every_function_is_a_cargo_lambda_package_whose_binary_accepts_its_environment
         let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let reads = match package {
             "authorizer" => variables::<AuthorizerConfig>(),
-            "connect" | "disconnect" | "message" => variables::<GatewayConfig>(),
+            "message" => variables::<MessageConfig>(),
+            "connect" | "disconnect" => variables::<GatewayConfig>(),
             "planner" => variables::<PlannerConfig>(),
             "broadcaster" => variables::<BroadcasterConfig>(),
             other => panic!("no configuration reader for function {other}"),
@@ -228,8 +262,16 @@ fn every_function_is_a_cargo_lambda_package_whose_binary_accepts_its_environment
         let env = Env::from_pairs(&pairs);
         let local = StackConfig::defaults();
         let read = match package {
-            "authorizer" => load::<AuthorizerConfig>(&env).map(|_| ()),
-            "connect" | "disconnect" | "message" => load::<GatewayConfig>(&env).map(|g| {
+            "authorizer" => load::<AuthorizerConfig>(&env).map(|a| {
+                assert_eq!(a.auth.tenant_claim, local.auth.tenant_claim);
+                assert_eq!(a.auth.max_token_lifetime, local.auth.max_token_lifetime);
+            }),
+            "message" => load::<MessageConfig>(&env).map(|m| {
+                assert_eq!(m.gateway.settings, local.gateway);
+                assert_eq!(m.abuse, local.abuse);
+                assert_eq!(m.keys.auth.token_leeway, local.auth.token_leeway);
+            }),
+            "connect" | "disconnect" => load::<GatewayConfig>(&env).map(|g| {
                 assert_eq!(g.settings, local.gateway);
                 assert_eq!(g.store.settings, local.store);
             }),
