@@ -1,8 +1,8 @@
 //! The `connect` WebSocket route Lambda.
 
-use fanout_lambda::{Error, WebSocketRoute, run_websocket_route};
+use fanout_lambda::{Error, run_connect};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    run_websocket_route(WebSocketRoute::Connect).await
+    run_connect().await
 }

@@ -1,8 +1,8 @@
 //! The `disconnect` WebSocket route Lambda.
 
-use fanout_lambda::{Error, WebSocketRoute, run_websocket_route};
+use fanout_lambda::{Error, run_disconnect};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    run_websocket_route(WebSocketRoute::Disconnect).await
+    run_disconnect().await
 }

@@ -6,8 +6,8 @@
 //! - [`config`]: what each function reads from its environment (resources,
 //!   and the tunable groups of `fanout_core::settings`); a missing or
 //!   invalid variable fails at start-up with a message naming it.
-//! - [`run_websocket_route`]: the whole `main` of connect, disconnect and
-//!   message.
+//! - [`run_connect`], [`run_disconnect`], [`run_message`]: the whole `main`
+//!   of each WebSocket route function.
 //! - [`setup`]: JSON logs, the AWS SDK configuration and adapters, built
 //!   once per execution environment.
 //! - [`deadline`]: the invocation deadline as a Tokio instant.
@@ -18,7 +18,9 @@
 pub mod config;
 pub mod setup;
 
+use std::future::Future;
 use std::io::Write;
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
@@ -61,47 +63,54 @@ pub fn config_or_exit<T: Args + config::FromEnv + config::Validate>() -> T {
     }
 }
 
-/// The three WebSocket route functions: the same shape, another handler.
-#[derive(Debug, Clone, Copy)]
-pub enum WebSocketRoute {
-    Connect,
-    Disconnect,
-    Message,
+/// connect's whole `main`: logs, configuration, the store and bus built
+/// once, then the Lambda runtime loop.
+pub async fn run_connect() -> Result<(), Error> {
+    run_gateway_route(|request, deps| async move { connect::handle(&request, &deps).await }).await
 }
 
-impl WebSocketRoute {
-    async fn handle(
-        self,
-        request: &ApiGatewayWebsocketProxyRequest,
-        deps: &GatewayDeps,
-    ) -> ApiGatewayProxyResponse {
-        match self {
-            Self::Connect => connect::handle(request, deps).await,
-            Self::Disconnect => disconnect::handle(request, deps).await,
-            Self::Message => message::handle(request, deps).await,
-        }
-    }
+/// disconnect's whole `main`.
+pub async fn run_disconnect() -> Result<(), Error> {
+    run_gateway_route(|request, deps| async move { disconnect::handle(&request, &deps).await })
+        .await
 }
 
-/// A WebSocket route function's whole `main`: logs, configuration, the
-/// store and bus built once, then the Lambda runtime loop.
-pub async fn run_websocket_route(route: WebSocketRoute) -> Result<(), Error> {
+/// message's whole `main`: also the token verifier, the abuse limits and
+/// @connections (for `refresh`, grants and closing expired connections).
+pub async fn run_message() -> Result<(), Error> {
     setup::init_logging();
-    let sdk = setup::sdk_config().await;
-    let deps = match route {
-        WebSocketRoute::Message => {
-            let config = config_or_exit::<config::MessageConfig>();
-            setup::message_deps(&sdk, &config).await?
-        }
-        WebSocketRoute::Connect | WebSocketRoute::Disconnect => {
-            let config = config_or_exit::<config::GatewayConfig>();
-            setup::gateway_deps(&sdk, &config)
-        }
-    };
-    let deps = &deps;
+    let config = config_or_exit::<config::MessageConfig>();
+    let deps = setup::message_deps(&setup::sdk_config().await, &config).await?;
+    serve_route(deps, |request, deps| async move {
+        message::handle(&request, &deps).await
+    })
+    .await
+}
+
+async fn run_gateway_route<H, F>(handle: H) -> Result<(), Error>
+where
+    H: Fn(ApiGatewayWebsocketProxyRequest, Arc<GatewayDeps>) -> F + Copy + Send,
+    F: Future<Output = ApiGatewayProxyResponse> + Send,
+{
+    setup::init_logging();
+    let config = config_or_exit::<config::GatewayConfig>();
+    let deps = setup::gateway_deps(&setup::sdk_config().await, &config);
+    serve_route(deps, handle).await
+}
+
+/// The Lambda runtime loop of one WebSocket route. Generic over the
+/// handler, so each bootstrap links only its own (connect and disconnect
+/// carry no token verifier).
+async fn serve_route<H, F>(deps: GatewayDeps, handle: H) -> Result<(), Error>
+where
+    H: Fn(ApiGatewayWebsocketProxyRequest, Arc<GatewayDeps>) -> F + Copy + Send,
+    F: Future<Output = ApiGatewayProxyResponse> + Send,
+{
+    let deps = Arc::new(deps);
     run(service_fn(
-        move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {
-            Ok::<_, Error>(route.handle(&event.payload, deps).await)
+        move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| {
+            let deps = deps.clone();
+            async move { Ok::<_, Error>(handle(event.payload, deps).await) }
         },
     ))
     .await

@@ -214,8 +214,7 @@ async fn serve_connection(app: Arc<AppState>, ctx: ConnectionContext, socket: We
             _ = &mut token_expiry => match refreshed_expiry_ms(&app, &id).await {
                 Some(later) => token_expiry.as_mut().reset(tokio::time::Instant::now() + until_ms(&app, Some(later))),
                 None => {
-                    let frame = RequestError::new(None, ErrorCode::TokenExpired,
-                        "the connection's token expired; connect again with a new token").to_frame();
+                    let frame = RequestError::token_expired(None).to_frame();
                     let _ = tokio::time::timeout(Duration::from_secs(1), sink.send(Message::Text(frame.into()))).await;
                     break Ending::server(TOKEN_EXPIRED_CLOSE_CODE, "Token expired");
                 }

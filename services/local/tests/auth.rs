@@ -9,7 +9,6 @@ use fanout_core::auth::Right;
 use fanout_core::ids::{RoomId, TenantId, UserId};
 use fanout_core::protocol::{ErrorCode, ReceivedFrame, TOKEN_EXPIRED_CLOSE_CODE};
 use fanout_core::token::{Claims, DEV_JWT_SECRET, TokenSigner};
-use fanout_local::RunningStack;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -34,14 +33,6 @@ fn token_with(user: &str, ttl_secs: i64, capabilities: Option<Value>) -> String 
             capabilities,
         })
         .unwrap()
-}
-
-async fn connect_with(stack: &RunningStack, token: &str) -> Socket {
-    let url = format!("{}?token={token}", stack.ws_url());
-    tokio_tungstenite::connect_async(url)
-        .await
-        .expect("connect")
-        .0
 }
 
 fn grant(user: &str, room: &str, rights: &[Right], ttl_secs: i64) -> String {

@@ -1,8 +1,8 @@
 //! The `message` WebSocket route Lambda.
 
-use fanout_lambda::{Error, WebSocketRoute, run_websocket_route};
+use fanout_lambda::{Error, run_message};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    run_websocket_route(WebSocketRoute::Message).await
+    run_message().await
 }

@@ -150,6 +150,25 @@ fn record_from(item: &Item) -> Result<ConnectionRecord, StoreError> {
     })
 }
 
+/// The tenant and room of a reverse membership item
+/// (`CONN#<id>` / `ROOM#<tenant>#<room>`); `None` for the connection item.
+fn reverse_membership(item: &Item) -> Result<Option<(TenantId, RoomId)>, StoreError> {
+    let sk = get_s(item, "sk")?;
+    let Some(rest) = sk.strip_prefix("ROOM#") else {
+        return Ok(None);
+    };
+    let tenant = get_s(item, "tenant")?;
+    let room = rest
+        .strip_prefix(tenant)
+        .and_then(|r| r.strip_prefix('#'))
+        .ok_or_else(|| StoreError::Corrupt(format!("reverse membership {sk}")))?;
+    let corrupt = |e: fanout_core::ids::IdError| StoreError::Corrupt(e.to_string());
+    Ok(Some((
+        TenantId::new(tenant).map_err(corrupt)?,
+        RoomId::new(room).map_err(corrupt)?,
+    )))
+}
+
 fn rights_of(item: &Item) -> Result<Rights, StoreError> {
     match item.get("granted") {
         Some(AttributeValue::S(text)) => serde_json::from_str(text)
@@ -166,6 +185,16 @@ where
         .as_service_error()
         .and_then(|e| e.code())
         .is_some_and(|code| code == "ConditionalCheckFailedException")
+}
+
+/// The item a rate gate lives on, and what else an admission writes to it.
+#[derive(Clone, Copy)]
+enum GateItem {
+    /// The connection item: it must exist, and an admitted frame is also
+    /// its heartbeat (`lastSeen`).
+    Connection,
+    /// A tenant's rate item: created by the first publish, kept until `ttl`.
+    TenantPublish { ttl: i64 },
 }
 
 /// What one rate admission found.
@@ -333,15 +362,7 @@ impl DynamoStore {
             requests.push(delete(key(conn_pk(id), sk.to_string())));
             if sk == "META" {
                 record = Some(record_from(item)?);
-            } else if let Some(room) = sk.strip_prefix("ROOM#") {
-                let tenant = get_s(item, "tenant")?;
-                let room = room
-                    .strip_prefix(tenant)
-                    .and_then(|r| r.strip_prefix('#'))
-                    .ok_or_else(|| StoreError::Corrupt(format!("reverse membership {sk}")))?;
-                let room = RoomId::new(room).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                let tenant =
-                    TenantId::new(tenant).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            } else if let Some((tenant, room)) = reverse_membership(item)? {
                 requests.push(delete(key(room_pk(&tenant, &room, shard), conn_sk(id))));
                 rooms.push(room);
             }
@@ -357,6 +378,28 @@ impl DynamoStore {
         Ok((requests, Some(RemovedConnection { record, rooms })))
     }
 
+    /// An admitted frame with no rate limit: its heartbeat only. Sets
+    /// `lastSeen` on an existing connection item (never creating one, and
+    /// leaving its `ttl` alone, so an expired connection stays expired).
+    async fn heartbeat(&self, meta: Item, now_ms: i64) -> Result<Gcra, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(meta))
+            .update_expression("SET lastSeen = :now")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":now", n(now_ms))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
+            .send()
+            .await;
+        match result {
+            Ok(out) => Ok(Gcra::Admitted(out.attributes.unwrap_or_default())),
+            Err(e) if is_condition_failure(&e) => Ok(Gcra::Missing),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
     /// One GCRA admission on an item, as conditional updates: the quiet
     /// path (`rateTat` absent or past: set it to now + interval) or the
     /// busy one (`rateTat` ahead but within the burst: add an interval).
@@ -367,15 +410,12 @@ impl DynamoStore {
         item_key: Item,
         gcra: StoredGcra,
         now_ms: i64,
-        must_exist: bool,
-        ttl: Option<i64>,
+        item: GateItem,
     ) -> Result<Gcra, StoreError> {
-        let exists = if must_exist {
-            "attribute_exists(pk) AND "
-        } else {
-            ""
+        let (exists, set_also) = match item {
+            GateItem::Connection => ("attribute_exists(pk) AND ", ", lastSeen = :now"),
+            GateItem::TenantPublish { .. } => ("", ", #ttl = :ttl"),
         };
-        let set_ttl = if ttl.is_some() { ", #ttl = :ttl" } else { "" };
         let limit = gcra.admit_limit(now_ms);
         let mut known_tat: Option<i64> = None;
         for _ in 0..GCRA_TRIES {
@@ -390,21 +430,21 @@ impl DynamoStore {
                 .return_values_on_condition_check_failure(
                     aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure::AllOld,
                 );
-            if let Some(ttl) = ttl {
+            if let GateItem::TenantPublish { ttl } = item {
                 update = update
                     .expression_attribute_names("#ttl", "ttl")
                     .expression_attribute_values(":ttl", n(ttl));
             }
             update = if quiet {
                 update
-                    .update_expression(format!("SET rateTat = :next{set_ttl}"))
+                    .update_expression(format!("SET rateTat = :next{set_also}"))
                     .condition_expression(format!(
                         "{exists}(attribute_not_exists(rateTat) OR rateTat <= :now)"
                     ))
                     .expression_attribute_values(":next", n(now_ms + gcra.interval_ms))
             } else {
                 update
-                    .update_expression(format!("SET rateTat = rateTat + :interval{set_ttl}"))
+                    .update_expression(format!("SET rateTat = rateTat + :interval{set_also}"))
                     .condition_expression(format!("{exists}rateTat > :now AND rateTat <= :limit"))
                     .expression_attribute_values(":interval", n(gcra.interval_ms))
                     .expression_attribute_values(":limit", n(limit))
@@ -509,32 +549,6 @@ impl ConnectionStore for DynamoStore {
         match out.item {
             Some(item) => Ok(Some(record_from(&item)?).filter(|r| r.ttl > now)),
             None => Ok(None),
-        }
-    }
-
-    async fn touch_connection(&self, id: &ConnectionId, now_ms: i64) -> Result<bool, StoreError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key(conn_pk(id), "META".into())))
-            .update_expression("SET lastSeen = :now")
-            // Only a live connection: never resurrect a deleted or expired one.
-            .condition_expression("attribute_exists(pk) AND #ttl > :nowsecs")
-            .expression_attribute_names("#ttl", "ttl")
-            .expression_attribute_values(":now", n(now_ms))
-            .expression_attribute_values(":nowsecs", n(self.clock.now_secs()))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(unavailable(e)),
         }
     }
 
@@ -682,45 +696,27 @@ impl ConnectionStore for DynamoStore {
         rate: Option<Rate>,
     ) -> Result<Option<FrameAdmission>, StoreError> {
         let meta = key(conn_pk(id), "META".into());
-        let Some(rate) = rate else {
-            let out = self
-                .client
-                .get_item()
-                .table_name(&self.table)
-                .set_key(Some(meta))
-                .consistent_read(true)
-                .send()
-                .await
-                .map_err(unavailable)?;
-            return out
-                .item
-                .map(|item| {
-                    Ok(FrameAdmission {
-                        record: record_from(&item)?,
-                        retry_after_ms: None,
-                    })
-                })
-                .transpose();
+        let admission = match rate {
+            Some(rate) => {
+                self.gcra(meta, StoredGcra::new(rate), now_ms, GateItem::Connection)
+                    .await?
+            }
+            None => self.heartbeat(meta, now_ms).await?,
         };
-        Ok(
-            match self
-                .gcra(meta, StoredGcra::new(rate), now_ms, true, None)
-                .await?
-            {
-                Gcra::Admitted(item) => Some(FrameAdmission {
-                    record: record_from(&item)?,
-                    retry_after_ms: None,
-                }),
-                Gcra::Limited {
-                    retry_after_ms,
-                    item,
-                } => Some(FrameAdmission {
-                    record: record_from(&item)?,
-                    retry_after_ms: Some(retry_after_ms),
-                }),
-                Gcra::Missing => None,
-            },
-        )
+        Ok(match admission {
+            Gcra::Admitted(item) => Some(FrameAdmission {
+                record: record_from(&item)?,
+                retry_after_ms: None,
+            }),
+            Gcra::Limited {
+                retry_after_ms,
+                item,
+            } => Some(FrameAdmission {
+                record: record_from(&item)?,
+                retry_after_ms: Some(retry_after_ms),
+            }),
+            Gcra::Missing => None,
+        })
     }
 
     async fn admit_publish(
@@ -733,7 +729,12 @@ impl ConnectionStore for DynamoStore {
         let ttl = now_ms.div_euclid(1000) + RATE_ITEM_TTL_SECS;
         Ok(
             match self
-                .gcra(item, StoredGcra::new(rate), now_ms, false, Some(ttl))
+                .gcra(
+                    item,
+                    StoredGcra::new(rate),
+                    now_ms,
+                    GateItem::TenantPublish { ttl },
+                )
                 .await?
             {
                 Gcra::Limited { retry_after_ms, .. } => Some(retry_after_ms),
@@ -779,15 +780,9 @@ impl ConnectionStore for DynamoStore {
             conn_sk(id),
         )];
         for item in self.connection_items(id).await? {
-            let sk = get_s(&item, "sk")?;
-            if let Some(room) = sk
-                .strip_prefix("ROOM#")
-                .and_then(|r| r.strip_prefix(record.tenant.as_str()))
-                .and_then(|r| r.strip_prefix('#'))
-            {
-                let room = RoomId::new(room).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                keys.push(key(conn_pk(id), sk.to_string()));
-                keys.push(key(room_pk(&record.tenant, &room, shard), conn_sk(id)));
+            if let Some((tenant, room)) = reverse_membership(&item)? {
+                keys.push(key(conn_pk(id), get_s(&item, "sk")?.to_string()));
+                keys.push(key(room_pk(&tenant, &room, shard), conn_sk(id)));
             }
         }
         let updates = keys.into_iter().map(|k| {
@@ -899,9 +894,7 @@ impl EventDedupe for DynamoStore {
             .await;
         match result {
             Ok(_) => return Ok(EventClaim::Claimed),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) => {}
+            Err(e) if is_condition_failure(&e) => {}
             Err(e) => return Err(unavailable(e)),
         }
         let out = self
@@ -961,12 +954,7 @@ impl EventDedupe for DynamoStore {
             .await;
         match result {
             Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
+            Err(e) if is_condition_failure(&e) => Ok(()),
             Err(e) => Err(unavailable(e)),
         }
     }

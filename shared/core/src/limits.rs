@@ -61,9 +61,22 @@ pub fn connection_ttl_secs(connected_at_ms: i64, max_duration: Duration) -> i64 
     connected_at_ms.div_euclid(1000) + max_duration.as_secs() as i64 + TTL_SLACK.as_secs() as i64
 }
 
+/// The TTL of a connection's items: the earlier of its longest life and
+/// its token's expiry, so reads stop finding it when either passes.
+pub fn record_ttl_secs(connected_at_ms: i64, max_duration: Duration, token_expires_at: i64) -> i64 {
+    connection_ttl_secs(connected_at_ms, max_duration).min(token_expires_at)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_token_that_expires_first_bounds_the_ttl() {
+        let two_hours = Duration::from_secs(2 * 60 * 60);
+        assert_eq!(record_ttl_secs(1_000_000, two_hours, 2_000), 2_000);
+        assert_eq!(record_ttl_secs(1_000_000, two_hours, 99_999), 8_500);
+    }
 
     #[test]
     fn ttl_is_connected_at_plus_two_hours_plus_slack() {

@@ -159,6 +159,15 @@ impl RequestError {
         }
     }
 
+    /// The last frame of a connection whose token expired.
+    pub fn token_expired(request_id: Option<String>) -> Self {
+        Self::new(
+            request_id,
+            ErrorCode::TokenExpired,
+            "the connection's token expired; connect again with a new token",
+        )
+    }
+
     /// A `rate_limited` refusal with when to retry.
     pub fn rate_limited(
         request_id: Option<String>,

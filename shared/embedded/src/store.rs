@@ -200,17 +200,6 @@ impl ConnectionStore for MemoryStore {
             .cloned())
     }
 
-    async fn touch_connection(&self, id: &ConnectionId, now_ms: i64) -> Result<bool, StoreError> {
-        let now = self.clock.now_secs();
-        match self.tables().connections.get_mut(id) {
-            Some(c) if c.ttl > now => {
-                c.last_seen_ms = now_ms;
-                Ok(true)
-            }
-            _ => Ok(false),
-        }
-    }
-
     async fn delete_connection(
         &self,
         id: &ConnectionId,
@@ -302,9 +291,9 @@ impl ConnectionStore for MemoryStore {
         rate: Option<Rate>,
     ) -> Result<Option<FrameAdmission>, StoreError> {
         let mut t = self.tables();
-        let Some(record) = t.connections.get(id).cloned() else {
+        if !t.connections.contains_key(id) {
             return Ok(None);
-        };
+        }
         let retry_after_ms = match rate {
             None => None,
             Some(rate) => {
@@ -318,8 +307,16 @@ impl ConnectionStore for MemoryStore {
                 }
             }
         };
+        let Some(record) = t.connections.get_mut(id) else {
+            return Ok(None);
+        };
+        // An admitted frame is the connection's heartbeat (its TTL is left
+        // alone: an expired connection stays expired).
+        if retry_after_ms.is_none() {
+            record.last_seen_ms = now_ms;
+        }
         Ok(Some(FrameAdmission {
-            record,
+            record: record.clone(),
             retry_after_ms,
         }))
     }

@@ -69,7 +69,12 @@ pub fn token(tenant: &str, user: &str) -> String {
 }
 
 pub async fn connect(stack: &RunningStack, tenant: &str, user: &str) -> Socket {
-    let url = format!("{}?token={}", stack.ws_url(), token(tenant, user));
+    connect_with(stack, &token(tenant, user)).await
+}
+
+/// Connects with a given token (which must be accepted).
+pub async fn connect_with(stack: &RunningStack, token: &str) -> Socket {
+    let url = format!("{}?token={token}", stack.ws_url());
     tokio_tungstenite::connect_async(url)
         .await
         .expect("connect")

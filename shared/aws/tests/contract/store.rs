@@ -122,11 +122,24 @@ async fn lifecycle(s: Subject) {
     store.put_connection(&r).await.unwrap();
     assert_eq!(store.get_connection(&r.id).await.unwrap(), Some(r.clone()));
 
-    assert!(store.touch_connection(&r.id, NOW_MS + 5).await.unwrap());
+    // An admitted frame is the connection's heartbeat.
+    assert!(
+        store
+            .admit_frame(&r.id, NOW_MS + 5, None)
+            .await
+            .unwrap()
+            .is_some()
+    );
     let touched = store.get_connection(&r.id).await.unwrap().unwrap();
     assert_eq!(touched.last_seen_ms, NOW_MS + 5);
     let unknown = ConnectionId::new("nobody=").unwrap();
-    assert!(!store.touch_connection(&unknown, NOW_MS).await.unwrap());
+    assert!(
+        store
+            .admit_frame(&unknown, NOW_MS, None)
+            .await
+            .unwrap()
+            .is_none()
+    );
 
     store.join_room(&r, &lobby, Rights::NONE).await.unwrap();
     store.join_room(&r, &lobby, Rights::NONE).await.unwrap(); // idempotent
@@ -186,7 +199,16 @@ async fn paging_and_expiry(s: Subject) {
     let expired = ConnectionId::new("c10=").unwrap();
     assert_eq!(store.get_connection(&expired).await.unwrap(), None);
     assert!(!store.is_member(&expired, &tenant(), &lobby).await.unwrap());
-    assert!(!store.touch_connection(&expired, NOW_MS).await.unwrap());
+    // A frame from an expired connection is seen (to close it with a
+    // reason) but never resurrects it.
+    assert!(
+        store
+            .admit_frame(&expired, NOW_MS, None)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(store.get_connection(&expired).await.unwrap(), None);
     assert!(matches!(
         store.members_page(&room, 0, Some("not a cursor!")).await,
         Err(StoreError::BadCursor)

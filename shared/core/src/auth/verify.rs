@@ -83,7 +83,8 @@ pub enum TokenError {
 
 /// Which keys verify, and how claims are read.
 pub struct TokenVerifier {
-    secret: Option<DecodingKey>,
+    /// The HS256 secret, pinned to HS256 like any other key.
+    secret: Option<Arc<PinnedKey>>,
     jwks: Option<JwksCache>,
     issuer: Option<String>,
     audience: Vec<String>,
@@ -101,7 +102,12 @@ impl TokenVerifier {
     /// asymmetric keys, if any.
     pub fn new(secret: Option<&[u8]>, jwks: Option<JwksCache>, settings: &AuthSettings) -> Self {
         Self {
-            secret: secret.map(DecodingKey::from_secret),
+            secret: secret.map(|secret| {
+                Arc::new(PinnedKey {
+                    key: DecodingKey::from_secret(secret),
+                    algorithm: Algorithm::HS256,
+                })
+            }),
             jwks,
             issuer: settings.token_issuer.clone(),
             audience: settings.token_audience.clone(),
@@ -279,13 +285,7 @@ impl TokenVerifier {
         if alg == Algorithm::HS256 {
             return self
                 .secret
-                .as_ref()
-                .map(|key| {
-                    Arc::new(PinnedKey {
-                        key: key.clone(),
-                        algorithm: Algorithm::HS256,
-                    })
-                })
+                .clone()
                 .ok_or(TokenError::NoKeyForAlgorithm(alg));
         }
         if !matches!(alg, Algorithm::RS256 | Algorithm::ES256 | Algorithm::EdDSA) {

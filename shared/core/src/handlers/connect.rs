@@ -5,7 +5,7 @@
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 
 use crate::event::{CONNECTION_OPENED, LifecycleEvent};
-use crate::handlers::{Caller, GatewayDeps, emit_lifecycle, proxy_response};
+use crate::handlers::{Caller, GatewayDeps, TokenContext, emit_lifecycle, proxy_response};
 use crate::ports::StoreError;
 
 /// 200 when the connection is stored; 403 without an authorizer context
@@ -16,7 +16,9 @@ pub async fn handle(
     request: &ApiGatewayWebsocketProxyRequest,
     deps: &GatewayDeps,
 ) -> ApiGatewayProxyResponse {
-    let caller = match Caller::from_request(request) {
+    let (caller, token) = match Caller::from_request(request)
+        .and_then(|c| Ok((c, TokenContext::from_request(request)?)))
+    {
         Ok(c) => c,
         Err(reason) => {
             tracing::error!(%reason, "refusing connection: request has no authorizer context");
@@ -39,7 +41,7 @@ pub async fn handle(
             return proxy_response(500, None);
         }
     }
-    let record = caller.record(&deps.settings, deps.clock.now_ms());
+    let record = caller.record(token, &deps.settings, deps.clock.now_ms());
     if let Err(error) = deps.store.put_connection(&record).await {
         tracing::error!(%error, connection_id = %caller.id, "refusing connection: could not store it");
         return proxy_response(500, None);

@@ -6,8 +6,9 @@
 //! connection it closes is one whose token has expired.
 //!
 //! Store cost per frame (DynamoDB): one UpdateItem on the connection item
-//! (the frame-rate gate, which also returns the record: its expiry and
-//! capabilities), two when a burst follows a quiet spell; plus what the
+//! (the frame-rate gate and heartbeat, which also returns the record: its
+//! expiry and capabilities), two when a burst follows a quiet spell; `ping`
+//! costs nothing more; plus what the
 //! action needs: `join` a COUNT query and two writes, `publish` one read
 //! of the membership and one or two writes on the tenant's rate item,
 //! `refresh` one write per item of the connection.
@@ -22,7 +23,7 @@ use crate::event::{
 };
 use crate::handlers::{Caller, GatewayDeps, emit_lifecycle, proxy_response};
 use crate::ids::RoomId;
-use crate::limits::connection_ttl_secs;
+use crate::limits::record_ttl_secs;
 use crate::ports::{BusEntry, BusError, ConnectionRecord, FrameAdmission, publish};
 use crate::protocol::{ClientRequest, ErrorCode, RequestError, ServerFrame, parse_request};
 
@@ -197,25 +198,13 @@ async fn reply(
             }
             .to_json(),
         )),
-        ClientRequest::Ping => {
-            let known = deps
-                .store
-                .touch_connection(&caller.id, now_ms)
-                .await
-                .map_err(|e| internal("could not record the heartbeat", &e))?;
-            if !known {
-                return Err(fail(
-                    ErrorCode::Forbidden,
-                    "connection is not registered; reconnect".into(),
-                ));
+        // The admission above recorded the heartbeat.
+        ClientRequest::Ping => Ok(Reply::Frame(
+            ServerFrame::Pong {
+                request_id: rid.as_deref(),
             }
-            Ok(Reply::Frame(
-                ServerFrame::Pong {
-                    request_id: rid.as_deref(),
-                }
-                .to_json(),
-            ))
-        }
+            .to_json(),
+        )),
         ClientRequest::Refresh { token } => {
             let verified = verifier
                 .verify(&token, now_ms.div_euclid(1000))
@@ -234,9 +223,10 @@ async fn reply(
                     "a refresh token must be for the connection's own tenant and user".into(),
                 ));
             }
-            let life_ends = connection_ttl_secs(
+            let ttl = record_ttl_secs(
                 record.connected_at_ms,
                 deps.settings.max_connection_duration,
+                verified.expires_at,
             );
             let refreshed = deps
                 .store
@@ -244,7 +234,7 @@ async fn reply(
                     &caller.id,
                     verified.expires_at,
                     verified.capabilities.as_ref(),
-                    life_ends.min(verified.expires_at),
+                    ttl,
                 )
                 .await
                 .map_err(|e| internal("could not refresh the token", &e))?;
@@ -362,12 +352,7 @@ async fn close_expired(
     request_id: Option<&str>,
     deps: &GatewayDeps,
 ) -> Reply {
-    let frame = RequestError::new(
-        request_id.map(str::to_owned),
-        ErrorCode::TokenExpired,
-        "the connection's token expired; connect again with a new token",
-    )
-    .to_frame();
+    let frame = RequestError::token_expired(request_id.map(str::to_owned)).to_frame();
     let Some(poster) = &deps.poster else {
         return Reply::Frame(frame);
     };

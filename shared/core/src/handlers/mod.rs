@@ -21,7 +21,7 @@ use aws_lambda_events::sqs::SqsMessage;
 use crate::auth::{Capabilities, TokenVerifier};
 use crate::clock::Clock;
 use crate::ids::{ConnectionId, TenantId, UserId};
-use crate::limits::connection_ttl_secs;
+use crate::limits::{connection_ttl_secs, record_ttl_secs};
 use crate::plan::{DEAD_LETTER_DETAIL, DEAD_LETTER_EVENT_ID, DEAD_LETTER_REASON};
 use crate::ports::{
     BusEntry, ConnectionPoster, ConnectionRecord, ConnectionStore, EventBus, OutgoingMessage,
@@ -61,10 +61,39 @@ pub(crate) struct Caller {
     pub tenant: TenantId,
     pub user: UserId,
     pub connected_at_ms: i64,
-    /// The token's expiry from the authorizer context (at `$connect`).
-    pub token_expires_at: Option<i64>,
-    /// The token's capabilities from the authorizer context.
+}
+
+/// What the authorizer learned from the token, which `$connect` stores
+/// with the connection. Later requests read it from the store instead,
+/// where `refresh` may have replaced it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TokenContext {
+    pub expires_at: Option<i64>,
     pub capabilities: Option<Capabilities>,
+}
+
+impl TokenContext {
+    pub fn from_request(req: &ApiGatewayWebsocketProxyRequest) -> Result<Self, String> {
+        let fields = &req.request_context.authorizer.fields;
+        // API Gateway may hand context numbers over as strings.
+        let expires_at = match fields.get(CONTEXT_TOKEN_EXPIRES_AT) {
+            Some(serde_json::Value::Number(n)) => n.as_i64(),
+            Some(serde_json::Value::String(s)) => s.parse().ok(),
+            _ => None,
+        };
+        let capabilities = match fields.get(CONTEXT_CAPABILITIES) {
+            Some(serde_json::Value::String(text)) => {
+                Some(Capabilities::from_json(text).map_err(|e| {
+                    format!("requestContext.authorizer.{CONTEXT_CAPABILITIES}: {e}")
+                })?)
+            }
+            _ => None,
+        };
+        Ok(Self {
+            expires_at,
+            capabilities,
+        })
+    }
 }
 
 impl Caller {
@@ -85,44 +114,36 @@ impl Caller {
                 .map(str::to_owned)
                 .ok_or_else(|| format!("requestContext.authorizer.{key} is missing"))
         };
-        // API Gateway may hand context numbers over as strings.
-        let token_expires_at = match ctx.authorizer.fields.get(CONTEXT_TOKEN_EXPIRES_AT) {
-            Some(serde_json::Value::Number(n)) => n.as_i64(),
-            Some(serde_json::Value::String(s)) => s.parse().ok(),
-            _ => None,
-        };
-        let capabilities = match ctx.authorizer.fields.get(CONTEXT_CAPABILITIES) {
-            Some(serde_json::Value::String(text)) => {
-                Some(Capabilities::from_json(text).map_err(|e| {
-                    format!("requestContext.authorizer.{CONTEXT_CAPABILITIES}: {e}")
-                })?)
-            }
-            _ => None,
-        };
         Ok(Self {
             id,
             tenant: TenantId::new(field(CONTEXT_TENANT)?).map_err(|e| e.to_string())?,
             user: UserId::new(field(CONTEXT_USER)?).map_err(|e| e.to_string())?,
             connected_at_ms: ctx.connected_at,
-            token_expires_at,
-            capabilities,
         })
     }
 
-    /// The record `$connect` stores. Its TTL is the earlier of the
-    /// connection's longest life and the token's expiry.
-    pub fn record(&self, settings: &GatewaySettings, now_ms: i64) -> ConnectionRecord {
-        let life_ends = connection_ttl_secs(self.connected_at_ms, settings.max_connection_duration);
-        let token_expires_at = self.token_expires_at.unwrap_or(life_ends);
+    /// The record `$connect` stores (a token without `exp` cannot pass the
+    /// authorizer; without one in the context the connection's longest
+    /// life stands in).
+    pub fn record(
+        &self,
+        token: TokenContext,
+        settings: &GatewaySettings,
+        now_ms: i64,
+    ) -> ConnectionRecord {
+        let max = settings.max_connection_duration;
+        let token_expires_at = token
+            .expires_at
+            .unwrap_or_else(|| connection_ttl_secs(self.connected_at_ms, max));
         ConnectionRecord {
             id: self.id.clone(),
             tenant: self.tenant.clone(),
             user: self.user.clone(),
             connected_at_ms: self.connected_at_ms,
             last_seen_ms: now_ms,
-            ttl: life_ends.min(token_expires_at),
+            ttl: record_ttl_secs(self.connected_at_ms, max, token_expires_at),
             token_expires_at,
-            capabilities: self.capabilities.clone(),
+            capabilities: token.capabilities,
         }
     }
 }

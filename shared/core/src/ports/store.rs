@@ -15,7 +15,8 @@ pub struct ConnectionRecord {
     pub user: UserId,
     /// When API Gateway accepted the connection, ms since the epoch.
     pub connected_at_ms: i64,
-    /// Last heartbeat (`ping`), ms since the epoch.
+    /// Last admitted client frame (any action, `ping` included), ms since
+    /// the epoch.
     pub last_seen_ms: i64,
     /// Expiry of the connection and all its items, seconds since the
     /// epoch (DynamoDB TTL attribute): the earlier of its longest life and
@@ -87,9 +88,6 @@ pub trait ConnectionStore: Send + Sync {
         id: &ConnectionId,
     ) -> Result<Option<ConnectionRecord>, StoreError>;
 
-    /// Records a heartbeat. Returns false when the connection is unknown.
-    async fn touch_connection(&self, id: &ConnectionId, now_ms: i64) -> Result<bool, StoreError>;
-
     /// Deletes a connection with every membership and index entry.
     /// Returns what was removed, or `None` when it was already gone.
     async fn delete_connection(
@@ -147,9 +145,10 @@ pub trait ConnectionStore: Send + Sync {
     }
 
     /// Counts one client frame against the connection's rate (GCRA on the
-    /// connection item, atomically, so concurrent invocations share it) and
-    /// returns the record. `None` when the connection is unknown. With no
-    /// rate, only reads the record.
+    /// connection item, atomically, so concurrent invocations share it),
+    /// records an admitted frame as the connection's heartbeat
+    /// (`last_seen_ms`, in the same write), and returns the record. `None`
+    /// when the connection is unknown. With no rate, only the heartbeat.
     async fn admit_frame(
         &self,
         id: &ConnectionId,
