@@ -101,9 +101,12 @@ impl Publisher {
                     ServerFrame::Message {
                         id: &id,
                         room: Some(room_id.as_str()),
+                        seq: None,
                         from: None,
-                        data: &data,
+                        data: Some(&data),
                         sent_at: &sent_at,
+                        updated_at: None,
+                        deleted: false,
                     }
                     .to_json(),
                 );

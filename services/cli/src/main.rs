@@ -184,6 +184,9 @@ fn build_event(args: &PublishArgs) -> anyhow::Result<BroadcastEvent> {
         idempotency_key: args.idempotency_key.clone(),
         // The planner names the publishing service from its Source.
         from: None,
+        stream: true,
+        update: None,
+        delete: None,
     })
 }
 

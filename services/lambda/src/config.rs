@@ -12,7 +12,7 @@ use clap::{Args, Command, FromArgMatches};
 use fanout_core::rate::Rate;
 use fanout_core::settings::{
     AbuseSettings, AuthSettings, BroadcasterSettings, BudgetSettings, GatewaySettings, JobSettings,
-    PlannerSettings, StoreSettings,
+    PlannerSettings, StoreSettings, StreamSettings,
 };
 use fanout_core::token::check_secret;
 
@@ -241,8 +241,9 @@ pub struct GatewayConfig {
 }
 
 /// The message function: the gateway's resources, the token keys (for
-/// `refresh` and room grants), the abuse limits, and the @connections
-/// endpoint it closes expired connections through.
+/// `refresh` and room grants), the abuse limits, the room streams it reads
+/// for `history` and replays, and the @connections endpoint it posts
+/// replays and closes expired connections through.
 #[derive(Debug, Clone, Args)]
 pub struct MessageConfig {
     #[command(flatten)]
@@ -253,6 +254,9 @@ pub struct MessageConfig {
 
     #[command(flatten)]
     pub abuse: AbuseSettings,
+
+    #[command(flatten)]
+    pub stream: StreamSettings,
 
     /// The @connections endpoint:
     /// https://{api-id}.execute-api.{region}.amazonaws.com/{stage}.
@@ -331,6 +335,9 @@ pub struct PlannerConfig {
 
     #[command(flatten)]
     pub settings: PlannerSettings,
+
+    #[command(flatten)]
+    pub stream: StreamSettings,
 }
 
 /// Checks the rules between settings once they are all read.

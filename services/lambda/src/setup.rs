@@ -77,8 +77,9 @@ pub fn store(sdk: &SdkConfig, config: &StoreConfig) -> Arc<DynamoStore> {
 /// connect's and disconnect's dependencies: they verify nothing and close
 /// nothing.
 pub fn gateway_deps(sdk: &SdkConfig, config: &GatewayConfig) -> GatewayDeps {
+    let store = store(sdk, &config.store);
     GatewayDeps {
-        store: store(sdk, &config.store),
+        store: store.clone(),
         bus: Arc::new(EventBridgeBus::new(
             aws_sdk_eventbridge::Client::new(sdk),
             &config.event_bus,
@@ -88,6 +89,8 @@ pub fn gateway_deps(sdk: &SdkConfig, config: &GatewayConfig) -> GatewayDeps {
         abuse: Default::default(),
         verifier: None,
         poster: None,
+        streams: store,
+        stream: Default::default(),
     }
 }
 
@@ -116,6 +119,7 @@ pub async fn message_deps(sdk: &SdkConfig, config: &MessageConfig) -> Result<Gat
     let mut deps = gateway_deps(sdk, &config.gateway);
     deps.verifier = Some(Arc::new(token_verifier(sdk, &config.keys).await?));
     deps.abuse = config.abuse.clone();
+    deps.stream = config.stream.clone();
     deps.poster = Some(Arc::new(ApiGatewayPoster::for_endpoint(
         sdk,
         &config.management_endpoint,
@@ -159,7 +163,9 @@ pub async fn planner_deps(
     let store = store(sdk, &config.store);
     Ok(PlannerDeps {
         store: store.clone(),
-        dedupe: store,
+        dedupe: store.clone(),
+        streams: store,
+        stream: config.stream.clone(),
         deliver_queue: direct.deliver_queue.clone(),
         dead_letter_queue: Arc::new(
             SqsQueue::open(aws_sdk_sqs::Client::new(sdk), &config.plan_dlq).await?,

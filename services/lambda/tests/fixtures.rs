@@ -67,6 +67,8 @@ fn world() -> World {
             abuse: Default::default(),
             verifier: Some(Arc::new(TokenVerifier::hs256(DEV_JWT_SECRET.as_bytes()))),
             poster: None,
+            streams: store.clone(),
+            stream: Default::default(),
         },
         store,
         plan,
@@ -175,6 +177,8 @@ async fn a_plan_queue_event_is_planned_into_deliver_queue_jobs() {
         direct: None,
         settings: PlannerSettings::default(),
         jobs: JobSettings::default(),
+        streams: w.store.clone(),
+        stream: Default::default(),
     };
     let event: SqsEvent = parse(&fixture("sqs-plan.json"));
     let deadline = Instant::now() + Duration::from_secs(30);

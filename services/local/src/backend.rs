@@ -11,7 +11,7 @@ use fanout_aws::provision::{self, RuleSpec};
 use fanout_aws::{DynamoStore, EventBridgeBus};
 use fanout_core::clock::Clock;
 use fanout_core::event::BROADCAST;
-use fanout_core::ports::{ConnectionStore, EventBus, EventDedupe, Queue};
+use fanout_core::ports::{ConnectionStore, EventBus, EventDedupe, Queue, RoomStreams};
 use fanout_embedded::pattern::Pattern;
 use fanout_embedded::{
     BusRule, MemoryBus, MemoryQueue, MemoryStore, QueueSettings, Redrive, RetryPolicy,
@@ -36,6 +36,7 @@ pub const BROADCAST_RULE_PATTERN: &str = r#"{"detail-type":["fanout.broadcast"]}
 pub struct Backend {
     pub store: Arc<dyn ConnectionStore>,
     pub dedupe: Arc<dyn EventDedupe>,
+    pub streams: Arc<dyn RoomStreams>,
     pub bus: Arc<dyn EventBus>,
     pub plan_queue: Arc<dyn Queue>,
     pub plan_dlq: Arc<dyn Queue>,
@@ -50,7 +51,10 @@ fn broadcast_rule_name() -> String {
 
 /// In-process adapters.
 pub fn embedded(config: &StackConfig, clock: Arc<dyn Clock>) -> Backend {
-    let store = Arc::new(MemoryStore::new(clock.clone(), config.store.shards));
+    let store = Arc::new(
+        MemoryStore::new(clock.clone(), config.store.shards)
+            .with_stream_cap(config.stream.stream_max_events),
+    );
     let queue_with_dlq = |name: &str, dlq: &Arc<MemoryQueue>| {
         MemoryQueue::new(
             name,
@@ -80,7 +84,8 @@ pub fn embedded(config: &StackConfig, clock: Arc<dyn Clock>) -> Backend {
     rule.dead_letter = Some(bus_dlq.clone());
     Backend {
         store: store.clone(),
-        dedupe: store,
+        dedupe: store.clone(),
+        streams: store,
         bus: Arc::new(MemoryBus::new(BUS, clock, vec![rule])),
         plan_queue,
         plan_dlq,
@@ -146,7 +151,8 @@ pub async fn aws(config: &StackConfig, clock: Arc<dyn Clock>) -> anyhow::Result<
     ));
     Ok(Backend {
         store: store.clone(),
-        dedupe: store,
+        dedupe: store.clone(),
+        streams: store,
         bus: Arc::new(EventBridgeBus::new(eventbridge, name(BUS))),
         plan_queue: Arc::new(plan_queue),
         plan_dlq: Arc::new(plan_dlq),

@@ -301,6 +301,8 @@ impl Functions<'_> {
             abuse: self.config.abuse.clone(),
             verifier: Some(self.verifier.clone()),
             poster: Some(self.poster.clone()),
+            streams: self.backend.streams.clone(),
+            stream: self.config.stream.clone(),
         }
     }
 
@@ -337,6 +339,8 @@ impl Functions<'_> {
                 .then(|| Arc::new(self.broadcaster_deps())),
             settings: self.config.planner.clone(),
             jobs: self.config.jobs.clone(),
+            streams: self.backend.streams.clone(),
+            stream: self.config.stream.clone(),
         }
     }
 

@@ -51,7 +51,11 @@ pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 256;
 
 /// The `Detail` of a `fanout.broadcast` event.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(
+    rename_all = "camelCase",
+    deny_unknown_fields,
+    try_from = "BroadcastFields"
+)]
 pub struct BroadcastEvent {
     pub tenant: TenantId,
     pub target: Target,
@@ -69,6 +73,88 @@ pub struct BroadcastEvent {
     /// `{"service": <Source>}`, so a publisher cannot speak as a client.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<Sender>,
+    /// `false`: deliver to the room without storing it in the room's
+    /// stream (no `seq`, no history). Only room events are stored.
+    #[serde(default = "stored", skip_serializing_if = "is_stored")]
+    pub stream: bool,
+    /// Set: this is a new version (`data`) of stored message `update` of
+    /// the room, itself stored as a `message.updated` event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update: Option<u64>,
+    /// Set: deletes stored message `delete` of the room (`data` is
+    /// ignored; send `null`), stored as a `message.deleted` event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delete: Option<u64>,
+}
+
+fn stored() -> bool {
+    true
+}
+
+fn is_stored(stream: &bool) -> bool {
+    *stream
+}
+
+/// What a broadcast does to its room's stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamOp {
+    /// A new message.
+    Append,
+    Update(u64),
+    Delete(u64),
+}
+
+/// [`BroadcastEvent`] as it arrives, before the checks that span fields.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct BroadcastFields {
+    tenant: TenantId,
+    target: Target,
+    data: Box<RawValue>,
+    #[serde(default)]
+    exclude: Vec<ConnectionId>,
+    #[serde(default, deserialize_with = "idempotency_key")]
+    idempotency_key: Option<String>,
+    #[serde(default)]
+    from: Option<Sender>,
+    #[serde(default = "stored")]
+    stream: bool,
+    #[serde(default)]
+    update: Option<u64>,
+    #[serde(default)]
+    delete: Option<u64>,
+}
+
+impl TryFrom<BroadcastFields> for BroadcastEvent {
+    type Error = String;
+
+    fn try_from(f: BroadcastFields) -> Result<Self, String> {
+        if let Some(seq) = f.update.or(f.delete) {
+            if f.update.is_some() && f.delete.is_some() {
+                return Err("an event may set update or delete, not both".into());
+            }
+            if seq == 0 {
+                return Err("update and delete name a message's seq, which starts at 1".into());
+            }
+            if f.target.room().is_none() {
+                return Err("update and delete need a room target".into());
+            }
+            if !f.stream {
+                return Err("update and delete are stream events; drop \"stream\": false".into());
+            }
+        }
+        Ok(Self {
+            tenant: f.tenant,
+            target: f.target,
+            data: f.data,
+            exclude: f.exclude,
+            idempotency_key: f.idempotency_key,
+            from: f.from,
+            stream: f.stream,
+            update: f.update,
+            delete: f.delete,
+        })
+    }
 }
 
 /// The sender a message frame names, always set by the server.
@@ -85,6 +171,30 @@ pub enum Sender {
 }
 
 impl BroadcastEvent {
+    /// An event to a room, for everything else at its defaults.
+    pub fn to_room(tenant: TenantId, room: RoomId, data: Box<RawValue>) -> Self {
+        Self {
+            tenant,
+            target: Target::Room(room),
+            data,
+            exclude: Vec::new(),
+            idempotency_key: None,
+            from: None,
+            stream: true,
+            update: None,
+            delete: None,
+        }
+    }
+
+    /// What the event does to its room's stream.
+    pub fn stream_op(&self) -> StreamOp {
+        match (self.update, self.delete) {
+            (Some(seq), _) => StreamOp::Update(seq),
+            (_, Some(seq)) => StreamOp::Delete(seq),
+            _ => StreamOp::Append,
+        }
+    }
+
     /// The sender to show for an event that arrived with `source`: a
     /// client publish keeps what the message function set; anything else
     /// is the service that published it, whatever its detail claimed.
@@ -236,6 +346,9 @@ mod tests {
             json!({"tenant":"acme","target":{"tenant":true},"data":null,"exclude":["L0SM9cOFvHcCIhw="]}),
             json!({"tenant":"acme","target":{"room":"lobby"},"data":1,"from":{"user":"u-1","connection":"L0SM9cOFvHcCIhw="}}),
             json!({"tenant":"acme","target":{"room":"lobby"},"data":1,"from":{"service":"acme.orders"}}),
+            json!({"tenant":"acme","target":{"room":"lobby"},"data":{"typing":true},"stream":false}),
+            json!({"tenant":"acme","target":{"room":"lobby"},"data":{"text":"fixed"},"update":7}),
+            json!({"tenant":"acme","target":{"room":"lobby"},"data":null,"delete":7,"stream":true}),
         ]
     }
 
@@ -255,6 +368,12 @@ mod tests {
             json!({"tenant":"","target":{"room":"lobby"},"data":{}}),
             json!({"tenant":"acme","target":{"room":"lobby"},"data":{},"from":{"user":"u-1"}}),
             json!({"tenant":"acme","target":{"room":"lobby"},"data":{},"from":{"service":"s","user":"u"}}),
+            json!({"tenant":"acme","target":{"room":"lobby"},"data":{},"stream":"no"}),
+            json!({"tenant":"acme","target":{"room":"lobby"},"data":{},"update":0}),
+            json!({"tenant":"acme","target":{"room":"lobby"},"data":{},"update":-1}),
+            json!({"tenant":"acme","target":{"room":"lobby"},"data":{},"update":1,"delete":2}),
+            json!({"tenant":"acme","target":{"user":"u-1"},"data":{},"delete":2}),
+            json!({"tenant":"acme","target":{"room":"lobby"},"data":{},"update":3,"stream":false}),
         ]
     }
 

@@ -17,6 +17,7 @@
 //! - [`settings`]: every tunable, defined once (flags and environment).
 //! - [`routing`]: API Gateway's route selection (`$request.body.action`).
 //! - [`pattern`]: EventBridge event patterns.
+//! - [`stream`]: room streams: stored events, history pages and replays.
 //! - [`plan`]: cutting a target's connections into delivery jobs.
 //! - [`outcome`]: what one @connections post's answer means for delivery.
 //! - [`backoff`]: full-jitter exponential backoff.
@@ -46,4 +47,5 @@ pub mod protocol;
 pub mod rate;
 pub mod routing;
 pub mod settings;
+pub mod stream;
 pub mod token;

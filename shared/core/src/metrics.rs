@@ -33,6 +33,11 @@ pub const CROSS_TENANT_TARGETS: &str = "CrossTenantTargets";
 /// Broadcasts refused for their `Source` (reserved, or not speaking for the
 /// event's tenant).
 pub const REFUSED_SOURCES: &str = "RefusedSources";
+/// Events stored in a room's stream (numbered).
+pub const STREAMED_EVENTS: &str = "StreamedEvents";
+/// Updates and deletes refused: their message is not in the stream, or
+/// the room is not streamed (never delivered).
+pub const REFUSED_EDITS: &str = "RefusedEdits";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unit {

@@ -1,9 +1,17 @@
 //! The client protocol: JSON text frames between clients and the gateway.
 //!
-//! Client → server: `join`, `leave`, `publish`, `ping`, `whoami` and
-//! `refresh`, each with an optional `requestId` that every reply echoes.
-//! Server → client: `ack`, `pong`, `whoami`, `refreshed`, `error` and
-//! `message`. Parsing never panics: every bad input becomes a
+//! Client → server: `join` (with `since` to resume), `leave`, `publish`,
+//! `history`, `update`, `delete`, `ping`, `whoami` and `refresh`, each
+//! with an optional `requestId` that every reply echoes.
+//! Server → client: `ack`, `joined`, `history`, `pong`, `whoami`,
+//! `refreshed` and `error` replies; `message`, `message.updated`,
+//! `message.deleted` and `replay` frames.
+//!
+//! Order: events stored in a room's stream carry a per-room `seq`,
+//! strictly increasing with no gaps. Delivery is at-least-once and posts
+//! run in parallel, so frames may arrive twice or out of order; a client
+//! restores the order, drops duplicates and detects a gap from `seq`
+//! alone (and fills a gap with `history`). Parsing never panics: every bad input becomes a
 //! [`RequestError`] carrying one of the closed set of [`ErrorCode`]s.
 
 use serde::{Deserialize, Serialize};
@@ -44,6 +52,9 @@ pub enum ErrorCode {
     TokenExpired,
     /// Publishing to a room the connection has not joined.
     NotMember,
+    /// `update` or `delete` of a message that is not in the room's
+    /// stream (never stored, expired, or deleted).
+    NotFound,
     /// A per-connection limit is reached (e.g. rooms per connection).
     LimitExceeded,
     /// Too many frames from this connection, publishes from this tenant,
@@ -54,13 +65,14 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 9] = [
+    pub const ALL: [ErrorCode; 10] = [
         ErrorCode::BadRequest,
         ErrorCode::UnknownAction,
         ErrorCode::PayloadTooLarge,
         ErrorCode::Forbidden,
         ErrorCode::TokenExpired,
         ErrorCode::NotMember,
+        ErrorCode::NotFound,
         ErrorCode::LimitExceeded,
         ErrorCode::RateLimited,
         ErrorCode::Internal,
@@ -74,6 +86,7 @@ impl ErrorCode {
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::TokenExpired => "token_expired",
             ErrorCode::NotMember => "not_member",
+            ErrorCode::NotFound => "not_found",
             ErrorCode::LimitExceeded => "limit_exceeded",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Internal => "internal",
@@ -89,6 +102,9 @@ pub enum ClientRequest {
         /// A room grant (a signed token) that lets the connection in
         /// beyond its own token's capabilities.
         grant: Option<String>,
+        /// The last `seq` the client has of this room: the stream is
+        /// replayed from the next one.
+        since: Option<u64>,
     },
     Leave {
         room: RoomId,
@@ -96,6 +112,23 @@ pub enum ClientRequest {
     Publish {
         room: RoomId,
         data: Box<RawValue>,
+    },
+    /// A page of the room's stream, before or after a `seq`.
+    History {
+        room: RoomId,
+        range: HistoryRange,
+        limit: Option<usize>,
+    },
+    /// A new version of one of the caller's own stored messages.
+    Update {
+        room: RoomId,
+        seq: u64,
+        data: Box<RawValue>,
+    },
+    /// Deletes one of the caller's own stored messages.
+    Delete {
+        room: RoomId,
+        seq: u64,
     },
     Ping,
     /// Asks for the caller's own connection id, tenant and user (for
@@ -106,6 +139,17 @@ pub enum ClientRequest {
     Refresh {
         token: String,
     },
+}
+
+/// Which page of a room's stream `history` asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HistoryRange {
+    /// The newest events (no `before` or `after`).
+    Latest,
+    /// The events just before this `seq`.
+    Before(u64),
+    /// The events just after this `seq`.
+    After(u64),
 }
 
 /// Longest token accepted in `refresh` or as a `grant` (far above any
@@ -210,6 +254,16 @@ struct RawRequest<'a> {
     grant: Option<serde_json::Value>,
     #[serde(default)]
     token: Option<serde_json::Value>,
+    #[serde(default)]
+    since: Option<serde_json::Value>,
+    #[serde(default)]
+    before: Option<serde_json::Value>,
+    #[serde(default)]
+    after: Option<serde_json::Value>,
+    #[serde(default)]
+    limit: Option<serde_json::Value>,
+    #[serde(default)]
+    seq: Option<serde_json::Value>,
 }
 
 fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
@@ -219,7 +273,7 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValu
 /// Parses one client text frame. `max_payload_bytes` bounds `data`
 /// (default [`crate::limits::MAX_PAYLOAD_BYTES`]).
 pub fn parse_request(body: &str, max_payload_bytes: usize) -> Result<Envelope, RequestError> {
-    const EXPECTED: &str = r#"send a JSON object such as {"action":"ping"} (actions: join, leave, publish, ping, whoami, refresh)"#;
+    const EXPECTED: &str = r#"send a JSON object such as {"action":"ping"} (actions: join, leave, publish, history, update, delete, ping, whoami, refresh)"#;
     let bad = |message: String| RequestError::new(None, ErrorCode::BadRequest, message);
     if !body.trim_start().starts_with('{') {
         return Err(bad(format!("the frame is not a JSON object; {EXPECTED}")));
@@ -282,10 +336,88 @@ pub fn parse_request(body: &str, max_payload_bytes: usize) -> Result<Envelope, R
             )),
         }
     };
+    // A sequence number: a whole number, 0 included (`since: 0` replays
+    // from the start).
+    let seq_field =
+        |field: &str, value: &Option<serde_json::Value>| -> Result<Option<u64>, RequestError> {
+            match value {
+                None | Some(serde_json::Value::Null) => Ok(None),
+                Some(serde_json::Value::Number(n)) if n.as_u64().is_some() => Ok(n.as_u64()),
+                Some(_) => Err(fail(
+                    ErrorCode::BadRequest,
+                    format!("{field} must be a seq (a whole number of at least 0)"),
+                )),
+            }
+        };
+    let data = |action: &str| -> Result<Box<RawValue>, RequestError> {
+        let data = raw.data.ok_or_else(|| {
+            fail(
+                ErrorCode::BadRequest,
+                format!("missing field 'data' for action '{action}'"),
+            )
+        })?;
+        check_payload_size(data.get().len(), max_payload_bytes)
+            .map_err(|message| fail(ErrorCode::PayloadTooLarge, message))?;
+        check_data(data).map_err(|message| fail(ErrorCode::BadRequest, message))?;
+        Ok(data.to_owned())
+    };
+    let message_seq = |action: &str| -> Result<u64, RequestError> {
+        match seq_field("seq", &raw.seq)? {
+            Some(seq) if seq >= 1 => Ok(seq),
+            Some(_) => Err(fail(ErrorCode::BadRequest, "seq must be at least 1".into())),
+            None => Err(fail(
+                ErrorCode::BadRequest,
+                format!("missing field 'seq' for action '{action}'"),
+            )),
+        }
+    };
     let request = match action {
         "join" => ClientRequest::Join {
             room: room()?,
             grant: token("grant", &raw.grant)?,
+            since: seq_field("since", &raw.since)?,
+        },
+        "history" => {
+            let range = match (
+                seq_field("before", &raw.before)?,
+                seq_field("after", &raw.after)?,
+            ) {
+                (Some(_), Some(_)) => {
+                    return Err(fail(
+                        ErrorCode::BadRequest,
+                        "give before or after, not both".into(),
+                    ));
+                }
+                (Some(before), None) => HistoryRange::Before(before),
+                (None, Some(after)) => HistoryRange::After(after),
+                (None, None) => HistoryRange::Latest,
+            };
+            let limit = match &raw.limit {
+                None | Some(serde_json::Value::Null) => None,
+                Some(serde_json::Value::Number(n)) if n.as_u64().is_some_and(|l| l >= 1) => {
+                    n.as_u64().map(|l| usize::try_from(l).unwrap_or(usize::MAX))
+                }
+                Some(_) => {
+                    return Err(fail(
+                        ErrorCode::BadRequest,
+                        "limit must be a whole number of at least 1".into(),
+                    ));
+                }
+            };
+            ClientRequest::History {
+                room: room()?,
+                range,
+                limit,
+            }
+        }
+        "update" => ClientRequest::Update {
+            room: room()?,
+            seq: message_seq("update")?,
+            data: data("update")?,
+        },
+        "delete" => ClientRequest::Delete {
+            room: room()?,
+            seq: message_seq("delete")?,
         },
         "refresh" => ClientRequest::Refresh {
             token: token("token", &raw.token)?.ok_or_else(|| {
@@ -298,27 +430,15 @@ pub fn parse_request(body: &str, max_payload_bytes: usize) -> Result<Envelope, R
         "leave" => ClientRequest::Leave { room: room()? },
         "ping" => ClientRequest::Ping,
         "whoami" => ClientRequest::WhoAmI,
-        "publish" => {
-            let room = room()?;
-            let data = raw.data.ok_or_else(|| {
-                fail(
-                    ErrorCode::BadRequest,
-                    "missing field 'data' for action 'publish'".into(),
-                )
-            })?;
-            check_payload_size(data.get().len(), max_payload_bytes)
-                .map_err(|message| fail(ErrorCode::PayloadTooLarge, message))?;
-            check_data(data).map_err(|message| fail(ErrorCode::BadRequest, message))?;
-            ClientRequest::Publish {
-                room,
-                data: data.to_owned(),
-            }
-        }
+        "publish" => ClientRequest::Publish {
+            room: room()?,
+            data: data("publish")?,
+        },
         other => {
             return Err(fail(
                 ErrorCode::UnknownAction,
                 format!(
-                    "unknown action '{other}'; expected join, leave, publish, ping, whoami or refresh"
+                    "unknown action '{other}'; expected join, leave, publish, history, update, delete, ping, whoami or refresh"
                 ),
             ));
         }
@@ -415,17 +535,86 @@ pub enum ServerFrame<'a> {
         /// When the connection's token expires, seconds since the epoch.
         expires_at: i64,
     },
+    /// A delivered event. `seq` is set when it is stored in its room's
+    /// stream; `updatedAt` and `deleted` only appear in history and
+    /// replays, on a message edited since.
     #[serde(rename_all = "camelCase")]
     Message {
         id: &'a str,
         #[serde(skip_serializing_if = "Option::is_none")]
         room: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        seq: Option<u64>,
         /// Who sent it, set by the server: a client (`user`,
         /// `connection`) or a service (`service`: its event `Source`).
         #[serde(skip_serializing_if = "Option::is_none")]
         from: Option<&'a Sender>,
+        /// Absent on a deleted message.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        data: Option<&'a RawValue>,
+        sent_at: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        updated_at: Option<&'a str>,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        deleted: bool,
+    },
+    /// A stored message's new version (`ref` is its `seq`).
+    #[serde(rename = "message.updated", rename_all = "camelCase")]
+    MessageUpdated {
+        id: &'a str,
+        room: &'a str,
+        seq: u64,
+        #[serde(rename = "ref")]
+        of: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        from: Option<&'a Sender>,
         data: &'a RawValue,
         sent_at: &'a str,
+    },
+    /// A stored message's deletion (`ref` is its `seq`).
+    #[serde(rename = "message.deleted", rename_all = "camelCase")]
+    MessageDeleted {
+        id: &'a str,
+        room: &'a str,
+        seq: u64,
+        #[serde(rename = "ref")]
+        of: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        from: Option<&'a Sender>,
+        sent_at: &'a str,
+    },
+    /// The answer to `join`: the room's last `seq` when the membership
+    /// was stored; with `since`, whether everything after it was replayed
+    /// (`recovered`) and, when not, the oldest `seq` still stored after
+    /// `since` (`oldest`, absent when nothing is).
+    #[serde(rename_all = "camelCase")]
+    Joined {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        request_id: Option<&'a str>,
+        room: &'a str,
+        seq: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        recovered: Option<bool>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        oldest: Option<u64>,
+    },
+    /// The answer to `history`: stored events in `seq` order, each a
+    /// `message`, `message.updated` or `message.deleted` frame; `more`
+    /// says whether the stream holds more in the direction asked.
+    #[serde(rename_all = "camelCase")]
+    History {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        request_id: Option<&'a str>,
+        room: &'a str,
+        messages: Vec<&'a RawValue>,
+        more: bool,
+    },
+    /// Stored events a `join` with `since` replays, in `seq` order, as
+    /// in `history`; posted before the `joined` reply.
+    #[serde(rename_all = "camelCase")]
+    Replay {
+        room: &'a str,
+        messages: Vec<&'a RawValue>,
     },
 }
 
@@ -477,10 +666,74 @@ pub enum ReceivedFrame {
         id: String,
         room: Option<String>,
         #[serde(default)]
+        seq: Option<u64>,
+        #[serde(default)]
+        from: Option<Sender>,
+        #[serde(default)]
+        data: serde_json::Value,
+        sent_at: String,
+        #[serde(default)]
+        updated_at: Option<String>,
+        #[serde(default)]
+        deleted: bool,
+    },
+    #[serde(rename = "message.updated", rename_all = "camelCase")]
+    MessageUpdated {
+        id: String,
+        room: String,
+        seq: u64,
+        #[serde(rename = "ref")]
+        of: u64,
+        #[serde(default)]
         from: Option<Sender>,
         data: serde_json::Value,
         sent_at: String,
     },
+    #[serde(rename = "message.deleted", rename_all = "camelCase")]
+    MessageDeleted {
+        id: String,
+        room: String,
+        seq: u64,
+        #[serde(rename = "ref")]
+        of: u64,
+        #[serde(default)]
+        from: Option<Sender>,
+        sent_at: String,
+    },
+    #[serde(rename_all = "camelCase")]
+    Joined {
+        request_id: Option<String>,
+        room: String,
+        seq: u64,
+        #[serde(default)]
+        recovered: Option<bool>,
+        #[serde(default)]
+        oldest: Option<u64>,
+    },
+    #[serde(rename_all = "camelCase")]
+    History {
+        request_id: Option<String>,
+        room: String,
+        messages: Vec<ReceivedFrame>,
+        more: bool,
+    },
+    #[serde(rename_all = "camelCase")]
+    Replay {
+        room: String,
+        messages: Vec<ReceivedFrame>,
+    },
+}
+
+impl ReceivedFrame {
+    /// The room-stream `seq` of a message, update or deletion.
+    pub fn seq(&self) -> Option<u64> {
+        match self {
+            ReceivedFrame::Message { seq, .. } => *seq,
+            ReceivedFrame::MessageUpdated { seq, .. }
+            | ReceivedFrame::MessageDeleted { seq, .. } => Some(*seq),
+            _ => None,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -508,7 +761,7 @@ mod tests {
         let e = parse(r#"{"action":"join","room":"lobby","requestId":"r1"}"#).unwrap();
         assert_eq!(e.request_id.as_deref(), Some("r1"));
         assert!(
-            matches!(e.request, ClientRequest::Join { ref room, grant: None } if room.as_str() == "lobby")
+            matches!(e.request, ClientRequest::Join { ref room, grant: None, since: None } if room.as_str() == "lobby")
         );
         let e = parse(r#"{"action":"join","room":"lobby","grant":"g.h.s"}"#).unwrap();
         assert!(
@@ -619,9 +872,12 @@ mod tests {
         let frame = ServerFrame::Message {
             id: "e1",
             room: Some("lobby"),
+            seq: None,
             from: None,
-            data: &data,
+            data: Some(&data),
             sent_at: "2026-11-22T09:00:00.000Z",
+            updated_at: None,
+            deleted: false,
         }
         .to_json();
         assert_eq!(

@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use clap::{Args, Command, FromArgMatches};
 
+use crate::auth::RoomPattern;
 use crate::backoff::Backoff;
+use crate::ids::RoomId;
 use crate::limits::{MAX_MESSAGE_BYTES, MAX_PAYLOAD_BYTES, SQS_MAX_MESSAGE_BYTES};
 use crate::rate::Rate;
 
@@ -264,6 +266,48 @@ pub struct PlannerSettings {
     pub max_frame_bytes: usize,
 }
 
+/// Room streams: what the planner stores for history and resume, and
+/// what the message function replays (both read the same group).
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct StreamSettings {
+    /// How long a room's stored events are kept: `history` and `join`
+    /// with `since` reach back this far (the items' TTL).
+    #[arg(long, env = "FANOUT_STREAM_RETENTION", value_name = "DURATION",
+          default_value = "24h", value_parser = positive_duration)]
+    pub stream_retention: Duration,
+
+    /// Most events kept per room: older ones are out of reach of history
+    /// and resume even within the retention (and, locally, dropped).
+    #[arg(long, env = "FANOUT_STREAM_MAX_EVENTS", value_name = "N",
+          default_value_t = 10_000, value_parser = at_least_one::<u64>)]
+    pub stream_max_events: u64,
+
+    /// Most events a `join` with `since` replays; past it the reply says
+    /// `recovered: false` and the client pages the rest with `history`.
+    #[arg(long, env = "FANOUT_REPLAY_MAX_EVENTS", value_name = "N",
+          default_value_t = 1_000, value_parser = at_least_one::<usize>)]
+    pub replay_max_events: usize,
+
+    /// Most events one `history` reply holds (a larger `limit` is cut to
+    /// it; the reply's `more` says whether to page on).
+    #[arg(long, env = "FANOUT_HISTORY_MAX_PAGE", value_name = "N",
+          default_value_t = 100, value_parser = at_least_one::<usize>)]
+    pub history_max_page: usize,
+
+    /// Rooms whose events are delivered but never stored (no `seq`, no
+    /// history): exact names or prefixes ending in `*`, comma-separated.
+    #[arg(long, env = "FANOUT_EPHEMERAL_ROOMS", value_name = "PATTERNS",
+          value_delimiter = ',', value_parser = RoomPattern::parse)]
+    pub ephemeral_rooms: Vec<RoomPattern>,
+}
+
+impl StreamSettings {
+    /// Whether events to `room` are stored in its stream.
+    pub fn is_streamed(&self, room: &RoomId) -> bool {
+        !self.ephemeral_rooms.iter().any(|p| p.matches(room))
+    }
+}
+
 /// The broadcaster's own settings (also the planner's fast path).
 #[derive(Debug, Clone, PartialEq, Eq, Args)]
 pub struct BroadcasterSettings {
@@ -392,6 +436,7 @@ defaults_from_the_definitions!(
     StoreSettings,
     JobSettings,
     PlannerSettings,
+    StreamSettings,
     BroadcasterSettings,
     BudgetSettings
 );

@@ -55,10 +55,13 @@ proptest! {
         room in name(),
         data in json(),
         request_id in proptest::option::of("[a-z0-9]{1,20}"),
-        action in 0..5usize,
+        action in 0..8usize,
+        seq in 1..u64::MAX,
     ) {
-        let mut frame = serde_json::json!({ "room": room, "data": data });
-        frame["action"] = ["join", "leave", "publish", "ping", "whoami"][action].into();
+        let mut frame = serde_json::json!({ "room": room, "data": data, "seq": seq });
+        frame["action"] =
+            ["join", "leave", "publish", "ping", "whoami", "history", "update", "delete"][action]
+                .into();
         if let Some(id) = &request_id {
             frame["requestId"] = id.clone().into();
         }
@@ -72,6 +75,19 @@ proptest! {
                 prop_assert_eq!(r.as_str(), room.as_str());
                 let back: serde_json::Value = serde_json::from_str(d.get()).unwrap();
                 prop_assert_eq!(back, data);
+            }
+            ClientRequest::Update { room: r, seq: s, data: d } => {
+                prop_assert_eq!(r.as_str(), room.as_str());
+                prop_assert_eq!(s, seq);
+                let back: serde_json::Value = serde_json::from_str(d.get()).unwrap();
+                prop_assert_eq!(back, data);
+            }
+            ClientRequest::Delete { room: r, seq: s } => {
+                prop_assert_eq!(r.as_str(), room.as_str());
+                prop_assert_eq!(s, seq);
+            }
+            ClientRequest::History { room: r, .. } => {
+                prop_assert_eq!(r.as_str(), room.as_str());
             }
             ClientRequest::Ping | ClientRequest::WhoAmI | ClientRequest::Refresh { .. } => {}
         }
@@ -97,6 +113,9 @@ proptest! {
             exclude: exclude.clone(),
             idempotency_key: key.clone(),
             from: None,
+            stream: true,
+            update: None,
+            delete: None,
         };
         let text = serde_json::to_string(&event).unwrap();
         let back: BroadcastEvent = serde_json::from_str(&text).unwrap();
@@ -113,21 +132,30 @@ proptest! {
     }
 
     #[test]
-    fn message_frames_read_back_as_sent(id in "[a-z0-9-]{1,36}", room in proptest::option::of(name()), data in json()) {
+    fn message_frames_read_back_as_sent(
+        id in "[a-z0-9-]{1,36}",
+        room in proptest::option::of(name()),
+        data in json(),
+        seq in proptest::option::of(1..u64::MAX),
+    ) {
         let raw = RawValue::from_string(data.to_string()).unwrap();
         let frame = ServerFrame::Message {
             id: &id,
             room: room.as_deref(),
+            seq,
             from: None,
-            data: &raw,
+            data: Some(&raw),
             sent_at: "2026-11-23T00:00:00.000Z",
+            updated_at: None,
+            deleted: false,
         }
         .to_json();
         match serde_json::from_str::<ReceivedFrame>(&frame).unwrap() {
-            ReceivedFrame::Message { id: i, room: r, data: d, .. } => {
+            ReceivedFrame::Message { id: i, room: r, data: d, seq: s, .. } => {
                 prop_assert_eq!(i, id);
                 prop_assert_eq!(r, room);
                 prop_assert_eq!(d, data);
+                prop_assert_eq!(s, seq);
             }
             other => prop_assert!(false, "{other:?}"),
         }

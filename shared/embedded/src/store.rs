@@ -1,9 +1,11 @@
 //! A TTL-aware in-memory connection store with the same shape as the
 //! DynamoDB table: connection items, sharded member sets (rooms and the
-//! tenant-wide set), reverse memberships and a user index.
+//! tenant-wide set), reverse memberships, a user index, dedupe markers and
+//! room streams.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
+use std::ops::Bound::{Excluded, Unbounded};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,8 +15,9 @@ use fanout_core::auth::{Capabilities, Rights};
 use fanout_core::clock::Clock;
 use fanout_core::ids::{ConnectionId, RoomId, TenantId, UserId, shard_of};
 use fanout_core::ports::{
-    ConnectionRecord, ConnectionStore, EventClaim, EventDedupe, FrameAdmission, MemberSet, Page,
-    RemovedConnection, StoreError,
+    CLAIM_KEPT_AFTER_LEASE_SECS, ConnectionRecord, ConnectionStore, Edit, EditOutcome, EntryKind,
+    EventClaim, EventDedupe, FrameAdmission, MemberSet, Page, PriorAttempt, RemovedConnection,
+    RoomStreams, StoreError, StreamEntry, StreamRange,
 };
 use fanout_core::rate::{Rate, StoredGcra};
 
@@ -39,14 +42,33 @@ struct Tables {
     frame_tats: HashMap<ConnectionId, i64>,
     /// Publish-rate TAT (ms) by tenant.
     publish_tats: HashMap<TenantId, i64>,
+    /// Room streams by (tenant, room).
+    streams: HashMap<(TenantId, RoomId), Stream>,
+    /// Claims since expired markers were last dropped.
+    claims_since_sweep: usize,
 }
+
+/// Claims between two sweeps of expired dedupe markers: keeps the map
+/// bounded by the markers of the last dedupe window, at a cost amortized
+/// over this many claims.
+const MARKER_SWEEP_EVERY: usize = 4_096;
 
 struct Marker {
     owner: String,
-    /// `Some(lease end, ms)` while being planned; `None` once done.
+    /// `Some(lease end, ms)` while being planned, `Some(0)` once released
+    /// by a failed attempt; `None` once done.
     lease_until_ms: Option<i64>,
     /// Seconds since the epoch.
     ttl: i64,
+    /// The stream number the event got.
+    seq: Option<u64>,
+}
+
+/// One room's counter and its live entries, oldest first.
+#[derive(Default)]
+struct Stream {
+    head: u64,
+    entries: BTreeMap<u64, StreamEntry>,
 }
 
 impl Tables {
@@ -88,6 +110,8 @@ pub struct MemoryStore {
     clock: Arc<dyn Clock>,
     shards: u32,
     page_size: usize,
+    /// Most entries kept per room stream (older ones are dropped).
+    stream_cap: u64,
     // A std Mutex: every critical section is a few map operations with no
     // await inside, so it is never held across a suspension point.
     tables: Mutex<Tables>,
@@ -103,8 +127,16 @@ impl MemoryStore {
             clock,
             shards: shards.max(1),
             page_size: page_size.max(1),
+            stream_cap: u64::MAX,
             tables: Mutex::new(Tables::default()),
         }
+    }
+
+    /// Keeps at most `cap` entries per room stream (`--stream-max-events`),
+    /// so memory stays bounded whatever is published.
+    pub fn with_stream_cap(mut self, cap: u64) -> Self {
+        self.stream_cap = cap.max(1);
+        self
     }
 
     fn tables(&self) -> std::sync::MutexGuard<'_, Tables> {
@@ -409,8 +441,14 @@ impl EventDedupe for MemoryStore {
     ) -> Result<EventClaim, StoreError> {
         let now_secs = now_ms.div_euclid(1000);
         let mut t = self.tables();
-        if let Some(m) = t.markers.get(key).filter(|m| m.ttl > now_secs) {
-            match m.lease_until_ms {
+        t.claims_since_sweep += 1;
+        if t.claims_since_sweep >= MARKER_SWEEP_EVERY {
+            t.claims_since_sweep = 0;
+            t.markers.retain(|_, m| m.ttl > now_secs);
+        }
+        let prior = match t.markers.get(key).filter(|m| m.ttl > now_secs) {
+            None => PriorAttempt::None,
+            Some(m) => match m.lease_until_ms {
                 None => {
                     return Ok(EventClaim::AlreadyDone {
                         owner: m.owner.clone(),
@@ -421,20 +459,22 @@ impl EventDedupe for MemoryStore {
                         owner: m.owner.clone(),
                     });
                 }
+                Some(0) => m.seq.map_or(PriorAttempt::None, PriorAttempt::Numbered),
                 // The lease has passed: its planner died; take over.
-                Some(_) => {}
-            }
-        }
+                Some(_) => PriorAttempt::Crashed,
+            },
+        };
         let lease_until_ms = now_ms + lease.as_millis() as i64;
         t.markers.insert(
             key.to_string(),
             Marker {
                 owner: owner.to_string(),
                 lease_until_ms: Some(lease_until_ms),
-                ttl: lease_until_ms.div_euclid(1000) + 1,
+                ttl: lease_until_ms.div_euclid(1000) + 1 + CLAIM_KEPT_AFTER_LEASE_SECS,
+                seq: None,
             },
         );
-        Ok(EventClaim::Claimed)
+        Ok(EventClaim::Claimed { prior })
     }
 
     async fn complete_event(
@@ -442,6 +482,7 @@ impl EventDedupe for MemoryStore {
         key: &str,
         owner: &str,
         expires_at_secs: i64,
+        seq: Option<u64>,
     ) -> Result<(), StoreError> {
         let mut t = self.tables();
         t.markers.insert(
@@ -450,20 +491,189 @@ impl EventDedupe for MemoryStore {
                 owner: owner.to_string(),
                 lease_until_ms: None,
                 ttl: expires_at_secs,
+                seq,
             },
         );
         Ok(())
     }
 
-    async fn release_event(&self, key: &str, owner: &str) -> Result<(), StoreError> {
+    async fn release_event(
+        &self,
+        key: &str,
+        owner: &str,
+        seq: Option<u64>,
+        expires_at_secs: i64,
+    ) -> Result<(), StoreError> {
         let mut t = self.tables();
-        if t.markers
-            .get(key)
-            .is_some_and(|m| m.owner == owner && m.lease_until_ms.is_some())
-        {
-            t.markers.remove(key);
+        let Some(m) = t
+            .markers
+            .get_mut(key)
+            .filter(|m| m.owner == owner && m.lease_until_ms.is_some_and(|until| until > 0))
+        else {
+            return Ok(());
+        };
+        match seq {
+            Some(seq) => {
+                m.lease_until_ms = Some(0);
+                m.ttl = expires_at_secs;
+                m.seq = Some(seq);
+            }
+            None => {
+                t.markers.remove(key);
+            }
         }
         Ok(())
+    }
+}
+
+#[async_trait]
+impl RoomStreams for MemoryStore {
+    async fn next_seq(&self, tenant: &TenantId, room: &RoomId) -> Result<u64, StoreError> {
+        let mut t = self.tables();
+        let stream = t.streams.entry((tenant.clone(), room.clone())).or_default();
+        stream.head += 1;
+        Ok(stream.head)
+    }
+
+    async fn head(&self, tenant: &TenantId, room: &RoomId) -> Result<u64, StoreError> {
+        Ok(self
+            .tables()
+            .streams
+            .get(&(tenant.clone(), room.clone()))
+            .map_or(0, |s| s.head))
+    }
+
+    async fn put_entry(
+        &self,
+        tenant: &TenantId,
+        room: &RoomId,
+        entry: &StreamEntry,
+    ) -> Result<(), StoreError> {
+        let now = self.clock.now_secs();
+        let mut t = self.tables();
+        let stream = t.streams.entry((tenant.clone(), room.clone())).or_default();
+        stream.head = stream.head.max(entry.seq);
+        stream
+            .entries
+            .entry(entry.seq)
+            .or_insert_with(|| entry.clone());
+        // Entries expire in order; the cap drops the oldest.
+        let mut len = stream.entries.len() as u64;
+        while let Some(first) = stream.entries.first_entry() {
+            if first.get().ttl > now && len <= self.stream_cap {
+                break;
+            }
+            first.remove();
+            len -= 1;
+        }
+        Ok(())
+    }
+
+    async fn get_entry(
+        &self,
+        tenant: &TenantId,
+        room: &RoomId,
+        seq: u64,
+    ) -> Result<Option<StreamEntry>, StoreError> {
+        let now = self.clock.now_secs();
+        Ok(self
+            .tables()
+            .streams
+            .get(&(tenant.clone(), room.clone()))
+            .and_then(|s| s.entries.get(&seq))
+            .filter(|e| e.ttl > now)
+            .cloned())
+    }
+
+    async fn read(
+        &self,
+        tenant: &TenantId,
+        room: &RoomId,
+        range: StreamRange,
+        limit: usize,
+    ) -> Result<Vec<StreamEntry>, StoreError> {
+        let now = self.clock.now_secs();
+        let t = self.tables();
+        let Some(stream) = t.streams.get(&(tenant.clone(), room.clone())) else {
+            return Ok(Vec::new());
+        };
+        let live = |e: &&StreamEntry| e.ttl > now;
+        Ok(match range {
+            StreamRange::After(seq) => stream
+                .entries
+                .range((Excluded(seq), Unbounded))
+                .map(|(_, e)| e)
+                .filter(live)
+                .take(limit)
+                .cloned()
+                .collect(),
+            StreamRange::Before(seq) => {
+                let mut page: Vec<StreamEntry> = stream
+                    .entries
+                    .range(..seq)
+                    .rev()
+                    .map(|(_, e)| e)
+                    .filter(live)
+                    .take(limit)
+                    .cloned()
+                    .collect();
+                page.reverse();
+                page
+            }
+        })
+    }
+
+    async fn edit_entry(
+        &self,
+        tenant: &TenantId,
+        room: &RoomId,
+        seq: u64,
+        edit: &Edit,
+        updated_at_ms: i64,
+    ) -> Result<EditOutcome, StoreError> {
+        let now = self.clock.now_secs();
+        let mut t = self.tables();
+        let Some(message) = t
+            .streams
+            .get_mut(&(tenant.clone(), room.clone()))
+            .and_then(|s| s.entries.get_mut(&seq))
+            .filter(|e| e.ttl > now && e.kind == EntryKind::Message)
+        else {
+            return Ok(EditOutcome::Missing);
+        };
+        if message.deleted {
+            return Ok(EditOutcome::Deleted);
+        }
+        match edit {
+            Edit::Update(data) => message.data = Some(data.clone()),
+            Edit::Delete => {
+                message.data = None;
+                message.deleted = true;
+            }
+        }
+        message.updated_at_ms = Some(updated_at_ms);
+        Ok(EditOutcome::Applied)
+    }
+
+    async fn find_by_key(
+        &self,
+        tenant: &TenantId,
+        room: &RoomId,
+        dedupe_key: &str,
+        scan: usize,
+    ) -> Result<Option<u64>, StoreError> {
+        Ok(self
+            .tables()
+            .streams
+            .get(&(tenant.clone(), room.clone()))
+            .and_then(|s| {
+                s.entries
+                    .values()
+                    .rev()
+                    .take(scan)
+                    .find(|e| e.dedupe_key == dedupe_key)
+                    .map(|e| e.seq)
+            }))
     }
 }
 

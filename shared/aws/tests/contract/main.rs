@@ -8,3 +8,4 @@ mod bus;
 mod common;
 mod queue;
 mod store;
+mod stream;

@@ -9,7 +9,7 @@ use fanout_core::auth::{Capabilities, Right, Rights};
 use fanout_core::clock::ManualClock;
 use fanout_core::ids::{ConnectionId, RoomId, TenantId, UserId};
 use fanout_core::ports::{
-    ConnectionRecord, ConnectionStore, EventClaim, EventDedupe, MemberSet, StoreError,
+    ConnectionRecord, ConnectionStore, EventClaim, EventDedupe, MemberSet, PriorAttempt, StoreError,
 };
 use fanout_core::rate::Rate;
 use fanout_embedded::MemoryStore;
@@ -243,9 +243,12 @@ async fn dedupe(s: Subject) {
     let d = s.dedupe.as_ref();
     let lease = Duration::from_secs(30);
     let key = "acme#order-42";
+    let fresh = EventClaim::Claimed {
+        prior: PriorAttempt::None,
+    };
     assert_eq!(
         d.claim_event(key, "e1", NOW_MS, lease).await.unwrap(),
-        EventClaim::Claimed
+        fresh
     );
     assert_eq!(
         d.claim_event(key, "e2", NOW_MS + 1_000, lease)
@@ -257,10 +260,14 @@ async fn dedupe(s: Subject) {
         d.claim_event(key, "e2", NOW_MS + 31_000, lease)
             .await
             .unwrap(),
-        EventClaim::Claimed,
-        "a claim past its lease is taken over"
+        EventClaim::Claimed {
+            prior: PriorAttempt::Crashed
+        },
+        "a claim past its lease is taken over, knowing its planner died"
     );
-    d.complete_event(key, "e2", later(3_600)).await.unwrap();
+    d.complete_event(key, "e2", later(3_600), Some(7))
+        .await
+        .unwrap();
     assert_eq!(
         d.claim_event(key, "e1", NOW_MS + 40_000, lease)
             .await
@@ -271,28 +278,50 @@ async fn dedupe(s: Subject) {
         d.claim_event(key, "e3", NOW_MS + 3_601_000, lease)
             .await
             .unwrap(),
-        EventClaim::Claimed,
+        fresh,
         "a done marker past its ttl is free"
     );
-    d.release_event(key, "someone-else").await.unwrap();
+    d.release_event(key, "someone-else", None, later(7_200))
+        .await
+        .unwrap();
     assert!(matches!(
         d.claim_event(key, "e4", NOW_MS + 3_602_000, lease)
             .await
             .unwrap(),
         EventClaim::InProgress { .. }
     ));
-    d.release_event(key, "e3").await.unwrap();
+    // A failed attempt that numbered the event keeps the number for the
+    // retry.
+    d.release_event(key, "e3", Some(9), later(7_200))
+        .await
+        .unwrap();
     assert_eq!(
         d.claim_event(key, "e4", NOW_MS + 3_602_000, lease)
             .await
             .unwrap(),
-        EventClaim::Claimed
+        EventClaim::Claimed {
+            prior: PriorAttempt::Numbered(9)
+        }
+    );
+    // One that did not leaves nothing.
+    d.release_event(key, "e4", None, later(7_200))
+        .await
+        .unwrap();
+    assert_eq!(
+        d.claim_event(key, "e5", NOW_MS + 3_602_500, lease)
+            .await
+            .unwrap(),
+        fresh
     );
     // A done marker is never released.
-    d.complete_event(key, "e4", later(7_200)).await.unwrap();
-    d.release_event(key, "e4").await.unwrap();
+    d.complete_event(key, "e5", later(7_200), None)
+        .await
+        .unwrap();
+    d.release_event(key, "e5", Some(3), later(7_200))
+        .await
+        .unwrap();
     assert!(matches!(
-        d.claim_event(key, "e5", NOW_MS + 3_603_000, lease)
+        d.claim_event(key, "e6", NOW_MS + 3_603_000, lease)
             .await
             .unwrap(),
         EventClaim::AlreadyDone { .. }

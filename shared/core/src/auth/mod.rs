@@ -8,5 +8,5 @@ pub mod rights;
 pub mod verify;
 
 pub use jwks::JwksCache;
-pub use rights::{Capabilities, DefaultPolicy, Right, Rights, effective_rights};
+pub use rights::{Capabilities, DefaultPolicy, Right, Rights, RoomPattern, effective_rights};
 pub use verify::{Grant, Principal, TokenError, TokenVerifier, VerifiedToken};

@@ -1,17 +1,21 @@
-//! Client messages (`join`, `leave`, `publish`, `ping`, `whoami`,
-//! `refresh` and `$default`): admit the frame against the connection's
-//! rate, check its token has not expired and its rights on the room,
-//! persist, emit, and answer with one reply frame in the route response.
+//! Client messages (`join`, `leave`, `publish`, `history`, `update`,
+//! `delete`, `ping`, `whoami`, `refresh` and `$default`): admit the frame
+//! against the connection's rate, check its token has not expired and its
+//! rights on the room, persist, emit, and answer with one reply frame in
+//! the route response (a `join` with `since` posts the replay before it).
 //! Every bad input gets an error frame; nothing here panics. The only
 //! connection it closes is one whose token has expired.
 //!
 //! Store cost per frame (DynamoDB): one UpdateItem on the connection item
 //! (the frame-rate gate and heartbeat, which also returns the record: its
 //! expiry and capabilities), two when a burst follows a quiet spell; `ping`
-//! costs nothing more; plus what the
-//! action needs: `join` a COUNT query and two writes, `publish` one read
-//! of the membership and one or two writes on the tenant's rate item,
-//! `refresh` one write per item of the connection.
+//! costs nothing more; plus what the action needs: `join` a COUNT query,
+//! two writes and a read of the room's head (with `since`, one query of
+//! the stream and one @connections POST per 128 KB replayed); `publish`
+//! one read of the membership and one or two writes on the tenant's rate
+//! item; `update`/`delete` those plus a read of the message; `history`
+//! a read of the membership and the head and one query; `refresh` one
+//! write per item of the connection.
 
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use bytes::Bytes;
@@ -19,13 +23,17 @@ use bytes::Bytes;
 use crate::auth::{Right, Rights, TokenVerifier, effective_rights};
 use crate::event::{
     BROADCAST, BroadcastEvent, CLIENT_SOURCE, LifecycleEvent, ROOM_JOINED, ROOM_LEFT, Sender,
-    Target,
 };
 use crate::handlers::{Caller, GatewayDeps, emit_lifecycle, proxy_response};
+use crate::ids::ConnectionId;
 use crate::ids::RoomId;
 use crate::limits::record_ttl_secs;
-use crate::ports::{BusEntry, BusError, ConnectionRecord, FrameAdmission, publish};
-use crate::protocol::{ClientRequest, ErrorCode, RequestError, ServerFrame, parse_request};
+use crate::ports::{BusEntry, BusError, ConnectionRecord, EntryKind, FrameAdmission, publish};
+use crate::protocol::{
+    ClientRequest, ErrorCode, HistoryRange, RequestError, ServerFrame, parse_request,
+};
+use crate::stream::{self, Replay};
+use serde_json::value::RawValue;
 
 /// 200 with one frame in the body (`ack`, `pong`, `whoami`, `refreshed`
 /// or `error`); no body when the connection was just closed for an
@@ -129,8 +137,102 @@ async fn reply(
             .to_json(),
         )
     };
+    let sender = || Sender::Client {
+        user: caller.user.clone(),
+        connection: caller.id.clone(),
+    };
+    // The connection's rights on a room it must be a member of.
+    let member_rights = async |room: &RoomId| -> Result<Rights, RequestError> {
+        let granted = deps
+            .store
+            .membership(&caller.id, &caller.tenant, room)
+            .await
+            .map_err(|e| internal("could not check membership", &e))?
+            .ok_or_else(|| RequestError {
+                room: Some(room.clone()),
+                ..fail(
+                    ErrorCode::NotMember,
+                    format!("join room '{room}' before publishing to it"),
+                )
+            })?;
+        Ok(rights_on(room, granted))
+    };
+    // Publishes, updates and deletes count against the tenant's rate.
+    let admit_publish = async || -> Result<(), RequestError> {
+        if let Some(rate) = deps.abuse.tenant_publishes()
+            && let Some(wait) = deps
+                .store
+                .admit_publish(&caller.tenant, now_ms, rate)
+                .await
+                .map_err(|e| internal("could not publish", &e))?
+        {
+            return Err(RequestError::rate_limited(
+                rid.clone(),
+                format!(
+                    "tenant '{}' publishes more than {} messages per second; retry after {wait} ms",
+                    caller.tenant, deps.abuse.tenant_publish_rate
+                ),
+                wait,
+            ));
+        }
+        Ok(())
+    };
+    // `update` and `delete`: the caller's user sent the live message, and
+    // may still publish to the room.
+    let check_own_message = async |room: &RoomId, seq: u64| -> Result<(), RequestError> {
+        if !member_rights(room).await?.contains(Right::Publish) {
+            return Err(RequestError::missing_right(
+                rid.clone(),
+                room,
+                Right::Publish,
+            ));
+        }
+        let message = deps
+            .streams
+            .get_entry(&caller.tenant, room, seq)
+            .await
+            .map_err(|e| internal("could not read the room's stream", &e))?
+            .filter(|m| m.kind == EntryKind::Message && !m.deleted)
+            .ok_or_else(|| RequestError {
+                room: Some(room.clone()),
+                ..fail(
+                    ErrorCode::NotFound,
+                    format!(
+                        "room '{room}' has no message {seq} (never stored, expired or deleted)"
+                    ),
+                )
+            })?;
+        let own =
+            matches!(&message.from, Some(Sender::Client { user, .. }) if *user == caller.user);
+        if !own {
+            return Err(RequestError {
+                room: Some(room.clone()),
+                ..fail(
+                    ErrorCode::Forbidden,
+                    format!(
+                        "message {seq} of room '{room}' was sent by someone else; only its sender may change it"
+                    ),
+                )
+            });
+        }
+        admit_publish().await
+    };
+    let emit_broadcast = async |event: &BroadcastEvent| -> Result<(), RequestError> {
+        let detail =
+            serde_json::to_string(event).map_err(|e| internal("could not encode the event", &e))?;
+        let entry = BusEntry::new(CLIENT_SOURCE, BROADCAST, detail);
+        match publish(deps.bus.as_ref(), &[entry]).await {
+            Ok(_) => Ok(()),
+            Err(BusError::Throttled(reason)) => Err(RequestError::rate_limited(
+                rid.clone(),
+                format!("publishing is throttled ({reason}); retry with backoff"),
+                1_000,
+            )),
+            Err(e) => Err(internal("could not publish", &e)),
+        }
+    };
     match envelope.request {
-        ClientRequest::Join { room, grant } => {
+        ClientRequest::Join { room, grant, since } => {
             let granted = match grant {
                 Some(grant) => check_grant(verifier, &grant, &record, &room, now_ms)
                     .await
@@ -174,8 +276,36 @@ async fn reply(
                 .join_room(&record, &room, granted)
                 .await
                 .map_err(|e| internal("could not join the room", &e))?;
-            emit_lifecycle(deps.bus.as_ref(), ROOM_JOINED, lifecycle(room)).await;
-            Ok(ack())
+            emit_lifecycle(deps.bus.as_ref(), ROOM_JOINED, lifecycle(room.clone())).await;
+            // The membership is stored: whatever the stream reads now, an
+            // event stored later finds the member when it is planned.
+            let joined = |seq, recovered, oldest| {
+                Reply::Frame(
+                    ServerFrame::Joined {
+                        request_id: rid.as_deref(),
+                        room: room.as_str(),
+                        seq,
+                        recovered,
+                        oldest,
+                    }
+                    .to_json(),
+                )
+            };
+            let streams = deps.streams.as_ref();
+            let Some(since) = since else {
+                let head = streams
+                    .head(&caller.tenant, &room)
+                    .await
+                    .map_err(|e| internal("could not read the room's stream", &e))?;
+                return Ok(joined(head, None, None));
+            };
+            let replay = stream::replay(streams, &deps.stream, &caller.tenant, &room, since)
+                .await
+                .map_err(|e| internal("could not read the room's stream", &e))?;
+            post_replay(&caller.id, &room, &replay, deps)
+                .await
+                .map_err(|e| internal("could not replay the room's stream", &e))?;
+            Ok(joined(replay.head, Some(replay.recovered), replay.oldest))
         }
         ClientRequest::Leave { room } => {
             let was_member = deps
@@ -253,64 +383,74 @@ async fn reply(
             ))
         }
         ClientRequest::Publish { room, data } => {
-            let granted = deps
-                .store
-                .membership(&caller.id, &caller.tenant, &room)
-                .await
-                .map_err(|e| internal("could not check membership", &e))?
-                .ok_or_else(|| RequestError {
-                    room: Some(room.clone()),
-                    ..fail(
-                        ErrorCode::NotMember,
-                        format!("join room '{room}' before publishing to it"),
-                    )
-                })?;
-            if !rights_on(&room, granted).contains(Right::Publish) {
+            let rights = member_rights(&room).await?;
+            if !rights.contains(Right::Publish) {
                 return Err(RequestError::missing_right(
                     rid.clone(),
                     &room,
                     Right::Publish,
                 ));
             }
-            if let Some(rate) = deps.abuse.tenant_publishes()
-                && let Some(wait) = deps
-                    .store
-                    .admit_publish(&caller.tenant, now_ms, rate)
-                    .await
-                    .map_err(|e| internal("could not publish", &e))?
-            {
-                return Err(RequestError::rate_limited(
+            admit_publish().await?;
+            let event = BroadcastEvent {
+                from: Some(sender()),
+                ..BroadcastEvent::to_room(caller.tenant.clone(), room, data)
+            };
+            emit_broadcast(&event).await?;
+            Ok(ack())
+        }
+        ClientRequest::History { room, range, limit } => {
+            let granted = deps
+                .store
+                .membership(&caller.id, &caller.tenant, &room)
+                .await
+                .map_err(|e| internal("could not check membership", &e))?
+                .unwrap_or(Rights::NONE);
+            if !rights_on(&room, granted).contains(Right::History) {
+                return Err(RequestError::missing_right(
                     rid.clone(),
-                    format!(
-                        "tenant '{}' publishes more than {} messages per second; retry after {wait} ms",
-                        caller.tenant, deps.abuse.tenant_publish_rate
-                    ),
-                    wait,
+                    &room,
+                    Right::History,
                 ));
             }
+            let page = stream::history(
+                deps.streams.as_ref(),
+                &deps.stream,
+                &caller.tenant,
+                &room,
+                range,
+                limit,
+            )
+            .await
+            .map_err(|e| internal("could not read the room's history", &e))?;
+            let forward = matches!(range, HistoryRange::After(_));
+            Ok(Reply::Frame(stream::history_frame(
+                rid.as_deref(),
+                &room,
+                &page,
+                forward,
+            )))
+        }
+        ClientRequest::Update { room, seq, data } => {
+            check_own_message(&room, seq).await?;
             let event = BroadcastEvent {
-                tenant: caller.tenant.clone(),
-                target: Target::Room(room),
-                data,
-                exclude: Vec::new(),
-                idempotency_key: None,
-                from: Some(Sender::Client {
-                    user: caller.user.clone(),
-                    connection: caller.id.clone(),
-                }),
+                from: Some(sender()),
+                update: Some(seq),
+                ..BroadcastEvent::to_room(caller.tenant.clone(), room, data)
             };
-            let detail = serde_json::to_string(&event)
-                .map_err(|e| internal("could not encode the event", &e))?;
-            let entry = BusEntry::new(CLIENT_SOURCE, BROADCAST, detail);
-            match publish(deps.bus.as_ref(), &[entry]).await {
-                Ok(_) => Ok(ack()),
-                Err(BusError::Throttled(reason)) => Err(RequestError::rate_limited(
-                    rid.clone(),
-                    format!("publishing is throttled ({reason}); retry with backoff"),
-                    1_000,
-                )),
-                Err(e) => Err(internal("could not publish", &e)),
-            }
+            emit_broadcast(&event).await?;
+            Ok(ack())
+        }
+        ClientRequest::Delete { room, seq } => {
+            check_own_message(&room, seq).await?;
+            let null = RawValue::NULL.to_owned();
+            let event = BroadcastEvent {
+                from: Some(sender()),
+                delete: Some(seq),
+                ..BroadcastEvent::to_room(caller.tenant.clone(), room, null)
+            };
+            emit_broadcast(&event).await?;
+            Ok(ack())
         }
     }
 }
@@ -368,4 +508,29 @@ async fn close_expired(
             Reply::Frame(frame)
         }
     }
+}
+
+/// Posts a replay's frames to the joining connection, in order, before
+/// the `joined` reply goes out: one @connections POST per 128 KB of
+/// events.
+async fn post_replay(
+    id: &ConnectionId,
+    room: &RoomId,
+    replay: &Replay,
+    deps: &GatewayDeps,
+) -> Result<(), String> {
+    if replay.entries.is_empty() {
+        return Ok(());
+    }
+    let poster = deps
+        .poster
+        .as_ref()
+        .ok_or("the message function has no @connections client")?;
+    for frame in stream::replay_frames(room, &replay.entries) {
+        poster
+            .post(id, &Bytes::from(frame))
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }

@@ -25,9 +25,9 @@ use crate::limits::{connection_ttl_secs, record_ttl_secs};
 use crate::plan::{DEAD_LETTER_DETAIL, DEAD_LETTER_EVENT_ID, DEAD_LETTER_REASON};
 use crate::ports::{
     BusEntry, ConnectionPoster, ConnectionRecord, ConnectionStore, EventBus, OutgoingMessage,
-    Queue, QueueError, publish, send_all,
+    Queue, QueueError, RoomStreams, publish, send_all,
 };
-pub use crate::settings::{AbuseSettings, GatewaySettings};
+pub use crate::settings::{AbuseSettings, GatewaySettings, StreamSettings};
 
 /// Keys of the authorizer context (flat, as API Gateway requires).
 pub const CONTEXT_TENANT: &str = "tenant";
@@ -49,9 +49,14 @@ pub struct GatewayDeps {
     /// policy: the message function's (connect and disconnect verify
     /// nothing and leave it `None`).
     pub verifier: Option<Arc<TokenVerifier>>,
-    /// Closes connections whose token expired (the message function's;
-    /// `None` leaves them to API Gateway's own limits).
+    /// Closes connections whose token expired and posts replays (the
+    /// message function's; `None` leaves expired tokens to API Gateway's
+    /// own limits, and a `join` with `since` cannot replay).
     pub poster: Option<Arc<dyn ConnectionPoster>>,
+    /// Room streams, for `history`, `join` with `since`, and checking
+    /// `update`/`delete` against the stored message.
+    pub streams: Arc<dyn RoomStreams>,
+    pub stream: StreamSettings,
 }
 
 /// Who is behind a WebSocket request, from `requestContext`.

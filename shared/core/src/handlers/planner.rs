@@ -1,10 +1,13 @@
 //! The planner (plan queue consumer): turns each `fanout.broadcast` event
 //! into delivery jobs. It claims the event's idempotency key first (a
 //! conditional write), so a redelivered or republished event is planned
-//! once; resolves the target to connection ids (paging every shard to the
-//! end, in parallel); serializes the frame once; and either posts a small
-//! target directly (the fast path) or cuts the ids into jobs that fit one
-//! SQS message and sends them in batches.
+//! once; numbers and stores a room event in the room's stream (an atomic
+//! counter, so concurrent planners never share or skip a `seq`, and the
+//! number is kept with the dedupe marker for retries); serializes the
+//! frame once; then resolves the target to connection ids (paging every
+//! shard to the end, in parallel) and either posts a small target
+//! directly (the fast path) or cuts the ids into jobs that fit one SQS
+//! message and sends them in batches.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -15,9 +18,9 @@ use serde_json::value::RawValue;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::clock::{Clock, rfc3339_ms};
+use crate::clock::Clock;
 use crate::event::{
-    BROADCAST, BroadcastEvent, CLIENT_SOURCE, EventEnvelope, Target, is_reserved_source,
+    BROADCAST, BroadcastEvent, CLIENT_SOURCE, EventEnvelope, StreamOp, Target, is_reserved_source,
     source_speaks_for,
 };
 use crate::handlers::broadcaster::{self, BroadcasterDeps, DeliverError};
@@ -26,11 +29,11 @@ use crate::ids::{ConnectionId, TenantId, UserId};
 use crate::metrics::{self, Metric, MetricsSink};
 use crate::plan::{DeliveryJob, JobHead, PlanError, cut_jobs};
 use crate::ports::{
-    ConnectionStore, EventClaim, EventDedupe, MemberSet, OutgoingMessage, Queue, QueueError,
-    StoreError, send_all,
+    ConnectionStore, Edit, EditOutcome, EntryKind, EventClaim, EventDedupe, MemberSet,
+    OutgoingMessage, PriorAttempt, Queue, QueueError, RoomStreams, StoreError, send_all,
 };
-use crate::protocol::ServerFrame;
-pub use crate::settings::{JobSettings, PlannerSettings};
+pub use crate::settings::{JobSettings, PlannerSettings, StreamSettings};
+use crate::stream;
 
 /// The function name in metrics.
 pub const FUNCTION: &str = "planner";
@@ -50,6 +53,9 @@ pub struct PlannerDeps {
     pub settings: PlannerSettings,
     /// How jobs are cut.
     pub jobs: JobSettings,
+    /// Room streams: where room events are numbered and stored.
+    pub streams: Arc<dyn RoomStreams>,
+    pub stream: StreamSettings,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +102,22 @@ pub struct PlanSummary {
     pub direct: bool,
     /// Dropped: its idempotency key was already planned.
     pub duplicate: bool,
+    /// Its number in its room's stream, when stored.
+    pub seq: Option<u64>,
+}
+
+impl PlanSummary {
+    /// An event that reached nobody (yet).
+    fn dropped(event_id: &str, duplicate: bool) -> Self {
+        Self {
+            event_id: event_id.to_string(),
+            connections: 0,
+            jobs: 0,
+            direct: false,
+            duplicate,
+            seq: None,
+        }
+    }
 }
 
 /// Plans every record. A record whose failure retrying can fix is
@@ -241,8 +263,10 @@ pub fn dedupe_key(event_id: &str, event: &BroadcastEvent) -> String {
     format!("{}#{key}", event.tenant)
 }
 
-/// Claims the event's idempotency key, plans it, and marks it done; a key
-/// already done is dropped as a duplicate.
+/// Claims the event's idempotency key, stores it in its room's stream,
+/// plans it, and marks it done (with its `seq`); a key already done is
+/// dropped as a duplicate. A failed attempt releases the key keeping the
+/// `seq` it took, so the retry delivers the same number.
 pub async fn plan_once(
     event_id: &str,
     published_at_ms: Option<i64>,
@@ -255,12 +279,12 @@ pub async fn plan_once(
     // The claim lasts as long as this invocation can: if it dies, a later
     // delivery takes over once the lease has passed.
     let lease = deadline.saturating_duration_since(Instant::now());
-    match deps
+    let prior = match deps
         .dedupe
         .claim_event(&key, event_id, now_ms, lease)
         .await?
     {
-        EventClaim::Claimed => {}
+        EventClaim::Claimed { prior } => prior,
         EventClaim::AlreadyDone { owner } => {
             tracing::info!(idempotency_key = %key, planned_as = %owner, "duplicate event dropped");
             deps.metrics.record(
@@ -268,22 +292,30 @@ pub async fn plan_once(
                 event_id,
                 &[Metric::count(metrics::DUPLICATE_EVENTS, 1)],
             );
-            return Ok(PlanSummary {
-                event_id: event_id.to_string(),
-                connections: 0,
-                jobs: 0,
-                direct: false,
-                duplicate: true,
-            });
+            return Ok(PlanSummary::dropped(event_id, true));
         }
         EventClaim::InProgress { owner } => {
             return Err(PlanEventError::InProgress { key, owner });
         }
+    };
+    let mut seq = None;
+    let result = async {
+        let frame = match store_in_stream(event_id, &key, event, prior, &mut seq, deps).await? {
+            Stored::Frame(frame) => frame,
+            Stored::Refused => return Ok(PlanSummary::dropped(event_id, false)),
+        };
+        plan_event(event_id, published_at_ms, event, frame, deadline, deps).await
     }
-    match plan_event(event_id, published_at_ms, event, deadline, deps).await {
-        Ok(summary) => {
-            let expires = deps.clock.now_secs() + deps.settings.dedupe_ttl.as_secs() as i64;
-            if let Err(error) = deps.dedupe.complete_event(&key, event_id, expires).await {
+    .await;
+    let expires = deps.clock.now_secs() + deps.settings.dedupe_ttl.as_secs() as i64;
+    match result {
+        Ok(mut summary) => {
+            summary.seq = seq;
+            if let Err(error) = deps
+                .dedupe
+                .complete_event(&key, event_id, expires, seq)
+                .await
+            {
                 // The jobs are sent; at worst a redelivery plans it again
                 // once the lease passes, and clients drop the duplicate.
                 tracing::error!(%error, idempotency_key = %key, "could not mark event planned");
@@ -291,7 +323,11 @@ pub async fn plan_once(
             Ok(summary)
         }
         Err(error) => {
-            if let Err(release_error) = deps.dedupe.release_event(&key, event_id).await {
+            if let Err(release_error) = deps
+                .dedupe
+                .release_event(&key, event_id, seq, expires)
+                .await
+            {
                 tracing::warn!(%release_error, idempotency_key = %key,
                     "could not release the claim; a retry waits for its lease");
             }
@@ -300,31 +336,137 @@ pub async fn plan_once(
     }
 }
 
-/// Plans one broadcast: resolve, frame, then post directly or cut and send.
-pub async fn plan_event(
+/// What storing an event in its room's stream left to deliver.
+enum Stored {
+    /// The frame to deliver (with its `seq` when stored).
+    Frame(Box<RawValue>),
+    /// An edit whose message is not in the stream: not delivered.
+    Refused,
+}
+
+/// Numbers and stores a room event (unless it opted out or its room is
+/// ephemeral), applies an edit to the message it names, and renders the
+/// frame. `seq` is set as soon as a number is taken, so a failure after it
+/// releases the claim with it. Store cost per stored event: one counter
+/// update, one put, and for an edit one read and one update of the
+/// message.
+async fn store_in_stream(
     event_id: &str,
-    published_at_ms: Option<i64>,
+    key: &str,
     event: &BroadcastEvent,
-    deadline: Instant,
+    prior: PriorAttempt,
+    seq: &mut Option<u64>,
     deps: &PlannerDeps,
-) -> Result<PlanSummary, PlanEventError> {
-    let sent_at = rfc3339_ms(deps.clock.now_ms());
-    let frame = ServerFrame::Message {
-        id: event_id,
-        room: event.target.room().map(|r| r.as_str()),
-        from: event.from.as_ref(),
-        data: &event.data,
-        sent_at: &sent_at,
+) -> Result<Stored, PlanEventError> {
+    let now_ms = deps.clock.now_ms();
+    let room = event.target.room();
+    let streamed = room.filter(|r| event.stream && deps.stream.is_streamed(r));
+    let op = event.stream_op();
+    let Some(room) = streamed else {
+        if op != StreamOp::Append {
+            return Ok(refuse_edit(
+                event_id,
+                event,
+                "the room is not streamed",
+                deps,
+            ));
+        }
+        let entry = stream::new_entry(event_id, key, event, 0, now_ms, &deps.stream);
+        return checked_frame(stream::frame(&entry, room, None), deps).map(Stored::Frame);
+    };
+    let tenant = &event.tenant;
+    let streams = deps.streams.as_ref();
+    let earlier = match prior {
+        PriorAttempt::Numbered(seq) => Some(seq),
+        // It may have stored the event before dying: find its number
+        // among the room's latest entries.
+        PriorAttempt::Crashed => {
+            streams
+                .find_by_key(tenant, room, key, deps.stream.replay_max_events)
+                .await?
+        }
+        PriorAttempt::None => None,
+    };
+    // A first attempt checks the edited message exists; a retry may find
+    // it already edited by the attempt before.
+    if let (None, StreamOp::Update(of) | StreamOp::Delete(of)) = (earlier, op) {
+        let live = streams.get_entry(tenant, room, of).await?;
+        if !live.is_some_and(|m| m.kind == EntryKind::Message && !m.deleted) {
+            return Ok(refuse_edit(
+                event_id,
+                event,
+                "its message is not in the stream (never stored, expired or deleted)",
+                deps,
+            ));
+        }
     }
-    .to_json();
+    let number = match earlier {
+        Some(number) => number,
+        None => streams.next_seq(tenant, room).await?,
+    };
+    *seq = Some(number);
+    let entry = stream::new_entry(event_id, key, event, number, now_ms, &deps.stream);
+    let frame = checked_frame(stream::frame(&entry, Some(room), Some(number)), deps)?;
+    streams.put_entry(tenant, room, &entry).await?;
+    let edit = match op {
+        StreamOp::Append => None,
+        StreamOp::Update(of) => Some((of, Edit::Update(event.data.clone()))),
+        StreamOp::Delete(of) => Some((of, Edit::Delete)),
+    };
+    if let Some((of, edit)) = edit {
+        let outcome = streams.edit_entry(tenant, room, of, &edit, now_ms).await?;
+        if outcome != EditOutcome::Applied {
+            // Deleted or expired in between: the edit event is stored and
+            // delivered; clients apply it to whatever they hold.
+            tracing::info!(
+                ?outcome,
+                of,
+                seq = number,
+                "edited message changed meanwhile"
+            );
+        }
+    }
+    deps.metrics.record(
+        FUNCTION,
+        event_id,
+        &[Metric::count(metrics::STREAMED_EVENTS, 1)],
+    );
+    Ok(Stored::Frame(frame))
+}
+
+fn refuse_edit(event_id: &str, event: &BroadcastEvent, reason: &str, deps: &PlannerDeps) -> Stored {
+    tracing::warn!(tenant = %event.tenant, room = ?event.target.room(), op = ?event.stream_op(),
+        reason, "update or delete refused; not delivered");
+    deps.metrics.record(
+        FUNCTION,
+        event_id,
+        &[Metric::count(metrics::REFUSED_EDITS, 1)],
+    );
+    Stored::Refused
+}
+
+/// The frame as raw JSON, if API Gateway can post it.
+fn checked_frame(frame: String, deps: &PlannerDeps) -> Result<Box<RawValue>, PlanEventError> {
     if frame.len() > deps.settings.max_frame_bytes {
         return Err(PlanEventError::FrameTooLarge {
             size: frame.len(),
             max: deps.settings.max_frame_bytes,
         });
     }
-    let frame = RawValue::from_string(frame).map_err(PlanEventError::BadDetail)?;
+    RawValue::from_string(frame).map_err(PlanEventError::BadDetail)
+}
 
+/// Plans one broadcast: resolve, then post directly or cut and send. The
+/// targets are resolved after the event was stored, so a member that
+/// joined and read the stream before the store is found here.
+pub async fn plan_event(
+    event_id: &str,
+    published_at_ms: Option<i64>,
+    event: &BroadcastEvent,
+    frame: Box<RawValue>,
+    deadline: Instant,
+    deps: &PlannerDeps,
+) -> Result<PlanSummary, PlanEventError> {
     let Resolved {
         mut connections,
         other_tenant,
@@ -347,11 +489,8 @@ pub async fn plan_event(
         connections.retain(|c| !excluded.contains(c));
     }
     let mut summary = PlanSummary {
-        event_id: event_id.to_string(),
         connections: connections.len(),
-        jobs: 0,
-        direct: false,
-        duplicate: false,
+        ..PlanSummary::dropped(event_id, false)
     };
     let direct = deps
         .direct

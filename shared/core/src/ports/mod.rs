@@ -13,6 +13,7 @@ mod keys;
 mod poster;
 mod queue;
 mod store;
+mod stream;
 
 pub use bus::*;
 pub use dedupe::*;
@@ -20,3 +21,4 @@ pub use keys::*;
 pub use poster::*;
 pub use queue::*;
 pub use store::*;
+pub use stream::*;

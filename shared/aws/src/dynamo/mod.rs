@@ -9,13 +9,19 @@
 //! | reverse membership | `CONN#<id>` | `ROOM#<tenant>#<room>` |
 //! | dedupe marker | `EVT#<key>` | `EVT` |
 //! | tenant publish rate | `RATE#<tenant>` | `PUBLISH` |
+//! | room stream counter | `STREAM#<tenant>#<room>` | `HEAD` |
+//! | room stream entry | `STREAM#<tenant>#<room>` | `SEQ#<seq, 20 digits>` |
 //!
 //! The connection item also holds the token's expiry and capabilities and
 //! the frame-rate gate's TAT (`rateTat`); memberships hold the rights a
 //! grant added (`granted`).
 //!
-//! Every item has a `ttl` (epoch seconds) that reads filter on, since
-//! DynamoDB's TTL deletion can lag by days. Batch writes go 25 at a time
+//! Every item but a stream's counter has a `ttl` (epoch seconds) that
+//! reads filter on, since DynamoDB's TTL deletion can lag by days. The
+//! counter stays (one small item per streamed room), so a room's `seq`
+//! never starts over.
+//!
+//! The dedupe markers are in [`dedupe`], the room streams in [`stream`]. Batch writes go 25 at a time
 //! and retry `UnprocessedItems` with backoff; queries page to the end.
 
 use std::collections::HashMap;
@@ -32,12 +38,15 @@ use fanout_core::backoff::Backoff;
 use fanout_core::clock::Clock;
 use fanout_core::ids::{ConnectionId, RoomId, TenantId, UserId, shard_of};
 use fanout_core::ports::{
-    ConnectionRecord, ConnectionStore, EventClaim, EventDedupe, FrameAdmission, MemberSet, Page,
-    RemovedConnection, StoreError,
+    ConnectionRecord, ConnectionStore, FrameAdmission, MemberSet, Page, RemovedConnection,
+    StoreError,
 };
 use fanout_core::rate::{Rate, StoredGcra};
 
 use super::describe;
+
+mod dedupe;
+mod stream;
 
 /// The name of the user index.
 pub const GSI1: &str = "GSI1";
@@ -304,6 +313,11 @@ impl DynamoStore {
             .query()
             .table_name(&self.table)
             .set_index_name(index.map(str::to_owned))
+            // Strongly consistent on the table (an index cannot be): a
+            // planner resolving a room after storing an event must see a
+            // membership stored before that event was, or a client
+            // resuming with `since` could miss it both ways.
+            .consistent_read(index.is_none())
             .key_condition_expression(condition)
             .expression_attribute_values(":pk", s(partition))
             .set_exclusive_start_key(start)
@@ -859,103 +873,5 @@ impl ConnectionStore for DynamoStore {
             .map(|k| get_s(&k, "gsi1sk").map(|sk| sk.trim_start_matches("CONN#").to_string()))
             .transpose()?;
         Ok(Page { items: ids, next })
-    }
-}
-
-#[async_trait]
-impl EventDedupe for DynamoStore {
-    async fn claim_event(
-        &self,
-        key_text: &str,
-        owner: &str,
-        now_ms: i64,
-        lease: Duration,
-    ) -> Result<EventClaim, StoreError> {
-        let lease_until_ms = now_ms + lease.as_millis() as i64;
-        let mut item = key(format!("EVT#{key_text}"), "EVT".into());
-        item.extend([
-            ("owner".to_string(), s(owner)),
-            ("leaseUntil".to_string(), n(lease_until_ms)),
-            ("ttl".to_string(), n(lease_until_ms.div_euclid(1000) + 1)),
-        ]);
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            // Free, expired, or a claim whose planner's lease has passed.
-            .condition_expression(
-                "attribute_not_exists(pk) OR #ttl <= :nowsecs OR (attribute_exists(leaseUntil) AND leaseUntil <= :nowms)",
-            )
-            .expression_attribute_names("#ttl", "ttl")
-            .expression_attribute_values(":nowsecs", n(now_ms.div_euclid(1000)))
-            .expression_attribute_values(":nowms", n(now_ms))
-            .send()
-            .await;
-        match result {
-            Ok(_) => return Ok(EventClaim::Claimed),
-            Err(e) if is_condition_failure(&e) => {}
-            Err(e) => return Err(unavailable(e)),
-        }
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key(format!("EVT#{key_text}"), "EVT".into())))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        let Some(marker) = out.item else {
-            // Released between the two calls: let the retry claim it.
-            return Ok(EventClaim::InProgress {
-                owner: String::new(),
-            });
-        };
-        let owner = get_s(&marker, "owner")?.to_string();
-        Ok(if marker.contains_key("leaseUntil") {
-            EventClaim::InProgress { owner }
-        } else {
-            EventClaim::AlreadyDone { owner }
-        })
-    }
-
-    async fn complete_event(
-        &self,
-        key_text: &str,
-        owner: &str,
-        expires_at_secs: i64,
-    ) -> Result<(), StoreError> {
-        let mut item = key(format!("EVT#{key_text}"), "EVT".into());
-        item.extend([
-            ("owner".to_string(), s(owner)),
-            ("ttl".to_string(), n(expires_at_secs)),
-        ]);
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(unavailable)?;
-        Ok(())
-    }
-
-    async fn release_event(&self, key_text: &str, owner: &str) -> Result<(), StoreError> {
-        let result = self
-            .client
-            .delete_item()
-            .table_name(&self.table)
-            .set_key(Some(key(format!("EVT#{key_text}"), "EVT".into())))
-            .condition_expression("#owner = :owner AND attribute_exists(leaseUntil)")
-            .expression_attribute_names("#owner", "owner")
-            .expression_attribute_values(":owner", s(owner))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if is_condition_failure(&e) => Ok(()),
-            Err(e) => Err(unavailable(e)),
-        }
     }
 }
