@@ -94,7 +94,7 @@ pub async fn open(url: &str, token: &str, source: Ipv4Addr) -> Result<Socket, St
     }
 }
 
-/// Joins `room` and waits for the ack.
+/// Joins `room` and waits for the `joined` reply.
 pub async fn join(ws: &mut Socket, room: &str) -> Result<(), String> {
     let request = format!(r#"{{"action":"join","room":"{room}","requestId":"join"}}"#);
     ws.send(Message::Text(request.into()))
@@ -104,7 +104,7 @@ pub async fn join(ws: &mut Socket, room: &str) -> Result<(), String> {
         while let Some(message) = ws.next().await {
             match message {
                 Ok(Message::Text(text)) => match serde_json::from_str::<Frame>(&text) {
-                    Ok(f) if f.kind == "ack" => return Ok(()),
+                    Ok(f) if f.kind == "joined" => return Ok(()),
                     Ok(f) if f.kind == "error" => {
                         return Err(format!("join refused: {}", f.code.unwrap_or_default()));
                     }

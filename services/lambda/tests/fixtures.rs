@@ -135,7 +135,7 @@ async fn connect_message_and_disconnect_events_run_through_their_handlers() {
     let body = serde_json::to_value(&response.body).unwrap();
     assert_eq!(
         body,
-        serde_json::json!(r#"{"type":"ack","requestId":"r1"}"#)
+        serde_json::json!(r#"{"type":"joined","requestId":"r1","room":"lobby","seq":0}"#)
     );
     assert!(w.store.is_member(&id, &tenant, &lobby).await.unwrap());
 

@@ -111,18 +111,23 @@ pub async fn request(ws: &mut Socket, frame: &str) -> ReceivedFrame {
     next(ws).await
 }
 
-pub async fn join(ws: &mut Socket, room: &str) {
+/// Joins `room`; returns the room's last `seq` from the `joined` reply.
+pub async fn join(ws: &mut Socket, room: &str) -> u64 {
     let reply = request(
         ws,
         &format!(r#"{{"action":"join","room":"{room}","requestId":"j-{room}"}}"#),
     )
     .await;
-    assert_eq!(
-        reply,
-        ReceivedFrame::Ack {
-            request_id: Some(format!("j-{room}"))
-        }
-    );
+    match reply {
+        ReceivedFrame::Joined {
+            request_id,
+            room: joined,
+            seq,
+            recovered: None,
+            oldest: None,
+        } if request_id.as_deref() == Some(&format!("j-{room}")) && joined == room => seq,
+        other => panic!("expected joined for {room}, got {other:?}"),
+    }
 }
 
 pub fn message_id(frame: &ReceivedFrame) -> String {
