@@ -220,11 +220,7 @@ async fn serve_connection(app: Arc<AppState>, ctx: ConnectionContext, socket: We
                 }
             },
             Some(frame) = frames.recv() => {
-                let size = match &frame {
-                    Message::Text(text) => text.len(),
-                    Message::Binary(bytes) => bytes.len(),
-                    _ => 0,
-                };
+                let size = frame_len(&frame);
                 // A client that does not read blocks this send; a kick (a
                 // slow consumer, DELETE, shutdown) still ends it.
                 // Biased: a send that completes at once (the usual case)
@@ -249,10 +245,20 @@ async fn serve_connection(app: Arc<AppState>, ctx: ConnectionContext, socket: We
                     Some(Ok(Message::Text(text))) => {
                         idle.as_mut().reset(tokio::time::Instant::now() + app.config.idle_timeout);
                         live.last_active_ms.store(now, Ordering::Relaxed);
-                        if let Some(reply) = route_message(&app, &ctx, text.as_str(), now).await
-                            && sink.send(Message::Text(reply.into())).await.is_err()
-                        {
-                            break Ending { code: close_code::ABNORMAL, reason: "send failed", send_close: false };
+                        if let Some(reply) = route_message(&app, &ctx, text.as_str(), now).await {
+                            // Frames posted while the request ran (a
+                            // replay) go out before its reply, as on API
+                            // Gateway, where the route response follows the
+                            // integration's own posts.
+                            let mut sent = true;
+                            while sent && let Ok(frame) = frames.try_recv() {
+                                let size = frame_len(&frame);
+                                sent = sink.send(frame).await.is_ok();
+                                live.queued_bytes.fetch_sub(size, Ordering::AcqRel);
+                            }
+                            if !sent || sink.send(Message::Text(reply.into())).await.is_err() {
+                                break Ending { code: close_code::ABNORMAL, reason: "send failed", send_close: false };
+                            }
                         }
                     }
                     Some(Ok(Message::Binary(_))) => {
@@ -402,5 +408,14 @@ async fn run_disconnect(app: &AppState, ctx: &ConnectionContext, status_code: u1
         Err(error) => {
             tracing::error!(%error, connection_id = %ctx.connection_id, "could not build the $disconnect request")
         }
+    }
+}
+
+/// Bytes a queued frame counts against the connection's outbound limit.
+fn frame_len(frame: &Message) -> usize {
+    match frame {
+        Message::Text(text) => text.len(),
+        Message::Binary(bytes) => bytes.len(),
+        _ => 0,
     }
 }
