@@ -1,9 +1,10 @@
 //! `fanout`: the operator CLI. `token` mints a client JWT; `publish` sends
 //! a `fanout.broadcast` event with the AWS SDK's EventBridge client, to the
-//! local stack (`--endpoint`) or to AWS; `dlq` lists, shows and redrives
-//! dead-letter queues.
+//! local stack (`--endpoint`) or to AWS; `history` reads a room's stream;
+//! `dlq` lists, shows and redrives dead-letter queues.
 
 mod dlq;
+mod history;
 
 use std::time::Duration;
 
@@ -46,6 +47,9 @@ enum Command {
     /// Publish a fanout.broadcast event to a room, a user, a connection or
     /// a whole tenant.
     Publish(PublishArgs),
+    /// Print a page of a room's stream (history), from the local stack or
+    /// a deployment's DynamoDB table.
+    History(history::HistoryArgs),
     /// Inspect and redrive dead-letter queues (AWS, moto or the local stack).
     Dlq {
         #[command(flatten)]
@@ -93,6 +97,21 @@ struct PublishArgs {
     /// Events with the same key are delivered once.
     #[arg(long)]
     idempotency_key: Option<String>,
+    /// Deliver to the room without storing it in the room's stream (no
+    /// seq, no history).
+    #[arg(long, requires = "room")]
+    no_stream: bool,
+    /// Replace stored message SEQ of --room with --data.
+    #[arg(long, value_name = "SEQ", requires = "room", conflicts_with_all = ["delete", "no_stream"])]
+    update: Option<u64>,
+    /// Delete stored message SEQ of --room (--data is ignored; pass null).
+    #[arg(
+        long,
+        value_name = "SEQ",
+        requires = "room",
+        conflicts_with = "no_stream"
+    )]
+    delete: Option<u64>,
 }
 
 #[tokio::main]
@@ -142,6 +161,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             );
         }
         Command::Publish(args) => publish(args).await?,
+        Command::History(args) => history::run(args).await?,
         Command::Dlq {
             connection,
             command,
@@ -184,9 +204,9 @@ fn build_event(args: &PublishArgs) -> anyhow::Result<BroadcastEvent> {
         idempotency_key: args.idempotency_key.clone(),
         // The planner names the publishing service from its Source.
         from: None,
-        stream: true,
-        update: None,
-        delete: None,
+        stream: !args.no_stream,
+        update: args.update,
+        delete: args.delete,
     })
 }
 

@@ -1,5 +1,6 @@
 //! Runs the real `fanout` binary: tokens it mints open connections on the
-//! local stack, and `publish` reaches a room member through PutEvents.
+//! local stack, `publish` reaches a room member through PutEvents (and
+//! edits what it stored), and `history` reads the room back.
 
 use std::process::Command;
 use std::time::Duration;
@@ -133,6 +134,61 @@ async fn publish_reaches_a_room_member_through_the_local_stack() {
         }
         other => panic!("expected the message, got {other:?}"),
     }
+
+    // A service edits it, then reads the room's history.
+    let run = |args: Vec<String>| async move {
+        let out = tokio::task::spawn_blocking(move || {
+            fanout(&args.iter().map(String::as_str).collect::<Vec<_>>())
+        })
+        .await
+        .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    };
+    let endpoint = stack.http_url();
+    let edit = [
+        "publish",
+        "--endpoint",
+        &endpoint,
+        "--tenant",
+        "acme",
+        "--room",
+        "lobby",
+    ];
+    let mut update: Vec<String> = edit.iter().map(|a| a.to_string()).collect();
+    update.extend(["--update", "1", "--data", r#"{"text":"edited"}"#].map(String::from));
+    run(update).await;
+    assert!(matches!(
+        next(&mut ws).await,
+        ReceivedFrame::MessageUpdated { seq: 2, of: 1, .. }
+    ));
+    let out = run([
+        "history",
+        "--stack-url",
+        &endpoint,
+        "--tenant",
+        "acme",
+        "--room",
+        "lobby",
+    ]
+    .map(String::from)
+    .to_vec())
+    .await;
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(lines[0]["seq"], 1);
+    assert_eq!(lines[0]["data"], serde_json::json!({"text": "edited"}));
+    assert!(lines[0]["updatedAt"].is_string());
+    assert_eq!(lines[1]["type"], "message.updated");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("2 messages, seq 1–2"));
     stack.stop().await;
 }
 

@@ -27,6 +27,7 @@ pub mod esm;
 pub mod events;
 pub mod faults;
 pub mod gateway;
+pub mod history;
 pub mod inprocess;
 pub mod management;
 pub mod registry;

@@ -33,7 +33,7 @@ use crate::faults::{Faults, FaultyPoster, QuotaPoster};
 use crate::registry::ConnectionRegistry;
 use crate::server::{self, ServerLimits};
 use crate::state::{AppState, QueueDirectory};
-use crate::{awsjson, gateway, management};
+use crate::{awsjson, gateway, history, management};
 
 pub use crate::backend::{
     BROADCAST_RULE_PATTERN, BUS_DLQ, DELIVER_DLQ, DELIVER_QUEUE, PLAN_DLQ, PLAN_QUEUE,
@@ -430,8 +430,8 @@ where
     Arc::new(move |event, deadline| Box::pin(handle(event, deadline, deps.clone())))
 }
 
-/// One HTTP server for every surface: the WebSocket gateway, @connections
-/// and the AWS JSON endpoints.
+/// One HTTP server for every surface: the WebSocket gateway, @connections,
+/// the AWS JSON endpoints and the history endpoint.
 fn serve(
     listener: TcpListener,
     state: Arc<AppState>,
@@ -446,6 +446,7 @@ fn serve(
         .merge(awsjson::routes())
         .merge(gateway::routes())
         .merge(management::routes())
+        .merge(history::routes())
         .with_state(state);
     tasks.spawn(server::serve(listener, app, limits, shutdown));
 }

@@ -6,13 +6,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, Limited};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 
 use fanout_core::ports::JwksSource;
+
+use crate::http::HttpGet;
 
 /// Longest a JWKS fetch may take; a slow issuer must not hold `$connect`
 /// for long (the cached keys keep serving meanwhile).
@@ -23,31 +20,13 @@ pub const MAX_JWKS_BYTES: usize = 256 * 1024;
 /// A JWKS at an `https://` (or, for tests and local issuers, `http://`)
 /// URL.
 pub struct HttpJwks {
-    url: String,
-    uri: hyper::Uri,
-    client: Client<hyper_rustls::HttpsConnector<HttpConnector>, Empty<Bytes>>,
+    get: HttpGet,
 }
 
 impl HttpJwks {
     pub fn new(url: &str) -> Result<Self, String> {
-        let uri: hyper::Uri = url
-            .parse()
-            .map_err(|e| format!("the JWKS URL '{url}' is not a URL: {e}"))?;
-        if !matches!(uri.scheme_str(), Some("https" | "http")) || uri.host().is_none() {
-            return Err(format!(
-                "the JWKS URL '{url}' must be an http(s) URL with a host"
-            ));
-        }
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_native_roots()
-            .map_err(|e| format!("could not load the system's root certificates: {e}"))?
-            .https_or_http()
-            .enable_http1()
-            .build();
         Ok(Self {
-            url: url.to_string(),
-            uri,
-            client: Client::builder(TokioExecutor::new()).build(connector),
+            get: HttpGet::new(url, "the JWKS URL")?,
         })
     }
 }
@@ -55,31 +34,11 @@ impl HttpJwks {
 #[async_trait]
 impl JwksSource for HttpJwks {
     async fn fetch(&self) -> Result<String, String> {
-        let get = async {
-            let response = self
-                .client
-                .get(self.uri.clone())
-                .await
-                .map_err(|e| format!("GET {}: {e}", self.url))?;
-            let status = response.status();
-            if !status.is_success() {
-                return Err(format!("GET {}: HTTP {status}", self.url));
-            }
-            let body = Limited::new(response.into_body(), MAX_JWKS_BYTES)
-                .collect()
-                .await
-                .map_err(|e| format!("GET {}: reading the body: {e}", self.url))?
-                .to_bytes();
-            String::from_utf8(body.to_vec())
-                .map_err(|_| format!("GET {}: the body is not UTF-8", self.url))
-        };
-        tokio::time::timeout(JWKS_FETCH_TIMEOUT, get)
-            .await
-            .map_err(|_| format!("GET {}: no answer within {JWKS_FETCH_TIMEOUT:?}", self.url))?
+        self.get.text(MAX_JWKS_BYTES, JWKS_FETCH_TIMEOUT).await
     }
 
     fn describe(&self) -> String {
-        self.url.clone()
+        self.get.url().to_string()
     }
 }
 

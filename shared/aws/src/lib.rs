@@ -13,6 +13,7 @@ mod apigw;
 pub mod dlq;
 mod dynamo;
 mod eventbridge;
+pub mod http;
 pub mod jwks;
 pub mod provision;
 mod sqs;
