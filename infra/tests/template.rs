@@ -123,6 +123,13 @@ fn tunables_default_to_the_code_defaults() {
             "TenantPublishBurst",
             u64::from(local.abuse.tenant_publish_burst),
         ),
+        (
+            "StreamRetentionSeconds",
+            local.stream.stream_retention.as_secs(),
+        ),
+        ("StreamMaxEvents", local.stream.stream_max_events),
+        ("ReplayMaxEvents", local.stream.replay_max_events as u64),
+        ("HistoryMaxPage", local.stream.history_max_page as u64),
     ];
     for (parameter, code) in table {
         assert_eq!(number(&t, parameter), code, "default of {parameter}");
@@ -132,6 +139,8 @@ fn tunables_default_to_the_code_defaults() {
         local.planner.tenant_bound_sources.to_string(),
         "default of TenantBoundSources"
     );
+    assert_eq!(default_of(&t, "EphemeralRooms"), "");
+    assert!(local.stream.ephemeral_rooms.is_empty());
     for (parameter, code) in [
         ("TenantClaim", &local.auth.tenant_claim),
         ("UserClaim", &local.auth.user_claim),
