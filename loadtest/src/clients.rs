@@ -21,8 +21,10 @@ pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 #[derive(Debug, Default)]
 pub struct ClientLog {
     pub room: usize,
-    /// (message sequence number, µs since the run's start) per message frame.
-    pub received: Vec<(u32, u64)>,
+    /// Per message frame: the harness's message number, µs since the
+    /// run's start, and the room-stream `seq` the frame carried (none
+    /// when streams are off).
+    pub received: Vec<(u32, u64, Option<u64>)>,
     /// Error frames and socket errors, by code.
     pub errors: Vec<String>,
 }
@@ -34,6 +36,9 @@ struct Frame {
     kind: String,
     #[serde(default)]
     data: Option<Data>,
+    /// The room-stream seq.
+    #[serde(default)]
+    seq: Option<u64>,
     #[serde(default)]
     code: Option<String>,
 }
@@ -139,8 +144,8 @@ pub async fn listen(
                 Some(Ok(Message::Text(text))) => {
                     let at = start.elapsed().as_micros() as u64;
                     match serde_json::from_str::<Frame>(&text) {
-                        Ok(Frame { kind, data: Some(Data { seq: Some(seq) }), .. }) if kind == "message" => {
-                            log.received.push((seq, at));
+                        Ok(Frame { kind, data: Some(Data { seq: Some(n) }), seq, .. }) if kind == "message" => {
+                            log.received.push((n, at, seq));
                             delivered.fetch_add(1, Ordering::Relaxed);
                         }
                         Ok(Frame { kind, code, .. }) if kind == "error" => {

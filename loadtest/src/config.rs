@@ -97,6 +97,13 @@ pub struct Scenario {
     #[arg(long = "stack-arg", allow_hyphen_values = true)]
     pub stack_args: Vec<String>,
 
+    /// Store every message in its room's stream (`seq`, history), as a
+    /// deployment does by default; `false` delivers them unstored (the
+    /// events say `"stream": false`, and the in-process stack treats
+    /// every room as ephemeral), to measure what streams cost.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub streams: bool,
+
     /// Hide the progress bars (tests, logs).
     #[arg(long)]
     pub quiet: bool,

@@ -60,6 +60,9 @@ async fn start_local(scenario: &Scenario) -> anyhow::Result<LocalStack> {
             args.extend([flag.to_string(), "0".into()]);
         }
     }
+    if !scenario.streams {
+        args.push("--ephemeral-rooms=*".into());
+    }
     args.extend(scenario.stack_args.iter().cloned());
     let config = <StackConfig as clap::Parser>::try_parse_from(&args)
         .map_err(|e| anyhow::anyhow!("--stack-arg: {e}"))?;
@@ -215,6 +218,7 @@ pub async fn run(scenario: &Scenario) -> anyhow::Result<(Report, Histogram<u64>)
                     &scenario.bus,
                 ),
                 tenant: scenario.tenant.clone(),
+                streams: scenario.streams,
             }
         }
         (Mode::Pipeline, Via::Client) => {
@@ -340,6 +344,10 @@ pub async fn run(scenario: &Scenario) -> anyhow::Result<(Report, Histogram<u64>)
         lost: d.lost,
         duplicates: d.duplicates,
         out_of_order: d.out_of_order,
+        streams: scenario.streams,
+        with_seq: d.with_seq,
+        seq_inversions: d.seq_inversions,
+        seq_gaps: d.seq_gaps,
         errors,
         // The stack's runtime threads are `stack-*`; everything else in
         // this process is the generator.

@@ -38,6 +38,14 @@ pub struct Deliveries {
     pub duplicates: u64,
     pub out_of_order: u64,
     pub lost: u64,
+    /// Frames that arrived after a frame with a higher room-stream `seq`
+    /// (a client restores their order from `seq`).
+    pub seq_inversions: u64,
+    /// `seq`s missing between the first and last one each client got
+    /// (what a client would fetch with `history`; 0 when nothing is lost).
+    pub seq_gaps: u64,
+    /// Message frames that carried a `seq`.
+    pub with_seq: u64,
     /// Publish→receive latency in µs.
     pub latency_us: Histogram<u64>,
     /// First publish to last delivery, µs.
@@ -56,6 +64,9 @@ pub fn analyse(logs: &[ClientLog], published_us: &[Option<u64>], room_of: &[usiz
         duplicates: 0,
         out_of_order: 0,
         lost: 0,
+        seq_inversions: 0,
+        seq_gaps: 0,
+        with_seq: 0,
         latency_us: Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid bounds"),
         span_us: 0,
         per_100ms: Vec::new(),
@@ -66,7 +77,11 @@ pub fn analyse(logs: &[ClientLog], published_us: &[Option<u64>], room_of: &[usiz
     for log in logs {
         let mut seen = HashSet::new();
         let mut last_seq: Option<u32> = None;
-        for &(seq, at) in &log.received {
+        let (gaps, inversions, with_seq) = stream_order(&log.received);
+        d.seq_gaps += gaps;
+        d.seq_inversions += inversions;
+        d.with_seq += with_seq;
+        for &(seq, at, _) in &log.received {
             if !seen.insert(seq) {
                 d.duplicates += 1;
                 continue;
@@ -106,6 +121,28 @@ pub fn analyse(logs: &[ClientLog], published_us: &[Option<u64>], room_of: &[usiz
     d
 }
 
+/// One client's room-stream order: gaps (missing `seq`s between its
+/// lowest and highest), inversions (frames after a higher `seq`), and how
+/// many frames had a `seq`. Assumes one room per client, as the harness
+/// runs.
+fn stream_order(received: &[(u32, u64, Option<u64>)]) -> (u64, u64, u64) {
+    let seqs: Vec<u64> = received.iter().filter_map(|r| r.2).collect();
+    let mut highest = 0;
+    let mut inversions = 0;
+    for &seq in &seqs {
+        if seq < highest {
+            inversions += 1;
+        }
+        highest = highest.max(seq);
+    }
+    let distinct: std::collections::BTreeSet<u64> = seqs.iter().copied().collect();
+    let gaps = match (distinct.first(), distinct.last()) {
+        (Some(lo), Some(hi)) => (hi - lo + 1) - distinct.len() as u64,
+        _ => 0,
+    };
+    (gaps, inversions, seqs.len() as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,7 +152,12 @@ mod tests {
         let logs = vec![
             ClientLog {
                 room: 0,
-                received: vec![(0, 1_000), (2, 3_000), (0, 3_500), (1, 4_000)],
+                received: vec![
+                    (0, 1_000, Some(1)),
+                    (2, 3_000, Some(4)),
+                    (0, 3_500, Some(1)),
+                    (1, 4_000, Some(2)),
+                ],
                 errors: vec!["closed_1001".into()],
             },
             ClientLog {
@@ -135,5 +177,8 @@ mod tests {
         assert_eq!(d.errors["closed_1001"], 1);
         assert_eq!(d.latency_us.len(), 3);
         assert_eq!(d.latency_us.min(), 500);
+        assert_eq!(d.with_seq, 4);
+        assert_eq!(d.seq_inversions, 2, "1 and 2 arrived after 4");
+        assert_eq!(d.seq_gaps, 1, "3 never arrived");
     }
 }

@@ -25,6 +25,8 @@ pub enum Publisher {
     Events {
         bus: EventBridgeBus,
         tenant: String,
+        /// Whether events are stored in their rooms' streams.
+        streams: bool,
     },
     /// One joined publisher connection per room; their incoming frames are
     /// drained (and ignored) by a task each.
@@ -63,9 +65,14 @@ impl Publisher {
 
     pub async fn publish(&mut self, seq: u32, room: usize, payload: &str) -> Result<(), String> {
         match self {
-            Self::Events { bus, tenant } => {
+            Self::Events {
+                bus,
+                tenant,
+                streams,
+            } => {
+                let unstored = if *streams { "" } else { r#","stream":false"# };
                 let detail = format!(
-                    r#"{{"tenant":"{tenant}","target":{{"room":"{}"}},"data":{payload}}}"#,
+                    r#"{{"tenant":"{tenant}","target":{{"room":"{}"}},"data":{payload}{unstored}}}"#,
                     room_name(room)
                 );
                 let entry = BusEntry::new(format!("{tenant}.loadtest"), BROADCAST, detail);

@@ -44,6 +44,15 @@ pub struct Report {
     pub lost: u64,
     pub duplicates: u64,
     pub out_of_order: u64,
+    /// Whether messages were stored in their rooms' streams.
+    pub streams: bool,
+    /// Message frames that carried a room-stream `seq`.
+    pub with_seq: u64,
+    /// Frames that arrived after a higher `seq` (clients reorder them).
+    pub seq_inversions: u64,
+    /// `seq`s missing between each client's first and last (0: every
+    /// client can restore a gap-free order from `seq` alone).
+    pub seq_gaps: u64,
     pub errors: BTreeMap<String, u64>,
     /// CPU seconds of the local stack's threads and the generator's.
     pub cpu_seconds: BTreeMap<String, f64>,
@@ -88,6 +97,14 @@ impl Report {
             "lost / duplicates     {} / {}  (out of order {})",
             self.lost, self.duplicates, self.out_of_order
         );
+        if self.streams {
+            println!(
+                "stream order          {} frames with seq, {} inversions, {} gaps",
+                self.with_seq, self.seq_inversions, self.seq_gaps
+            );
+        } else {
+            println!("stream order          streams off (no seq)");
+        }
         if !self.errors.is_empty() {
             println!("errors                {:?}", self.errors);
         }

@@ -31,6 +31,10 @@ async fn smoke(via: &str) {
     assert_eq!(report.deliveries, report.expected, "{report:?}");
     assert_eq!(report.lost, 0, "{report:?}");
     assert_eq!(report.duplicates, 0, "{report:?}");
+    // Streams are on by default: every frame carries its room's seq, and
+    // every client can restore a gap-free order from it.
+    assert_eq!(report.with_seq, report.deliveries, "{report:?}");
+    assert_eq!(report.seq_gaps, 0, "{report:?}");
     let charts = report.write(&report_path, &latency).unwrap();
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&report_path).unwrap()).unwrap();
