@@ -247,7 +247,7 @@ pub fn history_frame(
 fn fitting(frames: &[Box<RawValue>], budget: usize, forward: bool) -> usize {
     let mut used = 0;
     let mut count = 0;
-    let mut take = |f: &Box<RawValue>| {
+    let mut take = |f: &RawValue| {
         used += f.get().len() + 1;
         if used > budget && count > 0 {
             return false;
@@ -257,13 +257,13 @@ fn fitting(frames: &[Box<RawValue>], budget: usize, forward: bool) -> usize {
     };
     if forward {
         for f in frames {
-            if !take(f) {
+            if !take(f.as_ref()) {
                 break;
             }
         }
     } else {
         for f in frames.iter().rev() {
-            if !take(f) {
+            if !take(f.as_ref()) {
                 break;
             }
         }

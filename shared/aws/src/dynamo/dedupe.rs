@@ -138,7 +138,7 @@ impl EventDedupe for DynamoStore {
     ) -> Result<(), StoreError> {
         // Only the owner's unreleased claim.
         const OWN_CLAIM: &str = "#owner = :owner AND leaseUntil > :zero";
-        let result = match seq {
+        match seq {
             // Keep the number for the retry.
             Some(seq) => self
                 .client
@@ -171,8 +171,7 @@ impl EventDedupe for DynamoStore {
                 .await
                 .map(drop)
                 .or_else(not_owned),
-        };
-        result
+        }
     }
 }
 
