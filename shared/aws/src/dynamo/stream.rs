@@ -40,14 +40,8 @@ fn seq_n(seq: u64) -> AttributeValue {
 }
 
 fn get_seq(item: &Item, name: &str) -> Result<u64, StoreError> {
-    match item.get(name) {
-        Some(AttributeValue::N(v)) => v
-            .parse()
-            .map_err(|_| StoreError::Corrupt(format!("attribute {name} is not a seq"))),
-        _ => Err(StoreError::Corrupt(format!(
-            "attribute {name} is missing or not a number"
-        ))),
-    }
+    u64::try_from(get_n(item, name)?)
+        .map_err(|_| StoreError::Corrupt(format!("attribute {name} is not a seq")))
 }
 
 fn item_of(tenant: &TenantId, room: &RoomId, entry: &StreamEntry) -> Item {
