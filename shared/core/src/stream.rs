@@ -94,6 +94,13 @@ pub fn frame(entry: &StreamEntry, room: Option<&RoomId>, seq: Option<u64>) -> St
     }
 }
 
+/// Most bytes of event data one replay holds; past it (as past
+/// `--replay-max-events`) the reply says `recovered: false` and the client
+/// pages the rest with `history`. Bounds the message function's memory.
+pub const REPLAY_MAX_BYTES: usize = 4 * 1024 * 1024;
+/// Entries read per query while replaying.
+const REPLAY_READ_CHUNK: usize = 250;
+
 /// The oldest `seq` still in reach is above this: entries at or below it
 /// are past the per-room cap.
 fn floor(head: u64, settings: &StreamSettings) -> u64 {
@@ -159,7 +166,8 @@ pub struct Replay {
 }
 
 /// Reads what a client that last saw `since` missed (a read of the head,
-/// then one query): at most `--replay-max-events` entries. Call it after
+/// then a query per 250 entries): at most `--replay-max-events` entries
+/// and [`REPLAY_MAX_BYTES`] of data. Call it after
 /// storing the membership: an event the planner stores after this read
 /// resolves the room's members after storing it, so it finds the new
 /// membership and is delivered live; nothing falls between.
@@ -183,11 +191,31 @@ pub async fn replay(
     }
     let cap = settings.replay_max_events;
     let start = since.max(floor(head, settings));
-    let mut entries = streams
-        .read(tenant, room, StreamRange::After(start), cap + 1)
-        .await?;
-    let cut_by_cap = entries.len() > cap;
-    entries.truncate(cap);
+    // Read in chunks, so a replay holds at most REPLAY_MAX_BYTES of
+    // events in memory whatever their size.
+    let mut entries: Vec<StreamEntry> = Vec::new();
+    let mut bytes = 0;
+    let mut cut_by_cap = false;
+    let mut after = start;
+    loop {
+        let want = (cap + 1 - entries.len()).min(REPLAY_READ_CHUNK);
+        let chunk = streams
+            .read(tenant, room, StreamRange::After(after), want)
+            .await?;
+        let exhausted = chunk.len() < want;
+        for entry in chunk {
+            bytes += entry.data.as_ref().map_or(0, |d| d.get().len());
+            if entries.len() == cap || bytes > REPLAY_MAX_BYTES {
+                cut_by_cap = true;
+                break;
+            }
+            after = entry.seq;
+            entries.push(entry);
+        }
+        if cut_by_cap || exhausted {
+            break;
+        }
+    }
     // Entries expire in order, so a first entry after `since + 1` means
     // the ones between are gone.
     let complete_start = entries.first().is_some_and(|e| e.seq == since + 1);

@@ -239,3 +239,39 @@ async fn unstored_events_and_edits_of_missing_messages_take_no_seq() {
     assert_eq!((refused.seq, refused.connections), (None, 0));
     assert_eq!(w.store.head(&acme(), &lobby()).await.unwrap(), 0);
 }
+
+#[tokio::test]
+async fn a_replay_stops_at_its_byte_budget_and_says_so() {
+    use fanout_core::stream::{REPLAY_MAX_BYTES, replay};
+    let w = world().await;
+    let big = format!("\"{}\"", "x".repeat(120 * 1024));
+    let count = REPLAY_MAX_BYTES / big.len() + 5;
+    for n in 0..count {
+        let e = BroadcastEvent {
+            data: RawValue::from_string(big.clone()).unwrap(),
+            ..event(None)
+        };
+        plan_once(&format!("e{n}"), None, &e, deadline(), &w.deps)
+            .await
+            .unwrap();
+    }
+    let settings = StreamSettings::default();
+    let r = replay(w.store.as_ref(), &settings, &acme(), &lobby(), 0)
+        .await
+        .unwrap();
+    assert!(!r.recovered);
+    assert_eq!(r.oldest, Some(1));
+    assert_eq!(r.entries.len(), REPLAY_MAX_BYTES / big.len());
+    assert_eq!(r.head, count as u64);
+    let all = replay(
+        w.store.as_ref(),
+        &settings,
+        &acme(),
+        &lobby(),
+        count as u64 - 3,
+    )
+    .await
+    .unwrap();
+    assert!(all.recovered);
+    assert_eq!(all.entries.len(), 3);
+}
