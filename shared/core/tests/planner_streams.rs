@@ -275,3 +275,19 @@ async fn a_replay_stops_at_its_byte_budget_and_says_so() {
     assert!(all.recovered);
     assert_eq!(all.entries.len(), 3);
 }
+
+#[tokio::test]
+async fn a_frame_too_large_to_post_takes_no_seq() {
+    let w = world().await;
+    let huge = BroadcastEvent {
+        data: RawValue::from_string(format!("\"{}\"", "x".repeat(200 * 1024))).unwrap(),
+        ..event(None)
+    };
+    let refused = plan_once("e1", None, &huge, deadline(), &w.deps).await;
+    assert!(refused.is_err_and(|e| e.permanent_reason() == Some("frame_too_large")));
+    assert_eq!(w.store.head(&acme(), &lobby()).await.unwrap(), 0, "no hole");
+    let next = plan_once("e2", None, &event(None), deadline(), &w.deps)
+        .await
+        .unwrap();
+    assert_eq!(next.seq, Some(1));
+}

@@ -400,6 +400,10 @@ async fn store_in_stream(
             ));
         }
     }
+    // A frame too large to post is refused before it takes a number, so
+    // it leaves no hole in the stream.
+    let widest = stream::new_entry(event_id, key, event, u64::MAX, now_ms, &deps.stream);
+    checked_frame(stream::frame(&widest, Some(room), Some(u64::MAX)), deps)?;
     let number = match earlier {
         Some(number) => number,
         None => streams.next_seq(tenant, room).await?,
