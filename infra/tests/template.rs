@@ -124,6 +124,14 @@ fn tunables_default_to_the_code_defaults() {
             u64::from(local.abuse.tenant_publish_burst),
         ),
         (
+            "ClientSignalRate",
+            u64::from(local.abuse.client_signal_rate),
+        ),
+        (
+            "ClientSignalBurst",
+            u64::from(local.abuse.client_signal_burst),
+        ),
+        (
             "StreamRetentionSeconds",
             local.stream.stream_retention.as_secs(),
         ),

@@ -207,6 +207,7 @@ fn build_event(args: &PublishArgs) -> anyhow::Result<BroadcastEvent> {
         stream: !args.no_stream,
         update: args.update,
         delete: args.delete,
+        signal: false,
     })
 }
 

@@ -85,6 +85,11 @@ pub struct BroadcastEvent {
     /// ignored; send `null`), stored as a `message.deleted` event.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delete: Option<u64>,
+    /// `true`: an ephemeral signal to the room (typing, cursors): never
+    /// stored, no `seq`, delivered as a `signal` frame; repeats from one
+    /// sender queued together are coalesced to the latest.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub signal: bool,
 }
 
 fn stored() -> bool {
@@ -123,6 +128,8 @@ struct BroadcastFields {
     update: Option<u64>,
     #[serde(default)]
     delete: Option<u64>,
+    #[serde(default)]
+    signal: bool,
 }
 
 impl TryFrom<BroadcastFields> for BroadcastEvent {
@@ -143,6 +150,14 @@ impl TryFrom<BroadcastFields> for BroadcastEvent {
                 return Err("update and delete are stream events; drop \"stream\": false".into());
             }
         }
+        if f.signal {
+            if f.target.room().is_none() {
+                return Err("a signal needs a room target".into());
+            }
+            if f.update.is_some() || f.delete.is_some() {
+                return Err("a signal cannot update or delete a message".into());
+            }
+        }
         Ok(Self {
             tenant: f.tenant,
             target: f.target,
@@ -153,6 +168,7 @@ impl TryFrom<BroadcastFields> for BroadcastEvent {
             stream: f.stream,
             update: f.update,
             delete: f.delete,
+            signal: f.signal,
         })
     }
 }
@@ -183,6 +199,7 @@ impl BroadcastEvent {
             stream: true,
             update: None,
             delete: None,
+            signal: false,
         }
     }
 
@@ -349,6 +366,7 @@ mod tests {
             json!({"tenant":"acme","target":{"room":"lobby"},"data":{"typing":true},"stream":false}),
             json!({"tenant":"acme","target":{"room":"lobby"},"data":{"text":"fixed"},"update":7}),
             json!({"tenant":"acme","target":{"room":"lobby"},"data":null,"delete":7,"stream":true}),
+            json!({"tenant":"acme","target":{"room":"lobby"},"data":{"typing":true},"signal":true}),
         ]
     }
 
@@ -374,6 +392,9 @@ mod tests {
             json!({"tenant":"acme","target":{"room":"lobby"},"data":{},"update":1,"delete":2}),
             json!({"tenant":"acme","target":{"user":"u-1"},"data":{},"delete":2}),
             json!({"tenant":"acme","target":{"room":"lobby"},"data":{},"update":3,"stream":false}),
+            json!({"tenant":"acme","target":{"user":"u-1"},"data":{},"signal":true}),
+            json!({"tenant":"acme","target":{"room":"lobby"},"data":{},"signal":true,"delete":2}),
+            json!({"tenant":"acme","target":{"room":"lobby"},"data":{},"signal":"yes"}),
         ]
     }
 

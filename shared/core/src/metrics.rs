@@ -38,6 +38,9 @@ pub const STREAMED_EVENTS: &str = "StreamedEvents";
 /// Updates and deletes refused: their message is not in the stream, or
 /// the room is not streamed (never delivered).
 pub const REFUSED_EDITS: &str = "RefusedEdits";
+/// Signals dropped because a later one from the same sender to the same
+/// room was in the same batch.
+pub const COALESCED_SIGNALS: &str = "CoalescedSignals";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unit {

@@ -1,11 +1,11 @@
 //! The client protocol: JSON text frames between clients and the gateway.
 //!
 //! Client → server: `join` (with `since` to resume), `leave`, `publish`,
-//! `history`, `update`, `delete`, `ping`, `whoami` and `refresh`, each
+//! `signal`, `history`, `update`, `delete`, `ping`, `whoami` and `refresh`, each
 //! with an optional `requestId` that every reply echoes.
 //! Server → client: `ack`, `joined`, `history`, `pong`, `whoami`,
 //! `refreshed` and `error` replies; `message`, `message.updated`,
-//! `message.deleted` and `replay` frames.
+//! `message.deleted`, `replay` and `signal` frames.
 //!
 //! Order: events stored in a room's stream carry a per-room `seq`,
 //! strictly increasing with no gaps. Delivery is at-least-once and posts
@@ -110,6 +110,11 @@ pub enum ClientRequest {
         room: RoomId,
     },
     Publish {
+        room: RoomId,
+        data: Box<RawValue>,
+    },
+    /// An ephemeral signal to the room's other members (typing).
+    Signal {
         room: RoomId,
         data: Box<RawValue>,
     },
@@ -273,7 +278,7 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValu
 /// Parses one client text frame. `max_payload_bytes` bounds `data`
 /// (default [`crate::limits::MAX_PAYLOAD_BYTES`]).
 pub fn parse_request(body: &str, max_payload_bytes: usize) -> Result<Envelope, RequestError> {
-    const EXPECTED: &str = r#"send a JSON object such as {"action":"ping"} (actions: join, leave, publish, history, update, delete, ping, whoami, refresh)"#;
+    const EXPECTED: &str = r#"send a JSON object such as {"action":"ping"} (actions: join, leave, publish, signal, history, update, delete, ping, whoami, refresh)"#;
     let bad = |message: String| RequestError::new(None, ErrorCode::BadRequest, message);
     if !body.trim_start().starts_with('{') {
         return Err(bad(format!("the frame is not a JSON object; {EXPECTED}")));
@@ -434,11 +439,15 @@ pub fn parse_request(body: &str, max_payload_bytes: usize) -> Result<Envelope, R
             room: room()?,
             data: data("publish")?,
         },
+        "signal" => ClientRequest::Signal {
+            room: room()?,
+            data: data("signal")?,
+        },
         other => {
             return Err(fail(
                 ErrorCode::UnknownAction,
                 format!(
-                    "unknown action '{other}'; expected join, leave, publish, history, update, delete, ping, whoami or refresh"
+                    "unknown action '{other}'; expected join, leave, publish, signal, history, update, delete, ping, whoami or refresh"
                 ),
             ));
         }
@@ -558,6 +567,17 @@ pub enum ServerFrame<'a> {
         #[serde(skip_serializing_if = "std::ops::Not::not")]
         deleted: bool,
     },
+    /// An ephemeral signal (typing): never stored, no `seq`, never sent
+    /// back to the connection that sent it.
+    #[serde(rename_all = "camelCase")]
+    Signal {
+        id: &'a str,
+        room: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        from: Option<&'a Sender>,
+        data: &'a RawValue,
+        sent_at: &'a str,
+    },
     /// A stored message's new version (`ref` is its `seq`).
     #[serde(rename = "message.updated", rename_all = "camelCase")]
     MessageUpdated {
@@ -676,6 +696,15 @@ pub enum ReceivedFrame {
         updated_at: Option<String>,
         #[serde(default)]
         deleted: bool,
+    },
+    #[serde(rename_all = "camelCase")]
+    Signal {
+        id: String,
+        room: String,
+        #[serde(default)]
+        from: Option<Sender>,
+        data: serde_json::Value,
+        sent_at: String,
     },
     #[serde(rename = "message.updated", rename_all = "camelCase")]
     MessageUpdated {

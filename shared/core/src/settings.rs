@@ -82,6 +82,21 @@ pub struct AbuseSettings {
     #[arg(long, env = "FANOUT_TENANT_PUBLISH_BURST", value_name = "PUBLISHES",
           default_value_t = 1_000, value_parser = at_least_one::<u32>)]
     pub tenant_publish_burst: u32,
+
+    /// Signals (typing, …) per second one connection may send: tighter
+    /// than its frame rate, since each reaches every member of the room.
+    #[arg(
+        long,
+        env = "FANOUT_CLIENT_SIGNAL_RATE",
+        value_name = "PER_SECOND",
+        default_value_t = 5
+    )]
+    pub client_signal_rate: u32,
+
+    /// Signals one connection may send at once after being quiet.
+    #[arg(long, env = "FANOUT_CLIENT_SIGNAL_BURST", value_name = "SIGNALS",
+          default_value_t = 5, value_parser = at_least_one::<u32>)]
+    pub client_signal_burst: u32,
 }
 
 impl AbuseSettings {
@@ -91,6 +106,10 @@ impl AbuseSettings {
 
     pub fn tenant_publishes(&self) -> Option<Rate> {
         Rate::new(self.tenant_publish_rate, self.tenant_publish_burst)
+    }
+
+    pub fn client_signals(&self) -> Option<Rate> {
+        Rate::new(self.client_signal_rate, self.client_signal_burst)
     }
 }
 

@@ -55,12 +55,12 @@ proptest! {
         room in name(),
         data in json(),
         request_id in proptest::option::of("[a-z0-9]{1,20}"),
-        action in 0..8usize,
+        action in 0..9usize,
         seq in 1..u64::MAX,
     ) {
         let mut frame = serde_json::json!({ "room": room, "data": data, "seq": seq });
         frame["action"] =
-            ["join", "leave", "publish", "ping", "whoami", "history", "update", "delete"][action]
+            ["join", "leave", "publish", "ping", "whoami", "history", "update", "delete", "signal"][action]
                 .into();
         if let Some(id) = &request_id {
             frame["requestId"] = id.clone().into();
@@ -71,7 +71,7 @@ proptest! {
             ClientRequest::Join { room: r, .. } | ClientRequest::Leave { room: r } => {
                 prop_assert_eq!(r.as_str(), room.as_str());
             }
-            ClientRequest::Publish { room: r, data: d } => {
+            ClientRequest::Publish { room: r, data: d } | ClientRequest::Signal { room: r, data: d } => {
                 prop_assert_eq!(r.as_str(), room.as_str());
                 let back: serde_json::Value = serde_json::from_str(d.get()).unwrap();
                 prop_assert_eq!(back, data);
@@ -116,6 +116,7 @@ proptest! {
             stream: true,
             update: None,
             delete: None,
+            signal: false,
         };
         let text = serde_json::to_string(&event).unwrap();
         let back: BroadcastEvent = serde_json::from_str(&text).unwrap();

@@ -42,6 +42,8 @@ struct Tables {
     frame_tats: HashMap<ConnectionId, i64>,
     /// Publish-rate TAT (ms) by tenant.
     publish_tats: HashMap<TenantId, i64>,
+    /// Signal-rate TAT (ms) by connection.
+    signal_tats: HashMap<ConnectionId, i64>,
     /// Room streams by (tenant, room).
     streams: HashMap<(TenantId, RoomId), Stream>,
     /// Claims since expired markers were last dropped.
@@ -76,6 +78,7 @@ impl Tables {
         let shard = shard_of(id, shards);
         let rooms = self.rooms_of.remove(id).unwrap_or_default();
         self.frame_tats.remove(id);
+        self.signal_tats.remove(id);
         // Without the connection item the tenant is unknown, so stray
         // memberships are left to their TTL.
         let record = self.connections.remove(id)?;
@@ -188,6 +191,22 @@ impl MemoryStore {
             }
         }
         Ok(Page { items, next: None })
+    }
+}
+
+/// One GCRA admission on the TAT kept for `key`: `Some(ms)` to wait.
+fn admit<K: Clone + Eq + std::hash::Hash>(
+    tats: &mut HashMap<K, i64>,
+    key: &K,
+    now_ms: i64,
+    rate: Rate,
+) -> Option<i64> {
+    match StoredGcra::new(rate).admit(tats.get(key).copied(), now_ms) {
+        Ok(next) => {
+            tats.insert(key.clone(), next);
+            None
+        }
+        Err(wait) => Some(wait),
     }
 }
 
@@ -359,15 +378,16 @@ impl ConnectionStore for MemoryStore {
         now_ms: i64,
         rate: Rate,
     ) -> Result<Option<i64>, StoreError> {
-        let mut t = self.tables();
-        let tat = t.publish_tats.get(tenant).copied();
-        match StoredGcra::new(rate).admit(tat, now_ms) {
-            Ok(next) => {
-                t.publish_tats.insert(tenant.clone(), next);
-                Ok(None)
-            }
-            Err(wait) => Ok(Some(wait)),
-        }
+        Ok(admit(&mut self.tables().publish_tats, tenant, now_ms, rate))
+    }
+
+    async fn admit_signal(
+        &self,
+        id: &ConnectionId,
+        now_ms: i64,
+        rate: Rate,
+    ) -> Result<Option<i64>, StoreError> {
+        Ok(admit(&mut self.tables().signal_tats, id, now_ms, rate))
     }
 
     async fn refresh_connection(

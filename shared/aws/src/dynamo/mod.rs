@@ -9,6 +9,7 @@
 //! | reverse membership | `CONN#<id>` | `ROOM#<tenant>#<room>` |
 //! | dedupe marker | `EVT#<key>` | `EVT` |
 //! | tenant publish rate | `RATE#<tenant>` | `PUBLISH` |
+//! | connection signal rate | `RATE#<connection id>` | `SIGNAL` |
 //! | room stream counter | `STREAM#<tenant>#<room>` | `HEAD` |
 //! | room stream entry | `STREAM#<tenant>#<room>` | `SEQ#<seq, 20 digits>` |
 //!
@@ -202,8 +203,9 @@ enum GateItem {
     /// The connection item: it must exist, and an admitted frame is also
     /// its heartbeat (`lastSeen`).
     Connection,
-    /// A tenant's rate item: created by the first publish, kept until `ttl`.
-    TenantPublish { ttl: i64 },
+    /// A rate item of its own (a tenant's publishes, a connection's
+    /// signals): created by its first use, kept until `ttl`.
+    RateItem { ttl: i64 },
 }
 
 /// What one rate admission found.
@@ -428,7 +430,7 @@ impl DynamoStore {
     ) -> Result<Gcra, StoreError> {
         let (exists, set_also) = match item {
             GateItem::Connection => ("attribute_exists(pk) AND ", ", lastSeen = :now"),
-            GateItem::TenantPublish { .. } => ("", ", #ttl = :ttl"),
+            GateItem::RateItem { .. } => ("", ", #ttl = :ttl"),
         };
         let limit = gcra.admit_limit(now_ms);
         let mut known_tat: Option<i64> = None;
@@ -444,7 +446,7 @@ impl DynamoStore {
                 .return_values_on_condition_check_failure(
                     aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure::AllOld,
                 );
-            if let GateItem::TenantPublish { ttl } = item {
+            if let GateItem::RateItem { ttl } = item {
                 update = update
                     .expression_attribute_names("#ttl", "ttl")
                     .expression_attribute_values(":ttl", n(ttl));
@@ -492,6 +494,28 @@ impl DynamoStore {
         Err(StoreError::Unavailable(format!(
             "the rate gate's item kept changing under {GCRA_TRIES} conditional updates"
         )))
+    }
+
+    /// A GCRA admission on a rate item of its own (created by its first
+    /// use, kept an hour past its last): `Some(ms)` to wait.
+    async fn admit_on_rate_item(
+        &self,
+        pk: String,
+        sk: &str,
+        now_ms: i64,
+        rate: Rate,
+    ) -> Result<Option<i64>, StoreError> {
+        let ttl = now_ms.div_euclid(1000) + RATE_ITEM_TTL_SECS;
+        let gate = GateItem::RateItem { ttl };
+        Ok(
+            match self
+                .gcra(key(pk, sk.into()), StoredGcra::new(rate), now_ms, gate)
+                .await?
+            {
+                Gcra::Limited { retry_after_ms, .. } => Some(retry_after_ms),
+                Gcra::Admitted(_) | Gcra::Missing => None,
+            },
+        )
     }
 
     fn cursor_of(last: Option<Item>) -> Result<Option<String>, StoreError> {
@@ -739,22 +763,18 @@ impl ConnectionStore for DynamoStore {
         now_ms: i64,
         rate: Rate,
     ) -> Result<Option<i64>, StoreError> {
-        let item = key(format!("RATE#{tenant}"), "PUBLISH".into());
-        let ttl = now_ms.div_euclid(1000) + RATE_ITEM_TTL_SECS;
-        Ok(
-            match self
-                .gcra(
-                    item,
-                    StoredGcra::new(rate),
-                    now_ms,
-                    GateItem::TenantPublish { ttl },
-                )
-                .await?
-            {
-                Gcra::Limited { retry_after_ms, .. } => Some(retry_after_ms),
-                Gcra::Admitted(_) | Gcra::Missing => None,
-            },
-        )
+        self.admit_on_rate_item(format!("RATE#{tenant}"), "PUBLISH", now_ms, rate)
+            .await
+    }
+
+    async fn admit_signal(
+        &self,
+        id: &ConnectionId,
+        now_ms: i64,
+        rate: Rate,
+    ) -> Result<Option<i64>, StoreError> {
+        self.admit_on_rate_item(format!("RATE#{id}"), "SIGNAL", now_ms, rate)
+            .await
     }
 
     async fn refresh_connection(

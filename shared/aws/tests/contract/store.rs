@@ -463,6 +463,21 @@ async fn rate_gates(s: Subject) {
             .unwrap(),
         None
     );
+    // A connection's signals have a gate of their own.
+    let c1 = ConnectionId::new("c1").unwrap();
+    for _ in 0..2 {
+        assert_eq!(store.admit_signal(&c1, NOW_MS, rate).await.unwrap(), None);
+    }
+    assert_eq!(
+        store.admit_signal(&c1, NOW_MS, rate).await.unwrap(),
+        Some(1_000)
+    );
+    let c2 = ConnectionId::new("c2").unwrap();
+    assert_eq!(
+        store.admit_signal(&c2, NOW_MS, rate).await.unwrap(),
+        None,
+        "connections are apart"
+    );
 }
 
 async fn grants_and_refresh(s: Subject) {

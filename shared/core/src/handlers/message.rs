@@ -1,5 +1,5 @@
-//! Client messages (`join`, `leave`, `publish`, `history`, `update`,
-//! `delete`, `ping`, `whoami`, `refresh` and `$default`): admit the frame
+//! Client messages (`join`, `leave`, `publish`, `signal`, `history`,
+//! `update`, `delete`, `ping`, `whoami`, `refresh` and `$default`): admit the frame
 //! against the connection's rate, check its token has not expired and its
 //! rights on the room, persist, emit, and answer with one reply frame in
 //! the route response (a `join` with `since` posts the replay before it).
@@ -13,7 +13,9 @@
 //! two writes and a read of the room's head (with `since`, one query of
 //! the stream and one @connections POST per 128 KB replayed); `publish`
 //! one read of the membership and one or two writes on the tenant's rate
-//! item; `update`/`delete` those plus a read of the message; `history`
+//! item; `signal` the membership read and one or two writes on the
+//! connection's signal-rate item; `update`/`delete` those of `publish` plus
+//! a read of the message; `history`
 //! a read of the membership and the head and one query; `refresh` one
 //! write per item of the connection.
 
@@ -394,6 +396,42 @@ async fn reply(
             admit_publish().await?;
             let event = BroadcastEvent {
                 from: Some(sender()),
+                ..BroadcastEvent::to_room(caller.tenant.clone(), room, data)
+            };
+            emit_broadcast(&event).await?;
+            Ok(ack())
+        }
+        ClientRequest::Signal { room, data } => {
+            let rights = member_rights(&room).await?;
+            if !rights.contains(Right::Signal) {
+                return Err(RequestError::missing_right(
+                    rid.clone(),
+                    &room,
+                    Right::Signal,
+                ));
+            }
+            if let Some(rate) = deps.abuse.client_signals()
+                && let Some(wait) = deps
+                    .store
+                    .admit_signal(&caller.id, now_ms, rate)
+                    .await
+                    .map_err(|e| internal("could not send the signal", &e))?
+            {
+                return Err(RequestError::rate_limited(
+                    rid.clone(),
+                    format!(
+                        "this connection sends more than {} signals per second; retry after {wait} ms",
+                        deps.abuse.client_signal_rate
+                    ),
+                    wait,
+                ));
+            }
+            // Never stored, never back to the sender.
+            let event = BroadcastEvent {
+                from: Some(sender()),
+                signal: true,
+                stream: false,
+                exclude: vec![caller.id.clone()],
                 ..BroadcastEvent::to_room(caller.tenant.clone(), room, data)
             };
             emit_broadcast(&event).await?;

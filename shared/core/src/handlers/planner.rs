@@ -9,7 +9,7 @@
 //! directly (the fast path) or cuts the ids into jobs that fit one SQS
 //! message and sends them in batches.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
@@ -18,20 +18,21 @@ use serde_json::value::RawValue;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::clock::Clock;
+use crate::clock::{Clock, rfc3339_ms};
 use crate::event::{
     BROADCAST, BroadcastEvent, CLIENT_SOURCE, EventEnvelope, StreamOp, Target, is_reserved_source,
     source_speaks_for,
 };
 use crate::handlers::broadcaster::{self, BroadcasterDeps, DeliverError};
 use crate::handlers::dead_letter_at_once;
-use crate::ids::{ConnectionId, TenantId, UserId};
+use crate::ids::{ConnectionId, RoomId, TenantId, UserId};
 use crate::metrics::{self, Metric, MetricsSink};
 use crate::plan::{DeliveryJob, JobHead, PlanError, cut_jobs};
 use crate::ports::{
     ConnectionStore, Edit, EditOutcome, EntryKind, EventClaim, EventDedupe, MemberSet,
     OutgoingMessage, PriorAttempt, Queue, QueueError, RoomStreams, StoreError, send_all,
 };
+use crate::protocol::ServerFrame;
 pub use crate::settings::{JobSettings, PlannerSettings, StreamSettings};
 use crate::stream;
 
@@ -126,7 +127,23 @@ impl PlanSummary {
 /// event, an invalid detail, a frame too large) goes to the plan DLQ at
 /// once with its reason. The others are deleted.
 pub async fn handle(event: SqsEvent, deadline: Instant, deps: &PlannerDeps) -> SqsBatchResponse {
-    let retry = join_all(event.records.iter().map(|r| plan_record(r, deadline, deps))).await;
+    let superseded = superseded_signals(&event.records);
+    let retry = join_all(event.records.iter().enumerate().map(|(i, r)| {
+        let superseded = superseded.contains(&i);
+        async move {
+            if superseded {
+                let id = r.message_id.as_deref().unwrap_or("");
+                deps.metrics.record(
+                    FUNCTION,
+                    id,
+                    &[Metric::count(metrics::COALESCED_SIGNALS, 1)],
+                );
+                return false;
+            }
+            plan_record(r, deadline, deps).await
+        }
+    }))
+    .await;
     let mut response = SqsBatchResponse::default();
     for (record, retry) in event.records.iter().zip(retry) {
         if retry {
@@ -134,6 +151,41 @@ pub async fn handle(event: SqsEvent, deadline: Instant, deps: &PlannerDeps) -> S
         }
     }
     response
+}
+
+/// The records of a batch that a later signal from the same sender to the
+/// same room makes pointless (typing indicators: only the latest state
+/// matters). Signals queued while the planner was busy, or within the
+/// mapping's batching window, are coalesced this way at no store cost.
+fn superseded_signals(records: &[SqsMessage]) -> HashSet<usize> {
+    let mut latest: HashMap<String, usize> = HashMap::new();
+    let mut superseded = HashSet::new();
+    for (i, record) in records.iter().enumerate() {
+        let body = record.body.as_deref().unwrap_or("");
+        // Most records are not signals: skip parsing them twice.
+        if !body.contains("\"signal\":true") {
+            continue;
+        }
+        let Ok(envelope) = serde_json::from_str::<EventEnvelope>(body) else {
+            continue;
+        };
+        let Ok(event) = serde_json::from_str::<BroadcastEvent>(envelope.detail.get()) else {
+            continue;
+        };
+        if envelope.detail_type != BROADCAST || !event.signal {
+            continue;
+        }
+        let sender = serde_json::to_string(&event.sender(&envelope.source)).unwrap_or_default();
+        let key = format!(
+            "{}\u{0}{:?}\u{0}{sender}",
+            event.tenant,
+            event.target.room()
+        );
+        if let Some(earlier) = latest.insert(key, i) {
+            superseded.insert(earlier);
+        }
+    }
+    superseded
 }
 
 fn push_failure(response: &mut SqsBatchResponse, message_id: String) {
@@ -360,6 +412,9 @@ async fn store_in_stream(
 ) -> Result<Stored, PlanEventError> {
     let now_ms = deps.clock.now_ms();
     let room = event.target.room();
+    if event.signal {
+        return checked_frame(signal_frame(event_id, event, now_ms), deps).map(Stored::Frame);
+    }
     let streamed = room.filter(|r| event.stream && deps.stream.is_streamed(r));
     let op = event.stream_op();
     let Some(room) = streamed else {
@@ -436,6 +491,19 @@ async fn store_in_stream(
         &[Metric::count(metrics::STREAMED_EVENTS, 1)],
     );
     Ok(Stored::Frame(frame))
+}
+
+/// The `signal` frame for a signal event (validated to target a room).
+fn signal_frame(event_id: &str, event: &BroadcastEvent, now_ms: i64) -> String {
+    let sent_at = rfc3339_ms(now_ms);
+    ServerFrame::Signal {
+        id: event_id,
+        room: event.target.room().map(RoomId::as_str).unwrap_or_default(),
+        from: event.from.as_ref(),
+        data: &event.data,
+        sent_at: &sent_at,
+    }
+    .to_json()
 }
 
 fn refuse_edit(event_id: &str, event: &BroadcastEvent, reason: &str, deps: &PlannerDeps) -> Stored {

@@ -165,6 +165,16 @@ pub trait ConnectionStore: Send + Sync {
         rate: Rate,
     ) -> Result<Option<i64>, StoreError>;
 
+    /// Counts one signal against the connection's signal rate (a gate of
+    /// its own, tighter than the frame rate). `Some(ms)`: over it, retry
+    /// after that long.
+    async fn admit_signal(
+        &self,
+        id: &ConnectionId,
+        now_ms: i64,
+        rate: Rate,
+    ) -> Result<Option<i64>, StoreError>;
+
     /// Moves a connection's token expiry on (`refresh`): its record gets
     /// the new expiry, capabilities and `ttl`, and every item of the
     /// connection the new `ttl`. Returns false when it is unknown.

@@ -1,7 +1,8 @@
-//! The planner's numbering of room events against the embedded store: a
-//! `seq` is taken once per event, and kept by a republish with the same
-//! idempotency key, by the retry of a failed attempt, and by the retry of
-//! a planner that died after storing the event.
+//! The planner against the embedded store: a room event's `seq` is taken
+//! once, and kept by a republish with the same idempotency key, by the
+//! retry of a failed attempt, and by the retry of a planner that died
+//! after storing the event; replays stay within their budget; signals are
+//! never stored and are coalesced per sender within a batch.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -290,4 +291,70 @@ async fn a_frame_too_large_to_post_takes_no_seq() {
         .await
         .unwrap();
     assert_eq!(next.seq, Some(1));
+}
+
+/// An SQS record carrying `event` as EventBridge delivers it.
+fn record(id: &str, source: &str, event: &BroadcastEvent) -> aws_lambda_events::sqs::SqsMessage {
+    let envelope = serde_json::json!({
+        "version": "0", "id": id, "detail-type": "fanout.broadcast", "source": source,
+        "account": "1", "time": "2026-11-23T00:00:00Z", "region": "us-east-1",
+        "resources": [], "detail": event,
+    });
+    let mut message = aws_lambda_events::sqs::SqsMessage::default();
+    message.message_id = Some(format!("m-{id}"));
+    message.body = Some(envelope.to_string());
+    message
+}
+
+#[tokio::test]
+async fn signals_from_one_sender_queued_together_are_coalesced_to_the_latest() {
+    use fanout_core::handlers::planner::handle;
+    let w = world().await;
+    let signal = |user: &str, typing: bool| BroadcastEvent {
+        from: Some(Sender::Client {
+            user: UserId::new(user).unwrap(),
+            connection: ConnectionId::new(format!("{user}-conn")).unwrap(),
+        }),
+        signal: true,
+        stream: false,
+        ..BroadcastEvent::to_room(
+            acme(),
+            lobby(),
+            RawValue::from_string(format!(r#"{{"typing":{typing}}}"#)).unwrap(),
+        )
+    };
+    let mut batch = aws_lambda_events::sqs::SqsEvent::default();
+    batch.records = vec![
+        record("s1", "fanout.client", &signal("alice", true)),
+        record("s2", "fanout.client", &signal("bob", true)),
+        record("s3", "fanout.client", &signal("alice", false)),
+    ];
+    let response = handle(batch, deadline(), &w.deps).await;
+    assert!(response.batch_item_failures.is_empty());
+    let jobs = w.deliver.inner.peek_bodies();
+    let frames: Vec<serde_json::Value> = jobs
+        .iter()
+        .map(|j| serde_json::from_str::<serde_json::Value>(j).unwrap()["frame"].clone())
+        .collect();
+    assert_eq!(
+        frames.len(),
+        2,
+        "alice's first signal was superseded: {frames:?}"
+    );
+    assert!(
+        frames
+            .iter()
+            .all(|f| f["type"] == "signal" && f.get("seq").is_none())
+    );
+    let alice: Vec<_> = frames
+        .iter()
+        .filter(|f| f["from"]["user"] == "alice")
+        .collect();
+    assert_eq!(alice.len(), 1);
+    assert_eq!(alice[0]["data"], serde_json::json!({"typing": false}));
+    assert_eq!(
+        w.store.head(&acme(), &lobby()).await.unwrap(),
+        0,
+        "never stored"
+    );
 }
