@@ -16,10 +16,12 @@ use fanout_core::clock::Clock;
 use fanout_core::ids::{ConnectionId, RoomId, TenantId, UserId, shard_of};
 use fanout_core::ports::{
     CLAIM_KEPT_AFTER_LEASE_SECS, ConnectionRecord, ConnectionStore, Edit, EditOutcome, EntryKind,
-    EventClaim, EventDedupe, FrameAdmission, MemberSet, Page, PriorAttempt, RemovedConnection,
-    RoomStreams, StoreError, StreamEntry, StreamRange,
+    EventClaim, EventDedupe, FrameAdmission, MemberSet, Page, PresenceChange, PresenceMember,
+    PresenceOutcome, PresenceStore, PriorAttempt, RemovedConnection, RoomStreams, StoreError,
+    StreamEntry, StreamRange,
 };
 use fanout_core::rate::{Rate, StoredGcra};
+use serde_json::value::RawValue;
 
 /// Items per page, like DynamoDB's 1 MB pages of small items.
 pub const DEFAULT_PAGE_SIZE: usize = 1_000;
@@ -46,6 +48,8 @@ struct Tables {
     signal_tats: HashMap<ConnectionId, i64>,
     /// Room streams by (tenant, room).
     streams: HashMap<(TenantId, RoomId), Stream>,
+    /// Presence by (tenant, room).
+    presence: HashMap<(TenantId, RoomId), RoomPresence>,
     /// Claims since expired markers were last dropped.
     claims_since_sweep: usize,
 }
@@ -64,6 +68,35 @@ struct Marker {
     ttl: i64,
     /// The stream number the event got.
     seq: Option<u64>,
+}
+
+/// A room's present users and when its last `presence.count` went out.
+#[derive(Default)]
+struct RoomPresence {
+    members: BTreeMap<UserId, Present>,
+    last_count_ms: Option<i64>,
+}
+
+struct Present {
+    connections: std::collections::BTreeSet<ConnectionId>,
+    state: Option<Box<RawValue>>,
+    version: u64,
+    ttl: i64,
+}
+
+impl RoomPresence {
+    fn live(&self, now: i64) -> u64 {
+        self.members.values().filter(|m| m.ttl > now).count() as u64
+    }
+
+    fn member(user: &UserId, p: &Present) -> PresenceMember {
+        PresenceMember {
+            user: user.clone(),
+            connections: p.connections.len(),
+            state: p.state.clone(),
+            version: p.version,
+        }
+    }
 }
 
 /// One room's counter and its live entries, oldest first.
@@ -694,6 +727,180 @@ impl RoomStreams for MemoryStore {
                     .find(|e| e.dedupe_key == dedupe_key)
                     .map(|e| e.seq)
             }))
+    }
+}
+
+#[async_trait]
+impl PresenceStore for MemoryStore {
+    async fn enter(
+        &self,
+        tenant: &TenantId,
+        room: &RoomId,
+        user: &UserId,
+        connection: &ConnectionId,
+        state: Option<&RawValue>,
+        ttl: i64,
+    ) -> Result<PresenceOutcome, StoreError> {
+        let now = self.clock.now_secs();
+        let mut t = self.tables();
+        let presence = t
+            .presence
+            .entry((tenant.clone(), room.clone()))
+            .or_default();
+        let present = presence.members.entry(user.clone()).or_insert(Present {
+            connections: Default::default(),
+            state: None,
+            version: 0,
+            ttl,
+        });
+        if present.ttl <= now {
+            // Expired (its connections vanished): it enters anew.
+            present.connections.clear();
+            present.state = None;
+        }
+        let joined = present.connections.is_empty();
+        present.connections.insert(connection.clone());
+        present.ttl = present.ttl.max(ttl);
+        present.version += 1;
+        if let Some(state) = state {
+            present.state = Some(state.to_owned());
+        }
+        let member = RoomPresence::member(user, present);
+        let change = if joined {
+            PresenceChange::Joined(member)
+        } else if state.is_some() {
+            PresenceChange::Updated(member)
+        } else {
+            PresenceChange::Unchanged
+        };
+        Ok(PresenceOutcome {
+            change,
+            members: presence.live(now),
+        })
+    }
+
+    async fn exit(
+        &self,
+        tenant: &TenantId,
+        room: &RoomId,
+        user: &UserId,
+        connection: &ConnectionId,
+    ) -> Result<PresenceOutcome, StoreError> {
+        let now = self.clock.now_secs();
+        let mut t = self.tables();
+        let Some(presence) = t.presence.get_mut(&(tenant.clone(), room.clone())) else {
+            return Ok(PresenceOutcome {
+                change: PresenceChange::Unchanged,
+                members: 0,
+            });
+        };
+        let change = match presence.members.get_mut(user) {
+            Some(present) if present.connections.contains(connection) => {
+                present.connections.remove(connection);
+                present.version += 1;
+                if present.connections.is_empty() {
+                    let version = present.version;
+                    presence.members.remove(user);
+                    PresenceChange::Left {
+                        user: user.clone(),
+                        version,
+                    }
+                } else {
+                    PresenceChange::Unchanged
+                }
+            }
+            _ => PresenceChange::Unchanged,
+        };
+        let members = presence.live(now);
+        if presence.members.is_empty() {
+            t.presence.remove(&(tenant.clone(), room.clone()));
+        }
+        Ok(PresenceOutcome { change, members })
+    }
+
+    async fn set_state(
+        &self,
+        tenant: &TenantId,
+        room: &RoomId,
+        user: &UserId,
+        connection: &ConnectionId,
+        state: &RawValue,
+    ) -> Result<PresenceOutcome, StoreError> {
+        let now = self.clock.now_secs();
+        let mut t = self.tables();
+        let Some(presence) = t.presence.get_mut(&(tenant.clone(), room.clone())) else {
+            return Ok(PresenceOutcome {
+                change: PresenceChange::Unchanged,
+                members: 0,
+            });
+        };
+        let change = match presence.members.get_mut(user) {
+            Some(present) if present.ttl > now && present.connections.contains(connection) => {
+                present.state = Some(state.to_owned());
+                present.version += 1;
+                PresenceChange::Updated(RoomPresence::member(user, present))
+            }
+            _ => PresenceChange::Unchanged,
+        };
+        Ok(PresenceOutcome {
+            change,
+            members: presence.live(now),
+        })
+    }
+
+    async fn presence_page(
+        &self,
+        tenant: &TenantId,
+        room: &RoomId,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<PresenceMember>, StoreError> {
+        let now = self.clock.now_secs();
+        let start = match cursor {
+            None => Unbounded,
+            Some(c) => Excluded(UserId::new(c).map_err(|_| StoreError::BadCursor)?),
+        };
+        let t = self.tables();
+        let Some(presence) = t.presence.get(&(tenant.clone(), room.clone())) else {
+            return Ok(Page {
+                items: Vec::new(),
+                next: None,
+            });
+        };
+        let mut items: Vec<PresenceMember> = presence
+            .members
+            .range((start, Unbounded))
+            .filter(|(_, p)| p.ttl > now)
+            .take(limit + 1)
+            .map(|(user, p)| RoomPresence::member(user, p))
+            .collect();
+        let next = (items.len() > limit).then(|| {
+            items.truncate(limit);
+            items.last().map(|m| m.user.to_string()).unwrap_or_default()
+        });
+        Ok(Page { items, next })
+    }
+
+    async fn claim_count_notice(
+        &self,
+        tenant: &TenantId,
+        room: &RoomId,
+        now_ms: i64,
+        interval_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let mut t = self.tables();
+        let presence = t
+            .presence
+            .entry((tenant.clone(), room.clone()))
+            .or_default();
+        if presence
+            .last_count_ms
+            .is_some_and(|last| last + interval_ms > now_ms)
+        {
+            return Ok(false);
+        }
+        presence.last_count_ms = Some(now_ms);
+        Ok(true)
     }
 }
 

@@ -47,6 +47,7 @@ use fanout_core::rate::{Rate, StoredGcra};
 use super::describe;
 
 mod dedupe;
+mod presence;
 mod stream;
 
 /// The name of the user index.

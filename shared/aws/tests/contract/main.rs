@@ -6,6 +6,7 @@
 
 mod bus;
 mod common;
+mod presence;
 mod queue;
 mod store;
 mod stream;
