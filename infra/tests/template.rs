@@ -131,6 +131,11 @@ fn tunables_default_to_the_code_defaults() {
             "ClientSignalBurst",
             u64::from(local.abuse.client_signal_burst),
         ),
+        ("PresenceMaxMembers", local.presence.presence_max_members),
+        (
+            "PresenceCountIntervalSeconds",
+            local.presence.presence_count_interval.as_secs(),
+        ),
         (
             "StreamRetentionSeconds",
             local.stream.stream_retention.as_secs(),

@@ -208,6 +208,7 @@ fn build_event(args: &PublishArgs) -> anyhow::Result<BroadcastEvent> {
         update: args.update,
         delete: args.delete,
         signal: false,
+        presence: None,
     })
 }
 

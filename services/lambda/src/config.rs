@@ -12,7 +12,7 @@ use clap::{Args, Command, FromArgMatches};
 use fanout_core::rate::Rate;
 use fanout_core::settings::{
     AbuseSettings, AuthSettings, BroadcasterSettings, BudgetSettings, GatewaySettings, JobSettings,
-    PlannerSettings, StoreSettings, StreamSettings,
+    PlannerSettings, PresenceSettings, StoreSettings, StreamSettings,
 };
 use fanout_core::token::check_secret;
 
@@ -238,6 +238,10 @@ pub struct GatewayConfig {
 
     #[command(flatten)]
     pub settings: GatewaySettings,
+
+    /// Presence (message and disconnect announce changes).
+    #[command(flatten)]
+    pub presence: PresenceSettings,
 }
 
 /// The message function: the gateway's resources, the token keys (for

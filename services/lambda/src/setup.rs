@@ -89,8 +89,10 @@ pub fn gateway_deps(sdk: &SdkConfig, config: &GatewayConfig) -> GatewayDeps {
         abuse: Default::default(),
         verifier: None,
         poster: None,
-        streams: store,
+        streams: store.clone(),
         stream: Default::default(),
+        presence: store,
+        presence_settings: config.presence.clone(),
     }
 }
 

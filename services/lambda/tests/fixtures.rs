@@ -69,6 +69,8 @@ fn world() -> World {
             poster: None,
             streams: store.clone(),
             stream: Default::default(),
+            presence: store.clone(),
+            presence_settings: Default::default(),
         },
         store,
         plan,

@@ -11,7 +11,9 @@ use fanout_aws::provision::{self, RuleSpec};
 use fanout_aws::{DynamoStore, EventBridgeBus};
 use fanout_core::clock::Clock;
 use fanout_core::event::BROADCAST;
-use fanout_core::ports::{ConnectionStore, EventBus, EventDedupe, Queue, RoomStreams};
+use fanout_core::ports::{
+    ConnectionStore, EventBus, EventDedupe, PresenceStore, Queue, RoomStreams,
+};
 use fanout_embedded::pattern::Pattern;
 use fanout_embedded::{
     BusRule, MemoryBus, MemoryQueue, MemoryStore, QueueSettings, Redrive, RetryPolicy,
@@ -37,6 +39,7 @@ pub struct Backend {
     pub store: Arc<dyn ConnectionStore>,
     pub dedupe: Arc<dyn EventDedupe>,
     pub streams: Arc<dyn RoomStreams>,
+    pub presence: Arc<dyn PresenceStore>,
     pub bus: Arc<dyn EventBus>,
     pub plan_queue: Arc<dyn Queue>,
     pub plan_dlq: Arc<dyn Queue>,
@@ -85,7 +88,8 @@ pub fn embedded(config: &StackConfig, clock: Arc<dyn Clock>) -> Backend {
     Backend {
         store: store.clone(),
         dedupe: store.clone(),
-        streams: store,
+        streams: store.clone(),
+        presence: store,
         bus: Arc::new(MemoryBus::new(BUS, clock, vec![rule])),
         plan_queue,
         plan_dlq,
@@ -152,7 +156,8 @@ pub async fn aws(config: &StackConfig, clock: Arc<dyn Clock>) -> anyhow::Result<
     Ok(Backend {
         store: store.clone(),
         dedupe: store.clone(),
-        streams: store,
+        streams: store.clone(),
+        presence: store,
         bus: Arc::new(EventBridgeBus::new(eventbridge, name(BUS))),
         plan_queue: Arc::new(plan_queue),
         plan_dlq: Arc::new(plan_dlq),

@@ -9,7 +9,8 @@ use fanout_core::limits::{MAX_FRAME_BYTES, MAX_MESSAGE_BYTES};
 use fanout_core::rate::Rate;
 use fanout_core::settings::{
     AbuseSettings, AuthSettings, BroadcasterSettings, BudgetSettings, GatewaySettings, JobSettings,
-    PlannerSettings, StoreSettings, StreamSettings, parse_duration, positive_duration,
+    PlannerSettings, PresenceSettings, StoreSettings, StreamSettings, parse_duration,
+    positive_duration,
 };
 
 use crate::faults::FaultSettings;
@@ -178,6 +179,9 @@ pub struct StackConfig {
 
     #[command(flatten, next_help_heading = "Room streams (history and resume)")]
     pub stream: StreamSettings,
+
+    #[command(flatten, next_help_heading = "Presence")]
+    pub presence: PresenceSettings,
 
     #[command(flatten, next_help_heading = "Broadcaster")]
     pub broadcaster: BroadcasterSettings,

@@ -303,6 +303,8 @@ impl Functions<'_> {
             poster: Some(self.poster.clone()),
             streams: self.backend.streams.clone(),
             stream: self.config.stream.clone(),
+            presence: self.backend.presence.clone(),
+            presence_settings: self.config.presence.clone(),
         }
     }
 

@@ -90,6 +90,52 @@ pub struct BroadcastEvent {
     /// sender queued together are coalesced to the latest.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub signal: bool,
+    /// A presence notice to the room (from the gateway only): delivered as
+    /// a `presence.*` frame, never stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub presence: Option<PresenceNotice>,
+}
+
+/// What changed in a room's presence, as the room is told.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PresenceNotice {
+    pub kind: PresenceKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<UserId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<Box<RawValue>>,
+    /// The member's version: orders its changes whatever order they
+    /// arrive in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
+    /// The member's connections in the room.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connections: Option<usize>,
+    /// Present users in the room (on `count`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub members: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PresenceKind {
+    Joined,
+    Left,
+    Updated,
+    Count,
+}
+
+impl PresenceKind {
+    /// The frame type members receive.
+    pub fn frame_type(self) -> &'static str {
+        match self {
+            PresenceKind::Joined => "presence.joined",
+            PresenceKind::Left => "presence.left",
+            PresenceKind::Updated => "presence.updated",
+            PresenceKind::Count => "presence.count",
+        }
+    }
 }
 
 fn stored() -> bool {
@@ -130,6 +176,8 @@ struct BroadcastFields {
     delete: Option<u64>,
     #[serde(default)]
     signal: bool,
+    #[serde(default)]
+    presence: Option<PresenceNotice>,
 }
 
 impl TryFrom<BroadcastFields> for BroadcastEvent {
@@ -150,6 +198,11 @@ impl TryFrom<BroadcastFields> for BroadcastEvent {
                 return Err("update and delete are stream events; drop \"stream\": false".into());
             }
         }
+        if f.presence.is_some()
+            && (f.target.room().is_none() || f.signal || f.update.is_some() || f.delete.is_some())
+        {
+            return Err("a presence notice goes to a room and is nothing else".into());
+        }
         if f.signal {
             if f.target.room().is_none() {
                 return Err("a signal needs a room target".into());
@@ -169,6 +222,7 @@ impl TryFrom<BroadcastFields> for BroadcastEvent {
             update: f.update,
             delete: f.delete,
             signal: f.signal,
+            presence: f.presence,
         })
     }
 }
@@ -200,6 +254,7 @@ impl BroadcastEvent {
             update: None,
             delete: None,
             signal: false,
+            presence: None,
         }
     }
 
@@ -367,6 +422,8 @@ mod tests {
             json!({"tenant":"acme","target":{"room":"lobby"},"data":{"text":"fixed"},"update":7}),
             json!({"tenant":"acme","target":{"room":"lobby"},"data":null,"delete":7,"stream":true}),
             json!({"tenant":"acme","target":{"room":"lobby"},"data":{"typing":true},"signal":true}),
+            json!({"tenant":"acme","target":{"room":"lobby"},"data":null,"presence":{"kind":"joined","user":"u-1","version":3,"connections":1,"state":{"s":1}}}),
+            json!({"tenant":"acme","target":{"room":"lobby"},"data":null,"presence":{"kind":"count","members":1200}}),
         ]
     }
 
@@ -395,6 +452,9 @@ mod tests {
             json!({"tenant":"acme","target":{"user":"u-1"},"data":{},"signal":true}),
             json!({"tenant":"acme","target":{"room":"lobby"},"data":{},"signal":true,"delete":2}),
             json!({"tenant":"acme","target":{"room":"lobby"},"data":{},"signal":"yes"}),
+            json!({"tenant":"acme","target":{"user":"u-1"},"data":null,"presence":{"kind":"left","user":"u-1"}}),
+            json!({"tenant":"acme","target":{"room":"lobby"},"data":null,"presence":{"kind":"gone"}}),
+            json!({"tenant":"acme","target":{"room":"lobby"},"data":null,"presence":{"user":"u-1"}}),
         ]
     }
 

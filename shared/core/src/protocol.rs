@@ -105,6 +105,20 @@ pub enum ClientRequest {
         /// The last `seq` the client has of this room: the stream is
         /// replayed from the next one.
         since: Option<u64>,
+        /// Enter the room's presence, with this state (at most
+        /// [`MAX_PRESENCE_STATE_BYTES`]).
+        presence: Option<Option<Box<RawValue>>>,
+    },
+    /// Sets the caller's presence state in a room it is present in.
+    PresenceUpdate {
+        room: RoomId,
+        state: Box<RawValue>,
+    },
+    /// A page of the room's present users.
+    Presence {
+        room: RoomId,
+        cursor: Option<String>,
+        limit: Option<usize>,
     },
     Leave {
         room: RoomId,
@@ -156,6 +170,10 @@ pub enum HistoryRange {
     /// The events just after this `seq`.
     After(u64),
 }
+
+/// Largest presence `state`, serialized: it travels in every presence
+/// notice and page.
+pub const MAX_PRESENCE_STATE_BYTES: usize = 1024;
 
 /// Longest token accepted in `refresh` or as a `grant` (far above any
 /// real JWT; bounds what one frame makes the verifier parse).
@@ -269,6 +287,12 @@ struct RawRequest<'a> {
     limit: Option<serde_json::Value>,
     #[serde(default)]
     seq: Option<serde_json::Value>,
+    #[serde(default)]
+    presence: Option<serde_json::Value>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    state: Option<&'a RawValue>,
+    #[serde(default)]
+    cursor: Option<serde_json::Value>,
 }
 
 fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
@@ -278,7 +302,7 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValu
 /// Parses one client text frame. `max_payload_bytes` bounds `data`
 /// (default [`crate::limits::MAX_PAYLOAD_BYTES`]).
 pub fn parse_request(body: &str, max_payload_bytes: usize) -> Result<Envelope, RequestError> {
-    const EXPECTED: &str = r#"send a JSON object such as {"action":"ping"} (actions: join, leave, publish, signal, history, update, delete, ping, whoami, refresh)"#;
+    const EXPECTED: &str = r#"send a JSON object such as {"action":"ping"} (actions: join, leave, publish, signal, history, update, delete, presence, presence.update, ping, whoami, refresh)"#;
     let bad = |message: String| RequestError::new(None, ErrorCode::BadRequest, message);
     if !body.trim_start().starts_with('{') {
         return Err(bad(format!("the frame is not a JSON object; {EXPECTED}")));
@@ -366,6 +390,33 @@ pub fn parse_request(body: &str, max_payload_bytes: usize) -> Result<Envelope, R
         check_data(data).map_err(|message| fail(ErrorCode::BadRequest, message))?;
         Ok(data.to_owned())
     };
+    let state = |required: bool| -> Result<Option<Box<RawValue>>, RequestError> {
+        match raw.state {
+            None if required => Err(fail(
+                ErrorCode::BadRequest,
+                format!("missing field 'state' for action '{action}'"),
+            )),
+            None => Ok(None),
+            Some(state) => {
+                check_payload_size(state.get().len(), MAX_PRESENCE_STATE_BYTES)
+                    .map_err(|m| fail(ErrorCode::PayloadTooLarge, format!("presence {m}")))?;
+                check_data(state).map_err(|message| fail(ErrorCode::BadRequest, message))?;
+                Ok(Some(state.to_owned()))
+            }
+        }
+    };
+    let limit = || -> Result<Option<usize>, RequestError> {
+        match &raw.limit {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(serde_json::Value::Number(n)) if n.as_u64().is_some_and(|l| l >= 1) => {
+                Ok(n.as_u64().map(|l| usize::try_from(l).unwrap_or(usize::MAX)))
+            }
+            Some(_) => Err(fail(
+                ErrorCode::BadRequest,
+                "limit must be a whole number of at least 1".into(),
+            )),
+        }
+    };
     let message_seq = |action: &str| -> Result<u64, RequestError> {
         match seq_field("seq", &raw.seq)? {
             Some(seq) if seq >= 1 => Ok(seq),
@@ -381,6 +432,42 @@ pub fn parse_request(body: &str, max_payload_bytes: usize) -> Result<Envelope, R
             room: room()?,
             grant: token("grant", &raw.grant)?,
             since: seq_field("since", &raw.since)?,
+            presence: match &raw.presence {
+                None | Some(serde_json::Value::Null | serde_json::Value::Bool(false)) => {
+                    if raw.state.is_some() {
+                        return Err(fail(
+                            ErrorCode::BadRequest,
+                            "state needs \"presence\": true".into(),
+                        ));
+                    }
+                    None
+                }
+                Some(serde_json::Value::Bool(true)) => Some(state(false)?),
+                Some(_) => {
+                    return Err(fail(
+                        ErrorCode::BadRequest,
+                        "presence must be true or false".into(),
+                    ));
+                }
+            },
+        },
+        "presence.update" => ClientRequest::PresenceUpdate {
+            room: room()?,
+            state: state(true)?.unwrap_or_else(|| RawValue::NULL.to_owned()),
+        },
+        "presence" => ClientRequest::Presence {
+            room: room()?,
+            cursor: match &raw.cursor {
+                None | Some(serde_json::Value::Null) => None,
+                Some(serde_json::Value::String(c)) if c.len() <= 128 => Some(c.clone()),
+                Some(_) => {
+                    return Err(fail(
+                        ErrorCode::BadRequest,
+                        "cursor must be the string a presence reply gave".into(),
+                    ));
+                }
+            },
+            limit: limit()?,
         },
         "history" => {
             let range = match (
@@ -397,18 +484,7 @@ pub fn parse_request(body: &str, max_payload_bytes: usize) -> Result<Envelope, R
                 (None, Some(after)) => HistoryRange::After(after),
                 (None, None) => HistoryRange::Latest,
             };
-            let limit = match &raw.limit {
-                None | Some(serde_json::Value::Null) => None,
-                Some(serde_json::Value::Number(n)) if n.as_u64().is_some_and(|l| l >= 1) => {
-                    n.as_u64().map(|l| usize::try_from(l).unwrap_or(usize::MAX))
-                }
-                Some(_) => {
-                    return Err(fail(
-                        ErrorCode::BadRequest,
-                        "limit must be a whole number of at least 1".into(),
-                    ));
-                }
-            };
+            let limit = limit()?;
             ClientRequest::History {
                 room: room()?,
                 range,
@@ -447,7 +523,7 @@ pub fn parse_request(body: &str, max_payload_bytes: usize) -> Result<Envelope, R
             return Err(fail(
                 ErrorCode::UnknownAction,
                 format!(
-                    "unknown action '{other}'; expected join, leave, publish, signal, history, update, delete, ping, whoami or refresh"
+                    "unknown action '{other}'; expected join, leave, publish, signal, history, update, delete, presence, presence.update, ping, whoami or refresh"
                 ),
             ));
         }
@@ -629,6 +705,18 @@ pub enum ServerFrame<'a> {
         messages: Vec<&'a RawValue>,
         more: bool,
     },
+    /// The answer to `presence`: a page of the room's present users and
+    /// how many there are; `next` is the cursor of the following page.
+    #[serde(rename_all = "camelCase")]
+    Presence {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        request_id: Option<&'a str>,
+        room: &'a str,
+        count: u64,
+        members: Vec<PresentUser<'a>>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        next: Option<&'a str>,
+    },
     /// Stored events a `join` with `since` replays, in `seq` order, as
     /// in `history`; posted before the `joined` reply.
     #[serde(rename_all = "camelCase")]
@@ -636,6 +724,38 @@ pub enum ServerFrame<'a> {
         room: &'a str,
         messages: Vec<&'a RawValue>,
     },
+}
+
+/// One present user in a `presence` reply.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PresentUser<'a> {
+    pub user: &'a str,
+    pub connections: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<&'a RawValue>,
+    pub version: u64,
+}
+
+/// A presence notice as members receive it: `presence.joined`,
+/// `presence.left`, `presence.updated` or `presence.count`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PresenceFrame<'a> {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub room: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connections: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub members: Option<u64>,
+    pub sent_at: &'a str,
 }
 
 impl ServerFrame<'_> {
@@ -751,6 +871,50 @@ pub enum ReceivedFrame {
         room: String,
         messages: Vec<ReceivedFrame>,
     },
+    #[serde(rename_all = "camelCase")]
+    Presence {
+        request_id: Option<String>,
+        room: String,
+        count: u64,
+        members: Vec<ReceivedPresentUser>,
+        #[serde(default)]
+        next: Option<String>,
+    },
+    #[serde(rename = "presence.joined")]
+    PresenceJoined(ReceivedPresenceNotice),
+    #[serde(rename = "presence.left")]
+    PresenceLeft(ReceivedPresenceNotice),
+    #[serde(rename = "presence.updated")]
+    PresenceUpdated(ReceivedPresenceNotice),
+    #[serde(rename = "presence.count")]
+    PresenceCount(ReceivedPresenceNotice),
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReceivedPresentUser {
+    pub user: String,
+    pub connections: usize,
+    #[serde(default)]
+    pub state: Option<serde_json::Value>,
+    pub version: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReceivedPresenceNotice {
+    pub room: String,
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(default)]
+    pub state: Option<serde_json::Value>,
+    #[serde(default)]
+    pub version: Option<u64>,
+    #[serde(default)]
+    pub connections: Option<usize>,
+    #[serde(default)]
+    pub members: Option<u64>,
+    pub sent_at: String,
 }
 
 impl ReceivedFrame {
@@ -790,7 +954,7 @@ mod tests {
         let e = parse(r#"{"action":"join","room":"lobby","requestId":"r1"}"#).unwrap();
         assert_eq!(e.request_id.as_deref(), Some("r1"));
         assert!(
-            matches!(e.request, ClientRequest::Join { ref room, grant: None, since: None } if room.as_str() == "lobby")
+            matches!(e.request, ClientRequest::Join { ref room, grant: None, since: None, presence: None } if room.as_str() == "lobby")
         );
         let e = parse(r#"{"action":"join","room":"lobby","grant":"g.h.s"}"#).unwrap();
         assert!(

@@ -327,6 +327,22 @@ impl StreamSettings {
     }
 }
 
+/// Presence: when a room switches from per-member notices to counts.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct PresenceSettings {
+    /// Above this many present users a room gets `presence.count` notices
+    /// instead of `presence.joined`/`left`/`updated` (which grow with the
+    /// square of the room).
+    #[arg(long, env = "FANOUT_PRESENCE_MAX_MEMBERS", value_name = "N",
+          default_value_t = 1_000, value_parser = at_least_one::<u64>)]
+    pub presence_max_members: u64,
+
+    /// At most one `presence.count` per room this often.
+    #[arg(long, env = "FANOUT_PRESENCE_COUNT_INTERVAL", value_name = "DURATION",
+          default_value = "5s", value_parser = positive_duration)]
+    pub presence_count_interval: Duration,
+}
+
 /// The broadcaster's own settings (also the planner's fast path).
 #[derive(Debug, Clone, PartialEq, Eq, Args)]
 pub struct BroadcasterSettings {
@@ -456,6 +472,7 @@ defaults_from_the_definitions!(
     JobSettings,
     PlannerSettings,
     StreamSettings,
+    PresenceSettings,
     BroadcasterSettings,
     BudgetSettings
 );

@@ -86,7 +86,9 @@ proptest! {
                 prop_assert_eq!(r.as_str(), room.as_str());
                 prop_assert_eq!(s, seq);
             }
-            ClientRequest::History { room: r, .. } => {
+            ClientRequest::History { room: r, .. }
+            | ClientRequest::PresenceUpdate { room: r, .. }
+            | ClientRequest::Presence { room: r, .. } => {
                 prop_assert_eq!(r.as_str(), room.as_str());
             }
             ClientRequest::Ping | ClientRequest::WhoAmI | ClientRequest::Refresh { .. } => {}
@@ -117,6 +119,7 @@ proptest! {
             update: None,
             delete: None,
             signal: false,
+            presence: None,
         };
         let text = serde_json::to_string(&event).unwrap();
         let back: BroadcastEvent = serde_json::from_str(&text).unwrap();

@@ -848,6 +848,15 @@ impl PresenceStore for MemoryStore {
         })
     }
 
+    async fn presence_count(&self, tenant: &TenantId, room: &RoomId) -> Result<u64, StoreError> {
+        let now = self.clock.now_secs();
+        Ok(self
+            .tables()
+            .presence
+            .get(&(tenant.clone(), room.clone()))
+            .map_or(0, |p| p.live(now)))
+    }
+
     async fn presence_page(
         &self,
         tenant: &TenantId,

@@ -79,21 +79,6 @@ impl DynamoStore {
         Ok(get_n(&out.attributes.unwrap_or_default(), "members").map_or(0, |m| m.max(0) as u64))
     }
 
-    async fn presence_count(&self, tenant: &TenantId, room: &RoomId) -> Result<u64, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key(presence_pk(tenant, room), "COUNT".into())))
-            .send()
-            .await
-            .map_err(unavailable)?;
-        Ok(out
-            .item
-            .and_then(|i| get_n(&i, "members").ok())
-            .map_or(0, |m| m.max(0) as u64))
-    }
-
     /// Adds `connection` to a live (or new) member item; `None` when the
     /// item is there but expired.
     async fn add_connection(
@@ -301,6 +286,21 @@ impl PresenceStore for DynamoStore {
             change,
             members: self.presence_count(tenant, room).await?,
         })
+    }
+
+    async fn presence_count(&self, tenant: &TenantId, room: &RoomId) -> Result<u64, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(presence_pk(tenant, room), "COUNT".into())))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(out
+            .item
+            .and_then(|i| get_n(&i, "members").ok())
+            .map_or(0, |m| m.max(0) as u64))
     }
 
     async fn presence_page(

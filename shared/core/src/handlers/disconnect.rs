@@ -1,11 +1,17 @@
-//! `$disconnect`: deletes the connection with all its memberships and emits
-//! `fanout.connection.closed`. API Gateway runs it best-effort; 410s and
-//! TTLs clean up after the times it does not.
+//! `$disconnect`: deletes the connection with all its memberships, ends
+//! its presence in every room it was in (announcing `presence.left` where
+//! it was its user's last connection) and emits `fanout.connection.closed`.
+//! API Gateway runs it best-effort; 410s and TTLs clean up after the times
+//! it does not.
+//!
+//! Store cost: the deletion (a query and a batch write), and one
+//! conditional UpdateItem per room for presence (a no-op write where the
+//! connection was not present).
 
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 
-use crate::event::{CONNECTION_CLOSED, LifecycleEvent};
-use crate::handlers::{GatewayDeps, emit_lifecycle, proxy_response};
+use crate::event::{CONNECTION_CLOSED, GATEWAY_SOURCE, LifecycleEvent};
+use crate::handlers::{GatewayDeps, emit_lifecycle, presence, proxy_response};
 use crate::ids::ConnectionId;
 
 pub async fn handle(
@@ -23,6 +29,18 @@ pub async fn handle(
     };
     match deps.store.delete_connection(&id).await {
         Ok(Some(removed)) => {
+            let (tenant, user) = (&removed.record.tenant, &removed.record.user);
+            for room in &removed.rooms {
+                match deps.presence.exit(tenant, room, user, &id).await {
+                    Ok(outcome) => {
+                        presence::announce(GATEWAY_SOURCE, tenant, room, outcome, deps).await;
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, connection_id = %id, %room,
+                            "could not end presence; it ends with its TTL");
+                    }
+                }
+            }
             emit_lifecycle(
                 deps.bus.as_ref(),
                 CONNECTION_CLOSED,

@@ -26,16 +26,23 @@ use crate::auth::{Right, Rights, TokenVerifier, effective_rights};
 use crate::event::{
     BROADCAST, BroadcastEvent, CLIENT_SOURCE, LifecycleEvent, ROOM_JOINED, ROOM_LEFT, Sender,
 };
-use crate::handlers::{Caller, GatewayDeps, emit_lifecycle, proxy_response};
+use crate::handlers::{Caller, GatewayDeps, emit_lifecycle, presence, proxy_response};
 use crate::ids::ConnectionId;
 use crate::ids::RoomId;
 use crate::limits::record_ttl_secs;
-use crate::ports::{BusEntry, BusError, ConnectionRecord, EntryKind, FrameAdmission, publish};
+use crate::ports::{
+    BusEntry, BusError, ConnectionRecord, EntryKind, FrameAdmission, PresenceChange, StoreError,
+    publish,
+};
 use crate::protocol::{
-    ClientRequest, ErrorCode, HistoryRange, RequestError, ServerFrame, parse_request,
+    ClientRequest, ErrorCode, HistoryRange, PresentUser, RequestError, ServerFrame, parse_request,
 };
 use crate::stream::{self, Replay};
 use serde_json::value::RawValue;
+
+/// Most users one `presence` reply lists (a page of small states fits one
+/// 128 KB frame: 100 × (1 KB state + id)).
+const PRESENCE_PAGE: usize = 100;
 
 /// 200 with one frame in the body (`ack`, `pong`, `whoami`, `refreshed`
 /// or `error`); no body when the connection was just closed for an
@@ -234,7 +241,12 @@ async fn reply(
         }
     };
     match envelope.request {
-        ClientRequest::Join { room, grant, since } => {
+        ClientRequest::Join {
+            room,
+            grant,
+            since,
+            presence,
+        } => {
             let granted = match grant {
                 Some(grant) => check_grant(verifier, &grant, &record, &room, now_ms)
                     .await
@@ -249,6 +261,13 @@ async fn reply(
                     rid.clone(),
                     &room,
                     Right::Subscribe,
+                ));
+            }
+            if presence.is_some() && !rights_on(&room, granted).contains(Right::Presence) {
+                return Err(RequestError::missing_right(
+                    rid.clone(),
+                    &room,
+                    Right::Presence,
                 ));
             }
             // One COUNT query per join; the membership check only at the cap
@@ -279,6 +298,21 @@ async fn reply(
                 .await
                 .map_err(|e| internal("could not join the room", &e))?;
             emit_lifecycle(deps.bus.as_ref(), ROOM_JOINED, lifecycle(room.clone())).await;
+            if let Some(state) = presence {
+                let outcome = deps
+                    .presence
+                    .enter(
+                        &caller.tenant,
+                        &room,
+                        &caller.user,
+                        &caller.id,
+                        state.as_deref(),
+                        record.ttl,
+                    )
+                    .await
+                    .map_err(|e| internal("could not enter the room's presence", &e))?;
+                presence::announce(CLIENT_SOURCE, &caller.tenant, &room, outcome, deps).await;
+            }
             // The membership is stored: whatever the stream reads now, an
             // event stored later finds the member when it is planned.
             let joined = |seq, recovered, oldest| {
@@ -315,6 +349,13 @@ async fn reply(
                 .leave_room(&caller.id, &caller.tenant, &room)
                 .await
                 .map_err(|e| internal("could not leave the room", &e))?;
+            // Present or not, leaving ends this connection's presence.
+            let outcome = deps
+                .presence
+                .exit(&caller.tenant, &room, &caller.user, &caller.id)
+                .await
+                .map_err(|e| internal("could not leave the room's presence", &e))?;
+            presence::announce(CLIENT_SOURCE, &caller.tenant, &room, outcome, deps).await;
             if was_member {
                 emit_lifecycle(deps.bus.as_ref(), ROOM_LEFT, lifecycle(room)).await;
             }
@@ -436,6 +477,82 @@ async fn reply(
             };
             emit_broadcast(&event).await?;
             Ok(ack())
+        }
+        ClientRequest::PresenceUpdate { room, state } => {
+            let outcome = deps
+                .presence
+                .set_state(&caller.tenant, &room, &caller.user, &caller.id, &state)
+                .await
+                .map_err(|e| internal("could not update the presence state", &e))?;
+            if matches!(outcome.change, PresenceChange::Unchanged) {
+                return Err(RequestError {
+                    room: Some(room.clone()),
+                    ..fail(
+                        ErrorCode::NotMember,
+                        format!(
+                            "join room '{room}' with \"presence\": true before updating your presence"
+                        ),
+                    )
+                });
+            }
+            presence::announce(CLIENT_SOURCE, &caller.tenant, &room, outcome, deps).await;
+            Ok(ack())
+        }
+        ClientRequest::Presence {
+            room,
+            cursor,
+            limit,
+        } => {
+            let granted = deps
+                .store
+                .membership(&caller.id, &caller.tenant, &room)
+                .await
+                .map_err(|e| internal("could not check membership", &e))?
+                .unwrap_or(Rights::NONE);
+            if !rights_on(&room, granted).contains(Right::Presence) {
+                return Err(RequestError::missing_right(
+                    rid.clone(),
+                    &room,
+                    Right::Presence,
+                ));
+            }
+            let limit = limit.unwrap_or(PRESENCE_PAGE).clamp(1, PRESENCE_PAGE);
+            let page = deps
+                .presence
+                .presence_page(&caller.tenant, &room, cursor.as_deref(), limit)
+                .await
+                .map_err(|e| match e {
+                    StoreError::BadCursor => fail(
+                        ErrorCode::BadRequest,
+                        "cursor must be the one a presence reply gave".into(),
+                    ),
+                    e => internal("could not read the room's presence", &e),
+                })?;
+            let count = deps
+                .presence
+                .presence_count(&caller.tenant, &room)
+                .await
+                .map_err(|e| internal("could not read the room's presence", &e))?;
+            let members = page
+                .items
+                .iter()
+                .map(|m| PresentUser {
+                    user: m.user.as_str(),
+                    connections: m.connections,
+                    state: m.state.as_deref(),
+                    version: m.version,
+                })
+                .collect();
+            Ok(Reply::Frame(
+                ServerFrame::Presence {
+                    request_id: rid.as_deref(),
+                    room: room.as_str(),
+                    count,
+                    members,
+                    next: page.next.as_deref(),
+                }
+                .to_json(),
+            ))
         }
         ClientRequest::History { room, range, limit } => {
             let granted = deps

@@ -11,6 +11,7 @@ pub mod connect;
 pub mod disconnect;
 pub mod message;
 pub mod planner;
+pub mod presence;
 
 use std::sync::Arc;
 
@@ -25,9 +26,9 @@ use crate::limits::{connection_ttl_secs, record_ttl_secs};
 use crate::plan::{DEAD_LETTER_DETAIL, DEAD_LETTER_EVENT_ID, DEAD_LETTER_REASON};
 use crate::ports::{
     BusEntry, ConnectionPoster, ConnectionRecord, ConnectionStore, EventBus, OutgoingMessage,
-    Queue, QueueError, RoomStreams, publish, send_all,
+    PresenceStore, Queue, QueueError, RoomStreams, publish, send_all,
 };
-pub use crate::settings::{AbuseSettings, GatewaySettings, StreamSettings};
+pub use crate::settings::{AbuseSettings, GatewaySettings, PresenceSettings, StreamSettings};
 
 /// Keys of the authorizer context (flat, as API Gateway requires).
 pub const CONTEXT_TENANT: &str = "tenant";
@@ -57,6 +58,10 @@ pub struct GatewayDeps {
     /// `update`/`delete` against the stored message.
     pub streams: Arc<dyn RoomStreams>,
     pub stream: StreamSettings,
+    /// Presence, for `join` with `presence`, `leave`, `presence.update`,
+    /// `presence` and the departures `$disconnect` announces.
+    pub presence: Arc<dyn PresenceStore>,
+    pub presence_settings: PresenceSettings,
 }
 
 /// Who is behind a WebSocket request, from `requestContext`.

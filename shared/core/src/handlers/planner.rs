@@ -20,8 +20,8 @@ use tracing::Instrument;
 
 use crate::clock::{Clock, rfc3339_ms};
 use crate::event::{
-    BROADCAST, BroadcastEvent, CLIENT_SOURCE, EventEnvelope, StreamOp, Target, is_reserved_source,
-    source_speaks_for,
+    BROADCAST, BroadcastEvent, CLIENT_SOURCE, EventEnvelope, GATEWAY_SOURCE, PresenceNotice,
+    StreamOp, Target, is_reserved_source, source_speaks_for,
 };
 use crate::handlers::broadcaster::{self, BroadcasterDeps, DeliverError};
 use crate::handlers::dead_letter_at_once;
@@ -32,7 +32,7 @@ use crate::ports::{
     ConnectionStore, Edit, EditOutcome, EntryKind, EventClaim, EventDedupe, MemberSet,
     OutgoingMessage, PriorAttempt, Queue, QueueError, RoomStreams, StoreError, send_all,
 };
-use crate::protocol::ServerFrame;
+use crate::protocol::{PresenceFrame, ServerFrame};
 pub use crate::settings::{JobSettings, PlannerSettings, StreamSettings};
 use crate::stream;
 
@@ -294,6 +294,12 @@ pub fn refused_source(
     event: &BroadcastEvent,
     settings: &PlannerSettings,
 ) -> Option<&'static str> {
+    if event.presence.is_some() {
+        // Presence notices come from the message and disconnect
+        // functions alone.
+        return (source != CLIENT_SOURCE && source != GATEWAY_SOURCE)
+            .then_some("presence notices come from the gateway only");
+    }
     if source == CLIENT_SOURCE {
         // The message function set the tenant from the authorizer.
         return None;
@@ -415,6 +421,9 @@ async fn store_in_stream(
     if event.signal {
         return checked_frame(signal_frame(event_id, event, now_ms), deps).map(Stored::Frame);
     }
+    if let Some(notice) = &event.presence {
+        return checked_frame(presence_frame(event, notice, now_ms), deps).map(Stored::Frame);
+    }
     let streamed = room.filter(|r| event.stream && deps.stream.is_streamed(r));
     let op = event.stream_op();
     let Some(room) = streamed else {
@@ -504,6 +513,23 @@ fn signal_frame(event_id: &str, event: &BroadcastEvent, now_ms: i64) -> String {
         sent_at: &sent_at,
     }
     .to_json()
+}
+
+/// The `presence.*` frame for a presence notice (validated to target a
+/// room).
+fn presence_frame(event: &BroadcastEvent, notice: &PresenceNotice, now_ms: i64) -> String {
+    let sent_at = rfc3339_ms(now_ms);
+    let frame = PresenceFrame {
+        kind: notice.kind.frame_type(),
+        room: event.target.room().map(RoomId::as_str).unwrap_or_default(),
+        user: notice.user.as_ref().map(UserId::as_str),
+        state: notice.state.as_deref(),
+        version: notice.version,
+        connections: notice.connections,
+        members: notice.members,
+        sent_at: &sent_at,
+    };
+    serde_json::to_string(&frame).unwrap_or_default()
 }
 
 fn refuse_edit(event_id: &str, event: &BroadcastEvent, reason: &str, deps: &PlannerDeps) -> Stored {

@@ -81,6 +81,9 @@ pub trait PresenceStore: Send + Sync {
         state: &RawValue,
     ) -> Result<PresenceOutcome, StoreError>;
 
+    /// How many users are present in the room.
+    async fn presence_count(&self, tenant: &TenantId, room: &RoomId) -> Result<u64, StoreError>;
+
     /// One page of a room's present users, ordered by user id.
     async fn presence_page(
         &self,
