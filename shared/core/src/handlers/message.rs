@@ -29,7 +29,7 @@ use crate::event::{
 use crate::handlers::{Caller, GatewayDeps, emit_lifecycle, presence, proxy_response};
 use crate::ids::ConnectionId;
 use crate::ids::RoomId;
-use crate::limits::record_ttl_secs;
+use crate::limits::{connection_ttl_secs, record_ttl_secs};
 use crate::ports::{
     BusEntry, BusError, ConnectionRecord, EntryKind, FrameAdmission, PresenceChange, StoreError,
     publish,
@@ -307,7 +307,14 @@ async fn reply(
                         &caller.user,
                         &caller.id,
                         state.as_deref(),
-                        record.ttl,
+                        // Its longest life, not the token's expiry: a
+                        // `refresh` moves the token on without touching
+                        // presence, and an expired token closes the
+                        // connection, which ends its presence.
+                        connection_ttl_secs(
+                            record.connected_at_ms,
+                            deps.settings.max_connection_duration,
+                        ),
                     )
                     .await
                     .map_err(|e| internal("could not enter the room's presence", &e))?;
