@@ -789,10 +789,7 @@ impl PresenceStore for MemoryStore {
         let now = self.clock.now_secs();
         let mut t = self.tables();
         let Some(presence) = t.presence.get_mut(&(tenant.clone(), room.clone())) else {
-            return Ok(PresenceOutcome {
-                change: PresenceChange::Unchanged,
-                members: 0,
-            });
+            return Ok(PresenceOutcome::unchanged(0));
         };
         let change = match presence.members.get_mut(user) {
             Some(present) if present.connections.contains(connection) => {
@@ -829,10 +826,7 @@ impl PresenceStore for MemoryStore {
         let now = self.clock.now_secs();
         let mut t = self.tables();
         let Some(presence) = t.presence.get_mut(&(tenant.clone(), room.clone())) else {
-            return Ok(PresenceOutcome {
-                change: PresenceChange::Unchanged,
-                members: 0,
-            });
+            return Ok(PresenceOutcome::unchanged(0));
         };
         let change = match presence.members.get_mut(user) {
             Some(present) if present.ttl > now && present.connections.contains(connection) => {

@@ -217,18 +217,16 @@ impl PresenceStore for DynamoStore {
             Ok(out) => out.attributes.unwrap_or_default(),
             // Not present: a second departure of the same connection.
             Err(e) if is_condition_failure(&e) => {
-                return Ok(PresenceOutcome {
-                    change: PresenceChange::Unchanged,
-                    members: self.presence_count(tenant, room).await?,
-                });
+                return Ok(PresenceOutcome::unchanged(
+                    self.presence_count(tenant, room).await?,
+                ));
             }
             Err(e) => return Err(unavailable(e)),
         };
         if !connections_of(&item).is_empty() {
-            return Ok(PresenceOutcome {
-                change: PresenceChange::Unchanged,
-                members: self.presence_count(tenant, room).await?,
-            });
+            return Ok(PresenceOutcome::unchanged(
+                self.presence_count(tenant, room).await?,
+            ));
         }
         // The last connection left; drop the item unless a tab came back.
         let dropped = self

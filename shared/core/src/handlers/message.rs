@@ -1,5 +1,6 @@
 //! Client messages (`join`, `leave`, `publish`, `signal`, `history`,
-//! `update`, `delete`, `ping`, `whoami`, `refresh` and `$default`): admit the frame
+//! `update`, `delete`, `presence`, `presence.update`, `ping`, `whoami`,
+//! `refresh` and `$default`): admit the frame
 //! against the connection's rate, check its token has not expired and its
 //! rights on the room, persist, emit, and answer with one reply frame in
 //! the route response (a `join` with `since` posts the replay before it).
@@ -16,7 +17,11 @@
 //! item; `signal` the membership read and one or two writes on the
 //! connection's signal-rate item; `update`/`delete` those of `publish` plus
 //! a read of the message; `history`
-//! a read of the membership and the head and one query; `refresh` one
+//! a read of the membership and the head and one query; presence (on
+//! `join` with `presence`, `leave`, `presence.update`) one conditional
+//! update of the user's presence item, one more on the room's count when
+//! the user joins or leaves, and one PutEvents for the notice; `presence`
+//! a read of the membership, one query and a read of the count; `refresh` one
 //! write per item of the connection.
 
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
@@ -72,6 +77,9 @@ async fn reply(
     let envelope = parse_request(body, deps.settings.max_payload_bytes)?;
     let rid = envelope.request_id;
     let fail = |code, message: String| RequestError::new(rid.clone(), code, message);
+    let over_rate = |limit: String, wait: i64| {
+        RequestError::rate_limited(rid.clone(), format!("{limit}; retry after {wait} ms"), wait)
+    };
     let caller = Caller::from_request(request).map_err(|reason| {
         tracing::error!(%reason, "message without authorizer context");
         fail(ErrorCode::Forbidden, "connection is not authorized".into())
@@ -112,10 +120,9 @@ async fn reply(
         ));
     }
     if let Some(wait) = retry_after_ms {
-        return Err(RequestError::rate_limited(
-            rid.clone(),
+        return Err(over_rate(
             format!(
-                "this connection sends more than {} frames per second; retry after {wait} ms",
+                "this connection sends more than {} frames per second",
                 deps.abuse.client_frame_rate
             ),
             wait,
@@ -175,10 +182,9 @@ async fn reply(
                 .await
                 .map_err(|e| internal("could not publish", &e))?
         {
-            return Err(RequestError::rate_limited(
-                rid.clone(),
+            return Err(over_rate(
                 format!(
-                    "tenant '{}' publishes more than {} messages per second; retry after {wait} ms",
+                    "tenant '{}' publishes more than {} messages per second",
                     caller.tenant, deps.abuse.tenant_publish_rate
                 ),
                 wait,
@@ -465,10 +471,9 @@ async fn reply(
                     .await
                     .map_err(|e| internal("could not send the signal", &e))?
             {
-                return Err(RequestError::rate_limited(
-                    rid.clone(),
+                return Err(over_rate(
                     format!(
-                        "this connection sends more than {} signals per second; retry after {wait} ms",
+                        "this connection sends more than {} signals per second",
                         deps.abuse.client_signal_rate
                     ),
                     wait,

@@ -43,6 +43,16 @@ pub struct PresenceOutcome {
     pub members: u64,
 }
 
+impl PresenceOutcome {
+    /// Nothing changed; the room has `members` present users.
+    pub fn unchanged(members: u64) -> Self {
+        Self {
+            change: PresenceChange::Unchanged,
+            members,
+        }
+    }
+}
+
 #[async_trait]
 pub trait PresenceStore: Send + Sync {
     /// Adds a connection to its user's presence in the room (atomically:
