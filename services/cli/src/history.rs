@@ -3,36 +3,19 @@
 //! from the DynamoDB table (`--table`, on AWS or moto). Prints one message
 //! frame per line, oldest first, and a summary on stderr.
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::Args;
-use fanout_aws::DynamoStore;
-use fanout_aws::http::HttpGet;
-use fanout_core::clock::SystemClock;
 use fanout_core::ids::{RoomId, TenantId};
 use fanout_core::protocol::HistoryRange;
 use fanout_core::settings::StreamSettings;
 use fanout_core::stream;
 
-/// Largest history reply read from the local stack (one 128 KB frame).
-const MAX_REPLY_BYTES: usize = 256 * 1024;
-const TIMEOUT: Duration = Duration::from_secs(10);
+use crate::source::{Reader, Source, get};
 
 #[derive(Args)]
-#[command(group(clap::ArgGroup::new("source").required(true).args(["stack_url", "table"])))]
 pub struct HistoryArgs {
-    /// The local stack's HTTP URL, e.g. http://127.0.0.1:3001.
-    #[arg(long, env = "FANOUT_STACK_URL")]
-    stack_url: Option<String>,
-    /// The DynamoDB table of a deployed stack (or of `--backend aws`).
-    #[arg(long, env = "FANOUT_TABLE")]
-    table: Option<String>,
-    /// With --table: a DynamoDB-compatible endpoint (e.g. moto's server).
-    /// Omit for AWS (region and credentials from the environment).
-    #[arg(long, value_parser = fanout_aws::parse_endpoint_url)]
-    dynamodb_endpoint: Option<String>,
+    #[command(flatten)]
+    source: Source,
     #[arg(long)]
     tenant: String,
     #[arg(long)]
@@ -60,25 +43,14 @@ pub async fn run(args: HistoryArgs) -> anyhow::Result<()> {
         (_, Some(a)) => HistoryRange::After(a),
         _ => HistoryRange::Latest,
     };
-    let reply = if let Some(url) = &args.stack_url {
-        from_stack(url, &tenant, &room, &args).await?
-    } else if let Some(table) = &args.table {
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-        if let Some(endpoint) = &args.dynamodb_endpoint {
-            loader = loader.endpoint_url(endpoint);
+    let reply = match args.source.open(1).await {
+        Reader::Stack(base) => from_stack(&base, &tenant, &room, &args).await?,
+        Reader::Table(store) => {
+            let page = stream::history(&store, &args.stream, &tenant, &room, range, args.limit)
+                .await
+                .context("reading the table")?;
+            stream::history_frame(None, &room, &page, matches!(range, HistoryRange::After(_)))
         }
-        let store = DynamoStore::new(
-            aws_sdk_dynamodb::Client::new(&loader.load().await),
-            table,
-            Arc::new(SystemClock),
-            1,
-        );
-        let page = stream::history(&store, &args.stream, &tenant, &room, range, args.limit)
-            .await
-            .with_context(|| format!("reading table {table}"))?;
-        stream::history_frame(None, &room, &page, matches!(range, HistoryRange::After(_)))
-    } else {
-        bail!("give --stack-url or --table");
     };
     print_page(&reply)
 }
@@ -89,9 +61,8 @@ async fn from_stack(
     room: &RoomId,
     args: &HistoryArgs,
 ) -> anyhow::Result<String> {
-    let mut url = format!(
-        "{}{}?tenant={tenant}&room={room}",
-        base.trim_end_matches('/'),
+    let mut path = format!(
+        "{}?tenant={tenant}&room={room}",
         fanout_local::history::HISTORY_PATH
     );
     for (name, value) in [
@@ -100,14 +71,10 @@ async fn from_stack(
         ("limit", args.limit),
     ] {
         if let Some(value) = value {
-            url.push_str(&format!("&{name}={value}"));
+            path.push_str(&format!("&{name}={value}"));
         }
     }
-    HttpGet::new(&url, "--stack-url")
-        .map_err(anyhow::Error::msg)?
-        .text(MAX_REPLY_BYTES, TIMEOUT)
-        .await
-        .map_err(anyhow::Error::msg)
+    get(base, &path).await
 }
 
 fn print_page(reply: &str) -> anyhow::Result<()> {

@@ -1,10 +1,13 @@
 //! `fanout`: the operator CLI. `token` mints a client JWT; `publish` sends
 //! a `fanout.broadcast` event with the AWS SDK's EventBridge client, to the
 //! local stack (`--endpoint`) or to AWS; `history` reads a room's stream;
+//! `presence` lists who is online;
 //! `dlq` lists, shows and redrives dead-letter queues.
 
 mod dlq;
 mod history;
+mod presence;
+mod source;
 
 use std::time::Duration;
 
@@ -50,6 +53,9 @@ enum Command {
     /// Print a page of a room's stream (history), from the local stack or
     /// a deployment's DynamoDB table.
     History(history::HistoryArgs),
+    /// List who is online: a room's present users, or every user of a
+    /// tenant with a live connection.
+    Presence(presence::PresenceArgs),
     /// Inspect and redrive dead-letter queues (AWS, moto or the local stack).
     Dlq {
         #[command(flatten)]
@@ -162,6 +168,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Publish(args) => publish(args).await?,
         Command::History(args) => history::run(args).await?,
+        Command::Presence(args) => presence::run(args).await?,
         Command::Dlq {
             connection,
             command,

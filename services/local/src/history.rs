@@ -32,7 +32,7 @@ struct Params {
     limit: Option<usize>,
 }
 
-fn bad_request(message: String) -> Response {
+pub(crate) fn bad_request(message: String) -> Response {
     (StatusCode::BAD_REQUEST, message).into_response()
 }
 

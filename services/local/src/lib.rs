@@ -30,6 +30,7 @@ pub mod gateway;
 pub mod history;
 pub mod inprocess;
 pub mod management;
+pub mod presence;
 pub mod registry;
 pub mod server;
 pub mod stack;

@@ -33,7 +33,7 @@ use crate::faults::{Faults, FaultyPoster, QuotaPoster};
 use crate::registry::ConnectionRegistry;
 use crate::server::{self, ServerLimits};
 use crate::state::{AppState, QueueDirectory};
-use crate::{awsjson, gateway, history, management};
+use crate::{awsjson, gateway, history, management, presence};
 
 pub use crate::backend::{
     BROADCAST_RULE_PATTERN, BUS_DLQ, DELIVER_DLQ, DELIVER_QUEUE, PLAN_DLQ, PLAN_QUEUE,
@@ -449,6 +449,7 @@ fn serve(
         .merge(gateway::routes())
         .merge(management::routes())
         .merge(history::routes())
+        .merge(presence::routes())
         .with_state(state);
     tasks.spawn(server::serve(listener, app, limits, shutdown));
 }

@@ -6,12 +6,18 @@
 //! update; above it, only a `presence.count` at most every
 //! `--presence-count-interval`, so a big room does not pay N².
 
+use std::collections::BTreeMap;
+
+use futures::StreamExt;
 use serde_json::value::RawValue;
 
-use crate::event::{BROADCAST, BroadcastEvent, PresenceKind, PresenceNotice};
+use crate::event::{AllOfTenant, BROADCAST, BroadcastEvent, PresenceKind, PresenceNotice, Target};
 use crate::handlers::GatewayDeps;
-use crate::ids::{RoomId, TenantId};
-use crate::ports::{BusEntry, PresenceChange, PresenceOutcome, publish};
+use crate::handlers::planner::resolve;
+use crate::ids::{RoomId, TenantId, UserId};
+use crate::ports::{
+    BusEntry, ConnectionStore, PresenceChange, PresenceOutcome, StoreError, publish,
+};
 
 /// The notice a change calls for, if any: a per-member one, or in a room
 /// past the threshold a count (when this change claims the interval's).
@@ -107,4 +113,34 @@ pub async fn announce(
     {
         tracing::warn!(%error, %room, "could not send a presence notice");
     }
+}
+
+/// Connections looked up at once when listing a tenant's online users.
+const LOOKUPS_IN_FLIGHT: usize = 16;
+
+/// Every user of `tenant` with a live connection, and how many it has:
+/// the tenant's connection set (all shards) and one read per connection.
+/// For operators and services (`fanout presence --tenant`), not for hot
+/// paths.
+pub async fn online_users(
+    store: &dyn ConnectionStore,
+    tenant: &TenantId,
+) -> Result<BTreeMap<UserId, usize>, StoreError> {
+    let ids = resolve(tenant, &Target::Tenant(AllOfTenant), store)
+        .await?
+        .connections;
+    let lookups = ids
+        .into_iter()
+        .map(|id| async move { store.get_connection(&id).await });
+    let records: Vec<_> = futures::stream::iter(lookups)
+        .buffer_unordered(LOOKUPS_IN_FLIGHT)
+        .collect()
+        .await;
+    let mut online = BTreeMap::new();
+    for record in records {
+        if let Some(record) = record? {
+            *online.entry(record.user).or_insert(0) += 1;
+        }
+    }
+    Ok(online)
 }

@@ -1,0 +1,108 @@
+//! `GET /_fanout/presence?tenant=…[&room=…][&cursor=…][&limit=N]`: who is
+//! online, for services and operators (`fanout presence` reads it). With
+//! a room, the same `presence` page a client gets; without, every user of
+//! the tenant with a live connection and how many it has. On AWS a
+//! service reads the table instead (`fanout presence --table`).
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use fanout_core::handlers::presence::online_users;
+use fanout_core::ids::{RoomId, TenantId};
+use fanout_core::protocol::{PresentUser, ServerFrame};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::history::bad_request;
+use crate::state::AppState;
+
+/// The path of the endpoint.
+pub const PRESENCE_PATH: &str = "/_fanout/presence";
+/// Most users in one page of a room's presence.
+const PAGE: usize = 100;
+
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new().route(PRESENCE_PATH, axum::routing::get(presence))
+}
+
+#[derive(Deserialize)]
+struct Params {
+    tenant: String,
+    room: Option<String>,
+    cursor: Option<String>,
+    limit: Option<usize>,
+}
+
+fn unavailable(error: impl std::fmt::Display) -> Response {
+    tracing::error!(%error, "could not read presence");
+    (StatusCode::SERVICE_UNAVAILABLE, error.to_string()).into_response()
+}
+
+async fn presence(
+    State(app): State<Arc<AppState>>,
+    params: Result<Query<Params>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Query(params) = match params {
+        Ok(p) => p,
+        Err(e) => return bad_request(format!("{e}; expected ?tenant=…[&room=…]")),
+    };
+    let tenant = match TenantId::new(params.tenant) {
+        Ok(t) => t,
+        Err(e) => return bad_request(format!("tenant: {e}")),
+    };
+    let deps = &app.gateway;
+    let body = match params.room {
+        None => match online_users(deps.store.as_ref(), &tenant).await {
+            Ok(online) => json!({
+                "tenant": tenant.as_str(),
+                "count": online.len(),
+                "online": online
+                    .iter()
+                    .map(|(user, connections)| json!({"user": user.as_str(), "connections": connections}))
+                    .collect::<Vec<_>>(),
+            })
+            .to_string(),
+            Err(e) => return unavailable(e),
+        },
+        Some(room) => {
+            let room = match RoomId::new(room) {
+                Ok(r) => r,
+                Err(e) => return bad_request(format!("room: {e}")),
+            };
+            let limit = params.limit.unwrap_or(PAGE).clamp(1, PAGE);
+            let page = match deps
+                .presence
+                .presence_page(&tenant, &room, params.cursor.as_deref(), limit)
+                .await
+            {
+                Ok(page) => page,
+                Err(e) => return unavailable(e),
+            };
+            let count = match deps.presence.presence_count(&tenant, &room).await {
+                Ok(count) => count,
+                Err(e) => return unavailable(e),
+            };
+            ServerFrame::Presence {
+                request_id: None,
+                room: room.as_str(),
+                count,
+                members: page
+                    .items
+                    .iter()
+                    .map(|m| PresentUser {
+                        user: m.user.as_str(),
+                        connections: m.connections,
+                        state: m.state.as_deref(),
+                        version: m.version,
+                    })
+                    .collect(),
+                next: page.next.as_deref(),
+            }
+            .to_json()
+        }
+    };
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
