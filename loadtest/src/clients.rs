@@ -27,6 +27,8 @@ pub struct ClientLog {
     pub received: Vec<(u32, u64, Option<u64>)>,
     /// Error frames and socket errors, by code.
     pub errors: Vec<String>,
+    /// Presence notices: (joined, user, µs since the run's start).
+    pub presence: Vec<(bool, String, u64)>,
 }
 
 /// The part of a frame the harness reads.
@@ -39,6 +41,9 @@ struct Frame {
     /// The room-stream seq.
     #[serde(default)]
     seq: Option<u64>,
+    /// The user a presence notice is about.
+    #[serde(default)]
+    user: Option<String>,
     #[serde(default)]
     code: Option<String>,
 }
@@ -147,6 +152,9 @@ pub async fn listen(
                         Ok(Frame { kind, data: Some(Data { seq: Some(n) }), seq, .. }) if kind == "message" => {
                             log.received.push((n, at, seq));
                             delivered.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Ok(Frame { kind, user: Some(user), .. }) if kind == "presence.joined" || kind == "presence.left" => {
+                            log.presence.push((kind == "presence.joined", user, at));
                         }
                         Ok(Frame { kind, code, .. }) if kind == "error" => {
                             log.errors.push(code.unwrap_or_else(|| "error".into()));

@@ -97,6 +97,20 @@ pub struct Scenario {
     #[arg(long = "stack-arg", allow_hyphen_values = true)]
     pub stack_args: Vec<String>,
 
+    /// Presence churn: this many connections per second join room 0 with
+    /// presence and leave it again after --churn-stay, while the room's
+    /// listeners time the presence notices (0: off).
+    #[arg(long, default_value_t = 0.0, value_name = "PER_SECOND")]
+    pub presence_churn: f64,
+
+    /// How many churners in all (with --presence-churn).
+    #[arg(long, default_value_t = 500, value_name = "N")]
+    pub churners: usize,
+
+    /// How long each churner stays present.
+    #[arg(long, default_value = "1s", value_parser = fanout_core::settings::positive_duration)]
+    pub churn_stay: std::time::Duration,
+
     /// Store every message in its room's stream (`seq`, history), as a
     /// deployment does by default; `false` delivers them unstored (the
     /// events say `"stream": false`, and the in-process stack treats

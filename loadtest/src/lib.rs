@@ -7,12 +7,14 @@
 //! - [`system`]: the open-file limit and per-thread-group CPU time.
 //! - [`clients`]: opening, joining and listening connections.
 //! - [`publish`]: PutEvents, client publishes, or direct posts.
+//! - [`churn`]: presence churn (joins and leaves at a steady rate).
 //! - [`measure`]: latency, throughput, loss, duplicates, order.
 //! - [`cost`]: the AWS cost estimate.
 //! - [`report`]: the table, the JSON report and the SVG charts.
 //!
 //! [`run`] is the whole scenario; `main` only parses flags and prints.
 
+pub mod churn;
 pub mod clients;
 pub mod config;
 pub mod cost;
@@ -40,6 +42,9 @@ use crate::config::{Mode, Scenario, Via};
 use crate::measure::Percentiles;
 use crate::publish::{Publisher, room_name};
 use crate::report::{Connect, Report};
+
+/// How long the listeners keep listening after the last churner left.
+const PRESENCE_DRAIN: Duration = Duration::from_secs(2);
 
 /// Connections opened at once while ramping (the ramp rate paces starts).
 const CONNECTS_IN_FLIGHT: usize = 512;
@@ -237,6 +242,31 @@ pub async fn run(scenario: &Scenario) -> anyhow::Result<(Report, Histogram<u64>)
         }
     };
     let failed_connects: u64 = connect_errors.values().sum();
+    // Presence churn runs beside the publishing.
+    let churn = if scenario.presence_churn > 0.0 {
+        let mut tokens = Vec::with_capacity(scenario.churners);
+        for i in 0..scenario.churners {
+            let user = format!("churn{i}");
+            let now = chrono::Utc::now().timestamp();
+            let token = signer.mint(
+                &tenant,
+                &UserId::new(user.as_str())?,
+                now,
+                Duration::from_secs(3600),
+            )?;
+            tokens.push((user, token));
+        }
+        Some(tokio::spawn(churn::run(
+            url.clone(),
+            tokens,
+            scenario.presence_churn,
+            scenario.churn_stay,
+            clients::source_address(scenario.connections, sources),
+            start,
+        )))
+    } else {
+        None
+    };
     let publishing = bar(scenario, scenario.messages as u64, "publishing");
     let mut published_us: Vec<Option<u64>> = Vec::with_capacity(scenario.messages);
     let mut room_of = Vec::with_capacity(scenario.messages);
@@ -279,6 +309,15 @@ pub async fn run(scenario: &Scenario) -> anyhow::Result<(Report, Histogram<u64>)
     // A little longer, so late duplicates are seen too.
     tokio::time::sleep(Duration::from_millis(200)).await;
     waiting.finish_and_clear();
+    let churn = match churn {
+        Some(task) => {
+            let log = task.await?;
+            // The last departures' notices are still on their way.
+            tokio::time::sleep(PRESENCE_DRAIN).await;
+            Some(log)
+        }
+        None => None,
+    };
     let _ = stop_tx.send(true);
     let mut logs = Vec::with_capacity(listeners.len());
     for l in listeners {
@@ -321,6 +360,21 @@ pub async fn run(scenario: &Scenario) -> anyhow::Result<(Report, Histogram<u64>)
         max_connections_per_job: JobSettings::default().max_connections_per_job as u64,
         via: scenario.via,
     };
+    let presence = churn.map(|log| {
+        for e in &log.errors {
+            let kind = e.split(':').next().unwrap_or("error");
+            *errors.entry(format!("churn_{kind}")).or_insert(0) += 1;
+        }
+        let p = measure::presence(&logs, &log);
+        report::PresenceReport {
+            joins: p.joins,
+            leaves: p.leaves,
+            notices: p.notices,
+            expected: p.expected,
+            notices_per_sec: p.notices as f64 / (p.span_us as f64 / 1e6).max(1e-6),
+            latency_ms: Percentiles::of(&p.latency_us, 1000.0),
+        }
+    });
     let report = Report {
         target: match &scenario.url {
             Some(u) => u.clone(),
@@ -366,6 +420,7 @@ pub async fn run(scenario: &Scenario) -> anyhow::Result<(Report, Histogram<u64>)
         elapsed_sec: elapsed,
         estimated_aws_cost: cost::estimate(&usage, &scenario.prices),
         quota,
+        presence,
         deliveries_per_100ms: d.per_100ms.clone(),
     };
     Ok((report, d.latency_us))

@@ -121,6 +121,54 @@ pub fn analyse(logs: &[ClientLog], published_us: &[Option<u64>], room_of: &[usiz
     d
 }
 
+/// How presence notices reached room 0's listeners.
+#[derive(Debug)]
+pub struct PresenceFigures {
+    pub joins: u64,
+    pub leaves: u64,
+    /// Notices received about churners.
+    pub notices: u64,
+    /// (joins + leaves) × listeners in room 0.
+    pub expected: u64,
+    /// Action sent → notice received, µs.
+    pub latency_us: Histogram<u64>,
+    /// First to last notice, µs.
+    pub span_us: u64,
+}
+
+/// Times every presence notice a listener of room 0 got against when its
+/// churner joined or closed.
+pub fn presence(logs: &[ClientLog], churn: &crate::churn::ChurnLog) -> PresenceFigures {
+    let listeners = logs.iter().filter(|l| l.room == 0).count() as u64;
+    let joins = churn.joined_at.len() as u64;
+    let leaves = churn.left_at.len() as u64;
+    let mut figures = PresenceFigures {
+        joins,
+        leaves,
+        notices: 0,
+        expected: (joins + leaves) * listeners,
+        latency_us: Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid bounds"),
+        span_us: 0,
+    };
+    let (mut first, mut last) = (u64::MAX, 0);
+    for log in logs.iter().filter(|l| l.room == 0) {
+        for (joined, user, at) in &log.presence {
+            let sent = if *joined {
+                churn.joined_at.get(user)
+            } else {
+                churn.left_at.get(user)
+            };
+            let Some(sent) = sent else { continue };
+            figures.notices += 1;
+            let _ = figures.latency_us.record(at.saturating_sub(*sent).max(1));
+            first = first.min(*at);
+            last = last.max(*at);
+        }
+    }
+    figures.span_us = last.saturating_sub(first.min(last));
+    figures
+}
+
 /// One client's room-stream order: gaps (missing `seq`s between its
 /// lowest and highest), inversions (frames after a higher `seq`), and how
 /// many frames had a `seq`. Assumes one room per client, as the harness
@@ -159,11 +207,13 @@ mod tests {
                     (1, 4_000, Some(2)),
                 ],
                 errors: vec!["closed_1001".into()],
+                presence: Vec::new(),
             },
             ClientLog {
                 room: 1,
                 received: vec![],
                 errors: vec![],
+                presence: Vec::new(),
             },
         ];
         // Messages 0 and 2 went to room 0, 1 to room 1 (so client 0's

@@ -64,8 +64,20 @@ pub struct Report {
     /// @connections calls the in-process stack's quota emulation accepted
     /// and refused with 429 (when --stack-arg=--quota-rps is on).
     pub quota: Option<QuotaCalls>,
+    /// Presence churn figures (with --presence-churn).
+    pub presence: Option<PresenceReport>,
     #[serde(skip)]
     pub deliveries_per_100ms: Vec<u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PresenceReport {
+    pub joins: u64,
+    pub leaves: u64,
+    pub notices: u64,
+    pub expected: u64,
+    pub notices_per_sec: f64,
+    pub latency_ms: Percentiles,
 }
 
 impl Report {
@@ -104,6 +116,18 @@ impl Report {
             );
         } else {
             println!("stream order          streams off (no seq)");
+        }
+        if let Some(p) = &self.presence {
+            println!(
+                "presence              {} joins, {} leaves: {} of {} notices, {:.0}/s, p50 {:.1} ms, p99 {:.1} ms",
+                p.joins,
+                p.leaves,
+                p.notices,
+                p.expected,
+                p.notices_per_sec,
+                p.latency_ms.p50,
+                p.latency_ms.p99
+            );
         }
         if !self.errors.is_empty() {
             println!("errors                {:?}", self.errors);
