@@ -49,7 +49,7 @@ pub async fn run(args: HistoryArgs) -> anyhow::Result<()> {
             let page = stream::history(&store, &args.stream, &tenant, &room, range, args.limit)
                 .await
                 .context("reading the table")?;
-            stream::history_frame(None, &room, &page, matches!(range, HistoryRange::After(_)))
+            stream::history_frame(None, &room, &page)
         }
     };
     print_page(&reply)

@@ -5,16 +5,14 @@
 
 use anyhow::Context;
 use clap::Args;
-use fanout_core::handlers::presence::online_users;
+use fanout_core::handlers::presence::{PAGE_SIZE, online_users};
 use fanout_core::ids::{RoomId, TenantId};
 use fanout_core::ports::PresenceStore;
+use fanout_core::protocol::PresentUser;
 use fanout_core::settings::StoreSettings;
 use serde_json::json;
 
 use crate::source::{Reader, Source, get};
-
-/// Users per page read from a room's presence.
-const PAGE: usize = 100;
 
 #[derive(Args)]
 pub struct PresenceArgs {
@@ -51,18 +49,12 @@ pub async fn run(args: PresenceArgs) -> anyhow::Result<()> {
             let mut cursor = None;
             loop {
                 let page = store
-                    .presence_page(&tenant, room, cursor.as_deref(), PAGE)
+                    .presence_page(&tenant, room, cursor.as_deref(), PAGE_SIZE)
                     .await
                     .context("reading the table")?;
-                users.extend(page.items.iter().map(|m| {
-                    let state = m.state.as_deref().map(|s| s.get()).unwrap_or("null");
-                    json!({
-                        "user": m.user.as_str(),
-                        "connections": m.connections,
-                        "state": serde_json::from_str::<serde_json::Value>(state).unwrap_or_default(),
-                        "version": m.version,
-                    })
-                }));
+                for member in &page.items {
+                    users.push(serde_json::to_value(PresentUser::from(member))?);
+                }
                 match page.next {
                     Some(next) => cursor = Some(next),
                     None => break,

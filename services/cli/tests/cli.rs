@@ -98,27 +98,33 @@ async fn publish_reaches_a_room_member_through_the_local_stack() {
         ReceivedFrame::Joined { request_id: Some(ref r), seq: 0, .. } if r == "j"
     ));
 
+    // Runs the binary off the runtime and requires it to succeed.
+    let run = |args: Vec<String>| async move {
+        let out = tokio::task::spawn_blocking(move || {
+            fanout(&args.iter().map(String::as_str).collect::<Vec<_>>())
+        })
+        .await
+        .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    };
     let endpoint = stack.http_url();
-    let out = tokio::task::spawn_blocking(move || {
-        fanout(&[
-            "publish",
-            "--endpoint",
-            &endpoint,
-            "--tenant",
-            "acme",
-            "--room",
-            "lobby",
-            "--data",
-            r#"{"text":"hi"}"#,
-        ])
-    })
-    .await
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let to_lobby = [
+        "publish",
+        "--endpoint",
+        &endpoint,
+        "--tenant",
+        "acme",
+        "--room",
+        "lobby",
+    ];
+    let mut publish: Vec<String> = to_lobby.iter().map(|a| a.to_string()).collect();
+    publish.extend(["--data", r#"{"text":"hi"}"#].map(String::from));
+    let out = run(publish).await;
     let printed = String::from_utf8(out.stdout).unwrap();
     let event_id = printed
         .trim()
@@ -136,30 +142,7 @@ async fn publish_reaches_a_room_member_through_the_local_stack() {
     }
 
     // A service edits it, then reads the room's history.
-    let run = |args: Vec<String>| async move {
-        let out = tokio::task::spawn_blocking(move || {
-            fanout(&args.iter().map(String::as_str).collect::<Vec<_>>())
-        })
-        .await
-        .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
-    };
-    let endpoint = stack.http_url();
-    let edit = [
-        "publish",
-        "--endpoint",
-        &endpoint,
-        "--tenant",
-        "acme",
-        "--room",
-        "lobby",
-    ];
-    let mut update: Vec<String> = edit.iter().map(|a| a.to_string()).collect();
+    let mut update: Vec<String> = to_lobby.iter().map(|a| a.to_string()).collect();
     update.extend(["--update", "1", "--data", r#"{"text":"edited"}"#].map(String::from));
     run(update).await;
     assert!(matches!(

@@ -11,6 +11,8 @@ use fanout_core::ports::{OutgoingMessage, Queue};
 use fanout_local::StackConfig;
 use tokio::net::TcpListener;
 
+mod common;
+
 fn fanout(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_fanout"))
         .args(args)
@@ -114,25 +116,10 @@ async fn against_the_local_stack() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn against_moto() {
-    let endpoint = match std::env::var("FANOUT_TEST_AWS_ENDPOINT") {
-        Ok(e) if !e.is_empty() => e,
-        _ => {
-            assert!(
-                std::env::var("FANOUT_TEST_AWS_REQUIRED").as_deref() != Ok("1"),
-                "FANOUT_TEST_AWS_REQUIRED=1 but FANOUT_TEST_AWS_ENDPOINT is not set"
-            );
-            eprintln!("note: FANOUT_TEST_AWS_ENDPOINT is not set; the moto side did not run");
-            return;
-        }
+    let Some(endpoint) = common::moto_endpoint() else {
+        return;
     };
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(&endpoint)
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
-            "test", "test", None, None, "cli-test",
-        ))
-        .load()
-        .await;
+    let config = common::moto_config(&endpoint).await;
     let sqs = aws_sdk_sqs::Client::new(&config);
     let prefix = format!("cli{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let dlq_name = format!("{prefix}-deliver-dlq");

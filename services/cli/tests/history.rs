@@ -12,27 +12,14 @@ use fanout_core::ports::RoomStreams;
 use fanout_core::stream::{StreamSettings, new_entry};
 use serde_json::value::RawValue;
 
+mod common;
+
 #[tokio::test]
 async fn history_reads_a_rooms_stream_from_the_table() {
-    let endpoint = match std::env::var("FANOUT_TEST_AWS_ENDPOINT") {
-        Ok(e) if !e.is_empty() => e,
-        _ => {
-            assert!(
-                std::env::var("FANOUT_TEST_AWS_REQUIRED").as_deref() != Ok("1"),
-                "FANOUT_TEST_AWS_REQUIRED=1 but FANOUT_TEST_AWS_ENDPOINT is not set"
-            );
-            eprintln!("note: FANOUT_TEST_AWS_ENDPOINT is not set; the moto side did not run");
-            return;
-        }
+    let Some(endpoint) = common::moto_endpoint() else {
+        return;
     };
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(&endpoint)
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
-            "test", "test", None, None, "cli-test",
-        ))
-        .load()
-        .await;
+    let config = common::moto_config(&endpoint).await;
     let client = aws_sdk_dynamodb::Client::new(&config);
     let table = format!("cli{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     provision::table(&client, &table).await.unwrap();

@@ -13,6 +13,8 @@ use fanout_core::token::{DEV_JWT_SECRET, TokenSigner};
 use futures::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
+mod common;
+
 fn fanout(args: Vec<String>) -> (bool, Vec<serde_json::Value>, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_fanout"))
         .args(args)
@@ -106,25 +108,10 @@ async fn presence_lists_a_rooms_users_and_a_tenants_online_users_from_the_local_
 
 #[tokio::test]
 async fn presence_reads_a_deployments_table() {
-    let endpoint = match std::env::var("FANOUT_TEST_AWS_ENDPOINT") {
-        Ok(e) if !e.is_empty() => e,
-        _ => {
-            assert!(
-                std::env::var("FANOUT_TEST_AWS_REQUIRED").as_deref() != Ok("1"),
-                "FANOUT_TEST_AWS_REQUIRED=1 but FANOUT_TEST_AWS_ENDPOINT is not set"
-            );
-            eprintln!("note: FANOUT_TEST_AWS_ENDPOINT is not set; the moto side did not run");
-            return;
-        }
+    let Some(endpoint) = common::moto_endpoint() else {
+        return;
     };
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(&endpoint)
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
-            "test", "test", None, None, "cli-test",
-        ))
-        .load()
-        .await;
+    let config = common::moto_config(&endpoint).await;
     let client = aws_sdk_dynamodb::Client::new(&config);
     let table = format!("cli{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     provision::table(&client, &table).await.unwrap();

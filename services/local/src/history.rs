@@ -76,10 +76,9 @@ async fn history(
             return (StatusCode::SERVICE_UNAVAILABLE, error.to_string()).into_response();
         }
     };
-    let forward = matches!(range, HistoryRange::After(_));
     (
         [(header::CONTENT_TYPE, "application/json")],
-        stream::history_frame(None, &room, &page, forward),
+        stream::history_frame(None, &room, &page),
     )
         .into_response()
 }

@@ -10,9 +10,8 @@ use axum::Router;
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use fanout_core::handlers::presence::online_users;
+use fanout_core::handlers::presence::{PAGE_SIZE, online_users, page_frame};
 use fanout_core::ids::{RoomId, TenantId};
-use fanout_core::protocol::{PresentUser, ServerFrame};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -21,8 +20,6 @@ use crate::state::AppState;
 
 /// The path of the endpoint.
 pub const PRESENCE_PATH: &str = "/_fanout/presence";
-/// Most users in one page of a room's presence.
-const PAGE: usize = 100;
 
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new().route(PRESENCE_PATH, axum::routing::get(presence))
@@ -72,7 +69,7 @@ async fn presence(
                 Ok(r) => r,
                 Err(e) => return bad_request(format!("room: {e}")),
             };
-            let limit = params.limit.unwrap_or(PAGE).clamp(1, PAGE);
+            let limit = params.limit.unwrap_or(PAGE_SIZE).clamp(1, PAGE_SIZE);
             let page = match deps
                 .presence
                 .presence_page(&tenant, &room, params.cursor.as_deref(), limit)
@@ -85,23 +82,7 @@ async fn presence(
                 Ok(count) => count,
                 Err(e) => return unavailable(e),
             };
-            ServerFrame::Presence {
-                request_id: None,
-                room: room.as_str(),
-                count,
-                members: page
-                    .items
-                    .iter()
-                    .map(|m| PresentUser {
-                        user: m.user.as_str(),
-                        connections: m.connections,
-                        state: m.state.as_deref(),
-                        version: m.version,
-                    })
-                    .collect(),
-                next: page.next.as_deref(),
-            }
-            .to_json()
+            page_frame(None, &room, &page, count)
         }
     };
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()

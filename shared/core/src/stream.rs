@@ -116,6 +116,8 @@ pub struct HistoryPage {
     /// first entry for `before` and latest pages, after the last for
     /// `after`).
     pub more: bool,
+    /// Paging forward (`after`): a reply cut to fit keeps the oldest.
+    pub forward: bool,
 }
 
 /// Reads one `history` page (a read of the room's head, then one query):
@@ -148,7 +150,11 @@ pub async fn history(
             entries.drain(..entries.len() - limit);
         }
     }
-    Ok(HistoryPage { entries, more })
+    Ok(HistoryPage {
+        entries,
+        more,
+        forward,
+    })
 }
 
 /// What a `join` with `since` replays.
@@ -242,12 +248,8 @@ fn raw_frames(entries: &[StreamEntry], room: &RoomId) -> Vec<Box<RawValue>> {
 /// page's frames do not all fit, the ones nearest the start of the page
 /// walk (the newest for `before`, the oldest for `after`) are kept and
 /// `more` is set.
-pub fn history_frame(
-    request_id: Option<&str>,
-    room: &RoomId,
-    page: &HistoryPage,
-    forward: bool,
-) -> String {
+pub fn history_frame(request_id: Option<&str>, room: &RoomId, page: &HistoryPage) -> String {
+    let forward = page.forward;
     let frames = raw_frames(&page.entries, room);
     let build = |messages: Vec<&RawValue>, more: bool| {
         ServerFrame::History {
@@ -354,9 +356,10 @@ mod tests {
         let page = HistoryPage {
             entries: vec![entry(u64::MAX, &big), entry(u64::MAX, &big)],
             more: false,
+            forward: false,
         };
         let rid = "r".repeat(crate::protocol::MAX_REQUEST_ID_LEN);
-        let reply = history_frame(Some(&rid), &room, &page, false);
+        let reply = history_frame(Some(&rid), &room, &page);
         assert!(reply.len() <= MAX_MESSAGE_BYTES, "{}", reply.len());
         let ReceivedFrame::History { messages, more, .. } = serde_json::from_str(&reply).unwrap()
         else {

@@ -85,8 +85,11 @@ struct Present {
 }
 
 impl RoomPresence {
-    fn live(&self, now: i64) -> u64 {
-        self.members.values().filter(|m| m.ttl > now).count() as u64
+    /// Present users, as DynamoDB's count item has them: a member whose
+    /// TTL passed is counted until it enters again or leaves. O(1), under
+    /// the store's lock.
+    fn count(&self) -> u64 {
+        self.members.len() as u64
     }
 
     fn member(user: &UserId, p: &Present) -> PresenceMember {
@@ -775,7 +778,7 @@ impl PresenceStore for MemoryStore {
         };
         Ok(PresenceOutcome {
             change,
-            members: presence.live(now),
+            members: presence.count(),
         })
     }
 
@@ -786,7 +789,6 @@ impl PresenceStore for MemoryStore {
         user: &UserId,
         connection: &ConnectionId,
     ) -> Result<PresenceOutcome, StoreError> {
-        let now = self.clock.now_secs();
         let mut t = self.tables();
         let Some(presence) = t.presence.get_mut(&(tenant.clone(), room.clone())) else {
             return Ok(PresenceOutcome::unchanged(0));
@@ -808,7 +810,7 @@ impl PresenceStore for MemoryStore {
             }
             _ => PresenceChange::Unchanged,
         };
-        let members = presence.live(now);
+        let members = presence.count();
         if presence.members.is_empty() {
             t.presence.remove(&(tenant.clone(), room.clone()));
         }
@@ -838,17 +840,16 @@ impl PresenceStore for MemoryStore {
         };
         Ok(PresenceOutcome {
             change,
-            members: presence.live(now),
+            members: presence.count(),
         })
     }
 
     async fn presence_count(&self, tenant: &TenantId, room: &RoomId) -> Result<u64, StoreError> {
-        let now = self.clock.now_secs();
         Ok(self
             .tables()
             .presence
             .get(&(tenant.clone(), room.clone()))
-            .map_or(0, |p| p.live(now)))
+            .map_or(0, RoomPresence::count))
     }
 
     async fn presence_page(

@@ -34,8 +34,13 @@ fn connections_of(item: &Item) -> Vec<String> {
     }
 }
 
+/// A counter attribute; absent (never counted) is 0.
+fn count_of(item: &Item, name: &str) -> u64 {
+    get_n(item, name).map_or(0, |v| v.max(0) as u64)
+}
+
 fn version_of(item: &Item) -> u64 {
-    get_n(item, "version").map_or(0, |v| v.max(0) as u64)
+    count_of(item, "version")
 }
 
 fn state_of(item: &Item) -> Result<Option<Box<RawValue>>, StoreError> {
@@ -76,7 +81,7 @@ impl DynamoStore {
             .send()
             .await
             .map_err(unavailable)?;
-        Ok(get_n(&out.attributes.unwrap_or_default(), "members").map_or(0, |m| m.max(0) as u64))
+        Ok(count_of(&out.attributes.unwrap_or_default(), "members"))
     }
 
     /// Adds `connection` to a live (or new) member item; `None` when the
@@ -133,6 +138,8 @@ impl PresenceStore for DynamoStore {
         ttl: i64,
     ) -> Result<PresenceOutcome, StoreError> {
         let member_key = key(presence_pk(tenant, room), user_sk(user));
+        // An expired member is still in the room's count (nothing left it).
+        let mut revived = false;
         let old = match self
             .add_connection(&member_key, user, connection, state, ttl)
             .await?
@@ -140,6 +147,7 @@ impl PresenceStore for DynamoStore {
             Some(old) => old,
             None => {
                 // Expired with its connections gone: drop it, enter anew.
+                revived = true;
                 self.client
                     .delete_item()
                     .table_name(&self.table)
@@ -175,7 +183,11 @@ impl PresenceStore for DynamoStore {
             version: version_of(&old) + 1,
         };
         if joined {
-            let members = self.count_presence(tenant, room, 1).await?;
+            let members = if revived {
+                self.presence_count(tenant, room).await?
+            } else {
+                self.count_presence(tenant, room, 1).await?
+            };
             return Ok(PresenceOutcome {
                 change: PresenceChange::Joined(member),
                 members,
@@ -295,10 +307,7 @@ impl PresenceStore for DynamoStore {
             .send()
             .await
             .map_err(unavailable)?;
-        Ok(out
-            .item
-            .and_then(|i| get_n(&i, "members").ok())
-            .map_or(0, |m| m.max(0) as u64))
+        Ok(out.item.map_or(0, |i| count_of(&i, "members")))
     }
 
     async fn presence_page(

@@ -191,6 +191,10 @@ async fn expiry_and_count_notices(s: Subject) {
         .await
         .unwrap();
     assert!(matches!(back.change, PresenceChange::Joined(ref m) if m.connections == 1));
+    assert_eq!(
+        back.members, 1,
+        "an expired member coming back is counted once"
+    );
 }
 
 contract!(presence_users: users_not_connections, embedded = embedded, aws = aws);

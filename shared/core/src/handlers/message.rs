@@ -39,15 +39,9 @@ use crate::ports::{
     BusEntry, BusError, ConnectionRecord, EntryKind, FrameAdmission, PresenceChange, StoreError,
     publish,
 };
-use crate::protocol::{
-    ClientRequest, ErrorCode, HistoryRange, PresentUser, RequestError, ServerFrame, parse_request,
-};
+use crate::protocol::{ClientRequest, ErrorCode, RequestError, ServerFrame, parse_request};
 use crate::stream::{self, Replay};
 use serde_json::value::RawValue;
-
-/// Most users one `presence` reply lists (a page of small states fits one
-/// 128 KB frame: 100 × (1 KB state + id)).
-const PRESENCE_PAGE: usize = 100;
 
 /// 200 with one frame in the body (`ack`, `pong`, `whoami`, `refreshed`
 /// or `error`); no body when the connection was just closed for an
@@ -157,8 +151,16 @@ async fn reply(
         user: caller.user.clone(),
         connection: caller.id.clone(),
     };
-    // The connection's rights on a room it must be a member of.
-    let member_rights = async |room: &RoomId| -> Result<Rights, RequestError> {
+    let require = |rights: Rights, room: &RoomId, right: Right| {
+        if rights.contains(right) {
+            Ok(())
+        } else {
+            Err(RequestError::missing_right(rid.clone(), room, right))
+        }
+    };
+    // Sending to a room (publish, signal, edits): the connection must be a
+    // member with `right`.
+    let require_member = async |room: &RoomId, right: Right| -> Result<(), RequestError> {
         let granted = deps
             .store
             .membership(&caller.id, &caller.tenant, room)
@@ -171,7 +173,18 @@ async fn reply(
                     format!("join room '{room}' before publishing to it"),
                 )
             })?;
-        Ok(rights_on(room, granted))
+        require(rights_on(room, granted), room, right)
+    };
+    // Reading a room (history, presence): `right` on it, through the
+    // token or, for a member, a grant.
+    let require_reader = async |room: &RoomId, right: Right| -> Result<(), RequestError> {
+        let granted = deps
+            .store
+            .membership(&caller.id, &caller.tenant, room)
+            .await
+            .map_err(|e| internal("could not check membership", &e))?
+            .unwrap_or(Rights::NONE);
+        require(rights_on(room, granted), room, right)
     };
     // Publishes, updates and deletes count against the tenant's rate.
     let admit_publish = async || -> Result<(), RequestError> {
@@ -195,13 +208,7 @@ async fn reply(
     // `update` and `delete`: the caller's user sent the live message, and
     // may still publish to the room.
     let check_own_message = async |room: &RoomId, seq: u64| -> Result<(), RequestError> {
-        if !member_rights(room).await?.contains(Right::Publish) {
-            return Err(RequestError::missing_right(
-                rid.clone(),
-                room,
-                Right::Publish,
-            ));
-        }
+        require_member(room, Right::Publish).await?;
         let message = deps
             .streams
             .get_entry(&caller.tenant, room, seq)
@@ -262,19 +269,10 @@ async fn reply(
                     })?,
                 None => Rights::NONE,
             };
-            if !rights_on(&room, granted).contains(Right::Subscribe) {
-                return Err(RequestError::missing_right(
-                    rid.clone(),
-                    &room,
-                    Right::Subscribe,
-                ));
-            }
-            if presence.is_some() && !rights_on(&room, granted).contains(Right::Presence) {
-                return Err(RequestError::missing_right(
-                    rid.clone(),
-                    &room,
-                    Right::Presence,
-                ));
+            let rights = rights_on(&room, granted);
+            require(rights, &room, Right::Subscribe)?;
+            if presence.is_some() {
+                require(rights, &room, Right::Presence)?;
             }
             // One COUNT query per join; the membership check only at the cap
             // (joining a room again is idempotent). Concurrent joins from
@@ -362,14 +360,15 @@ async fn reply(
                 .leave_room(&caller.id, &caller.tenant, &room)
                 .await
                 .map_err(|e| internal("could not leave the room", &e))?;
-            // Present or not, leaving ends this connection's presence.
-            let outcome = deps
-                .presence
-                .exit(&caller.tenant, &room, &caller.user, &caller.id)
-                .await
-                .map_err(|e| internal("could not leave the room's presence", &e))?;
-            presence::announce(CLIENT_SOURCE, &caller.tenant, &room, outcome, deps).await;
             if was_member {
+                // Leaving ends this connection's presence, if it had one
+                // (only members can be present).
+                let outcome = deps
+                    .presence
+                    .exit(&caller.tenant, &room, &caller.user, &caller.id)
+                    .await
+                    .map_err(|e| internal("could not leave the room's presence", &e))?;
+                presence::announce(CLIENT_SOURCE, &caller.tenant, &room, outcome, deps).await;
                 emit_lifecycle(deps.bus.as_ref(), ROOM_LEFT, lifecycle(room)).await;
             }
             Ok(ack())
@@ -439,14 +438,7 @@ async fn reply(
             ))
         }
         ClientRequest::Publish { room, data } => {
-            let rights = member_rights(&room).await?;
-            if !rights.contains(Right::Publish) {
-                return Err(RequestError::missing_right(
-                    rid.clone(),
-                    &room,
-                    Right::Publish,
-                ));
-            }
+            require_member(&room, Right::Publish).await?;
             admit_publish().await?;
             let event = BroadcastEvent {
                 from: Some(sender()),
@@ -456,14 +448,7 @@ async fn reply(
             Ok(ack())
         }
         ClientRequest::Signal { room, data } => {
-            let rights = member_rights(&room).await?;
-            if !rights.contains(Right::Signal) {
-                return Err(RequestError::missing_right(
-                    rid.clone(),
-                    &room,
-                    Right::Signal,
-                ));
-            }
+            require_member(&room, Right::Signal).await?;
             if let Some(rate) = deps.abuse.client_signals()
                 && let Some(wait) = deps
                     .store
@@ -515,20 +500,10 @@ async fn reply(
             cursor,
             limit,
         } => {
-            let granted = deps
-                .store
-                .membership(&caller.id, &caller.tenant, &room)
-                .await
-                .map_err(|e| internal("could not check membership", &e))?
-                .unwrap_or(Rights::NONE);
-            if !rights_on(&room, granted).contains(Right::Presence) {
-                return Err(RequestError::missing_right(
-                    rid.clone(),
-                    &room,
-                    Right::Presence,
-                ));
-            }
-            let limit = limit.unwrap_or(PRESENCE_PAGE).clamp(1, PRESENCE_PAGE);
+            require_reader(&room, Right::Presence).await?;
+            let limit = limit
+                .unwrap_or(presence::PAGE_SIZE)
+                .clamp(1, presence::PAGE_SIZE);
             let page = deps
                 .presence
                 .presence_page(&caller.tenant, &room, cursor.as_deref(), limit)
@@ -545,41 +520,15 @@ async fn reply(
                 .presence_count(&caller.tenant, &room)
                 .await
                 .map_err(|e| internal("could not read the room's presence", &e))?;
-            let members = page
-                .items
-                .iter()
-                .map(|m| PresentUser {
-                    user: m.user.as_str(),
-                    connections: m.connections,
-                    state: m.state.as_deref(),
-                    version: m.version,
-                })
-                .collect();
-            Ok(Reply::Frame(
-                ServerFrame::Presence {
-                    request_id: rid.as_deref(),
-                    room: room.as_str(),
-                    count,
-                    members,
-                    next: page.next.as_deref(),
-                }
-                .to_json(),
-            ))
+            Ok(Reply::Frame(presence::page_frame(
+                rid.as_deref(),
+                &room,
+                &page,
+                count,
+            )))
         }
         ClientRequest::History { room, range, limit } => {
-            let granted = deps
-                .store
-                .membership(&caller.id, &caller.tenant, &room)
-                .await
-                .map_err(|e| internal("could not check membership", &e))?
-                .unwrap_or(Rights::NONE);
-            if !rights_on(&room, granted).contains(Right::History) {
-                return Err(RequestError::missing_right(
-                    rid.clone(),
-                    &room,
-                    Right::History,
-                ));
-            }
+            require_reader(&room, Right::History).await?;
             let page = stream::history(
                 deps.streams.as_ref(),
                 &deps.stream,
@@ -590,12 +539,10 @@ async fn reply(
             )
             .await
             .map_err(|e| internal("could not read the room's history", &e))?;
-            let forward = matches!(range, HistoryRange::After(_));
             Ok(Reply::Frame(stream::history_frame(
                 rid.as_deref(),
                 &room,
                 &page,
-                forward,
             )))
         }
         ClientRequest::Update { room, seq, data } => {

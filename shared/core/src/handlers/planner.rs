@@ -466,14 +466,14 @@ async fn store_in_stream(
     }
     // A frame too large to post is refused before it takes a number, so
     // it leaves no hole in the stream.
-    let widest = stream::new_entry(event_id, key, event, u64::MAX, now_ms, &deps.stream);
-    checked_frame(stream::frame(&widest, Some(room), Some(u64::MAX)), deps)?;
+    let mut entry = stream::new_entry(event_id, key, event, u64::MAX, now_ms, &deps.stream);
+    checked_frame(stream::frame(&entry, Some(room), Some(entry.seq)), deps)?;
     let number = match earlier {
         Some(number) => number,
         None => streams.next_seq(tenant, room).await?,
     };
     *seq = Some(number);
-    let entry = stream::new_entry(event_id, key, event, number, now_ms, &deps.stream);
+    entry.seq = number;
     let frame = checked_frame(stream::frame(&entry, Some(room), Some(number)), deps)?;
     streams.put_entry(tenant, room, &entry).await?;
     let edit = match op {

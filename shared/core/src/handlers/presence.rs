@@ -16,8 +16,10 @@ use crate::handlers::GatewayDeps;
 use crate::handlers::planner::resolve;
 use crate::ids::{RoomId, TenantId, UserId};
 use crate::ports::{
-    BusEntry, ConnectionStore, PresenceChange, PresenceOutcome, StoreError, publish,
+    BusEntry, ConnectionStore, Page, PresenceChange, PresenceMember, PresenceOutcome, StoreError,
+    publish,
 };
+use crate::protocol::{PresentUser, ServerFrame};
 
 /// The notice a change calls for, if any: a per-member one, or in a room
 /// past the threshold a count (when this change claims the interval's).
@@ -113,6 +115,39 @@ pub async fn announce(
     {
         tracing::warn!(%error, %room, "could not send a presence notice");
     }
+}
+
+impl<'a> From<&'a PresenceMember> for PresentUser<'a> {
+    fn from(m: &'a PresenceMember) -> Self {
+        PresentUser {
+            user: m.user.as_str(),
+            connections: m.connections,
+            state: m.state.as_deref(),
+            version: m.version,
+        }
+    }
+}
+
+/// Most users one `presence` page lists (a page of small states fits one
+/// 128 KB frame: 100 × (1 KB state + id)).
+pub const PAGE_SIZE: usize = 100;
+
+/// The `presence` reply for one page of a room's present users: what a
+/// client's `presence` action and the services' read get.
+pub fn page_frame(
+    request_id: Option<&str>,
+    room: &RoomId,
+    page: &Page<PresenceMember>,
+    count: u64,
+) -> String {
+    ServerFrame::Presence {
+        request_id,
+        room: room.as_str(),
+        count,
+        members: page.items.iter().map(PresentUser::from).collect(),
+        next: page.next.as_deref(),
+    }
+    .to_json()
 }
 
 /// Connections looked up at once when listing a tenant's online users.
