@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 CARGO_LAMBDA_VERSION="1.9.2"
 ZIGLANG_VERSION="0.13.0"
 VENV="${FANOUT_VENV:-$PWD/.venv}"
-FUNCTIONS=(authorizer connect disconnect message planner broadcaster)
+FUNCTIONS=(authorizer connect disconnect message planner broadcaster sweeper)
 
 step() { printf '\n==> %s\n' "$*"; }
 

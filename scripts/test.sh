@@ -96,4 +96,4 @@ step "tests (cargo test --workspace)"
 cargo test --workspace --locked
 
 step "end-to-end suite again, on the AWS backend (DynamoDB, EventBridge, SQS on moto)"
-FANOUT_E2E_BACKEND=aws cargo test -p fanout-local --locked --test e2e --test auth --test streams --test signals --test presence
+FANOUT_E2E_BACKEND=aws cargo test -p fanout-local --locked --test e2e --test auth --test streams --test signals --test presence --test sweeper

@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use fanout_lambda::config::{
-    AuthorizerConfig, BroadcasterConfig, Env, GatewayConfig, MessageConfig, PlannerConfig, load,
-    variables,
+    AuthorizerConfig, BroadcasterConfig, Env, GatewayConfig, MessageConfig, PlannerConfig,
+    SweeperConfig, load, variables,
 };
 use fanout_local::StackConfig;
 use serde_yaml::Value;
@@ -143,6 +143,15 @@ fn tunables_default_to_the_code_defaults() {
         ("StreamMaxEvents", local.stream.stream_max_events),
         ("ReplayMaxEvents", local.stream.replay_max_events as u64),
         ("HistoryMaxPage", local.stream.history_max_page as u64),
+        (
+            "HeartbeatExpirySeconds",
+            local.gateway.heartbeat_expiry.as_secs(),
+        ),
+        ("SweeperBatchSize", local.sweeper_batch_size as u64),
+        (
+            "SweeperMaxRetryAttempts",
+            u64::from(local.sweeper_max_retry_attempts),
+        ),
     ];
     for (parameter, code) in table {
         assert_eq!(number(&t, parameter), code, "default of {parameter}");
@@ -271,6 +280,7 @@ fn every_function_is_a_cargo_lambda_package_whose_binary_accepts_its_environment
             "authorizer" => variables::<AuthorizerConfig>(),
             "message" => variables::<MessageConfig>(),
             "connect" | "disconnect" => variables::<GatewayConfig>(),
+            "sweeper" => variables::<SweeperConfig>(),
             "planner" => variables::<PlannerConfig>(),
             "broadcaster" => variables::<BroadcasterConfig>(),
             other => panic!("no configuration reader for function {other}"),
@@ -296,6 +306,10 @@ fn every_function_is_a_cargo_lambda_package_whose_binary_accepts_its_environment
             "connect" | "disconnect" => load::<GatewayConfig>(&env).map(|g| {
                 assert_eq!(g.settings, local.gateway);
                 assert_eq!(g.store.settings, local.store);
+            }),
+            "sweeper" => load::<SweeperConfig>(&env).map(|w| {
+                assert_eq!(w.gateway.presence, local.presence);
+                assert_eq!(w.gateway.store.settings, local.store);
             }),
             "planner" => load::<PlannerConfig>(&env).map(|p| {
                 assert_eq!(p.settings, local.planner);
@@ -330,7 +344,8 @@ fn every_function_is_a_cargo_lambda_package_whose_binary_accepts_its_environment
             "fanout-connect",
             "fanout-disconnect",
             "fanout-message",
-            "fanout-planner"
+            "fanout-planner",
+            "fanout-sweeper"
         ]
     );
     // And every function package in services/ is deployed.
@@ -432,7 +447,7 @@ fn every_queue_dead_letters_and_every_dead_letter_queue_raises_an_alarm() {
             );
         }
     }
-    assert_eq!(dead_letter_queues, 3);
+    assert_eq!(dead_letter_queues, 4);
     let (_, rule) = of_type(&t, "AWS::Events::Rule")[0];
     let target = &rule["Properties"]["Targets"][0];
     assert!(!target["RetryPolicy"].is_null(), "explicit retry policy");
@@ -444,10 +459,75 @@ fn every_queue_dead_letters_and_every_dead_letter_queue_raises_an_alarm() {
                 p["FunctionResponseTypes"][0], "ReportBatchItemFailures",
                 "{name}"
             );
-            assert!(
-                !p["ScalingConfig"]["MaximumConcurrency"].is_null(),
-                "{name}"
-            );
+            if event["Type"] == "SQS" {
+                assert!(
+                    !p["ScalingConfig"]["MaximumConcurrency"].is_null(),
+                    "{name}"
+                );
+            }
         }
     }
+}
+
+/// The sweeper runs on the table's stream of old images, sees exactly the
+/// removals the local mapping passes to it, retries by bisecting, reports
+/// what it gives up on to an alarmed queue, and may do no more than it
+/// needs.
+#[test]
+fn the_sweeper_is_wired_to_the_tables_stream() {
+    let t = template();
+    let (_, table) = of_type(&t, "AWS::DynamoDB::Table")[0];
+    assert_eq!(
+        table["Properties"]["StreamSpecification"]["StreamViewType"],
+        "OLD_IMAGE"
+    );
+    assert_eq!(
+        table["Properties"]["TimeToLiveSpecification"]["AttributeName"],
+        "ttl"
+    );
+    let sweeper = &t["Resources"]["SweeperFunction"];
+    let events = sweeper["Properties"]["Events"].as_mapping().unwrap();
+    assert_eq!(events.len(), 1);
+    let (_, stream) = events.iter().next().unwrap();
+    assert_eq!(stream["Type"], "DynamoDB");
+    let p = &stream["Properties"];
+    assert_eq!(p["BisectBatchOnFunctionError"], true);
+    assert_eq!(
+        p["FilterCriteria"]["Filters"][0]["Pattern"],
+        fanout_core::changes::SWEEPER_FILTER_PATTERN
+    );
+    let destination = &p["DestinationConfig"]["OnFailure"];
+    assert_eq!(destination["Type"], "SQS");
+    assert_eq!(
+        evaluate(&t, &destination["Destination"]),
+        "SweeperDeadLetterQueue.Arn-attribute"
+    );
+    // Least privilege: disconnect only deletes the connection item; the
+    // sweeper may delete connections through @connections but not post.
+    let actions = |function: &str| -> Vec<String> {
+        let statements = &t["Resources"][function]["Properties"]["Policies"][0]["Statement"];
+        statements
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .flat_map(|s| match &s["Action"] {
+                Value::String(a) => vec![a.clone()],
+                Value::Sequence(list) => list
+                    .iter()
+                    .map(|a| a.as_str().unwrap().to_string())
+                    .collect(),
+                _ => vec![],
+            })
+            .collect()
+    };
+    assert_eq!(actions("DisconnectFunction"), ["dynamodb:DeleteItem"]);
+    let sweeper_actions = actions("SweeperFunction");
+    assert!(sweeper_actions.contains(&"execute-api:ManageConnections".to_string()));
+    assert!(!sweeper_actions.iter().any(|a| a.starts_with("sqs:Receive")));
+    let policies = serde_yaml::to_string(&sweeper["Properties"]["Policies"]).unwrap();
+    assert!(policies.contains("/DELETE/@connections/*"), "{policies}");
+    assert!(!policies.contains("/POST/@connections"), "{policies}");
+    // Its dead-letter queue and how far behind it is both raise alarms.
+    let alarms = serde_yaml::to_string(&t["Resources"]["SweeperIteratorAgeAlarm"]).unwrap();
+    assert!(alarms.contains("IteratorAge"));
 }

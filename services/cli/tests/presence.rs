@@ -127,6 +127,7 @@ async fn presence_reads_a_deployments_table() {
             connected_at_ms: 0,
             last_seen_ms: 0,
             ttl,
+            idle_until: ttl,
             token_expires_at: ttl,
             capabilities: None,
         };

@@ -269,6 +269,22 @@ pub struct MessageConfig {
     pub management_endpoint: String,
 }
 
+/// The sweeper: the gateway's resources (it ends presence, deletes
+/// memberships and emits `fanout.connection.closed`) and the @connections
+/// endpoint it closes connections through that TTL removed while their
+/// socket may still be open.
+#[derive(Debug, Clone, Args)]
+pub struct SweeperConfig {
+    #[command(flatten)]
+    pub gateway: GatewayConfig,
+
+    /// The @connections endpoint:
+    /// https://{api-id}.execute-api.{region}.amazonaws.com/{stage}.
+    #[arg(long = "management-endpoint", env = "FANOUT_MANAGEMENT_ENDPOINT",
+          value_name = "URL", value_parser = management_endpoint)]
+    pub management_endpoint: String,
+}
+
 /// What posting needs (the broadcaster, and the planner's fast path).
 #[derive(Debug, Clone, Args)]
 pub struct DeliveryConfig {
@@ -356,6 +372,12 @@ impl Validate for AuthorizerConfig {
 }
 
 impl Validate for GatewayConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        Ok(())
+    }
+}
+
+impl Validate for SweeperConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         Ok(())
     }

@@ -1,13 +1,14 @@
 //! # fanout-lambda
 //!
-//! What the six Lambda binaries (`services/{authorizer,connect,disconnect,
-//! message,planner,broadcaster}`) share, so each `main.rs` is a few lines:
+//! What the seven Lambda binaries (`services/{authorizer,connect,disconnect,
+//! message,planner,broadcaster,sweeper}`) share, so each `main.rs` is a few
+//! lines:
 //!
 //! - [`config`]: what each function reads from its environment (resources,
 //!   and the tunable groups of `fanout_core::settings`); a missing or
 //!   invalid variable fails at start-up with a message naming it.
 //! - [`run_connect`], [`run_disconnect`], [`run_message`]: the whole `main`
-//!   of each WebSocket route function.
+//!   of each WebSocket route function; [`run_sweeper`], the sweeper's.
 //! - [`setup`]: JSON logs, the AWS SDK configuration and adapters, built
 //!   once per execution environment.
 //! - [`deadline`]: the invocation deadline as a Tokio instant.
@@ -24,8 +25,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
+use aws_lambda_events::dynamodb::Event as StreamEvent;
 use clap::Args;
-use fanout_core::handlers::{GatewayDeps, connect, disconnect, message};
+use fanout_core::handlers::{GatewayDeps, connect, disconnect, message, sweeper};
 
 pub use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 
@@ -84,6 +86,20 @@ pub async fn run_message() -> Result<(), Error> {
     serve_route(deps, |request, deps| async move {
         message::handle(&request, &deps).await
     })
+    .await
+}
+
+/// sweeper's whole `main`: the table's change records (filtered by the
+/// mapping to removed connection items), answered with the first failed
+/// record so the mapping retries from there.
+pub async fn run_sweeper() -> Result<(), Error> {
+    setup::init_logging();
+    let config = config_or_exit::<config::SweeperConfig>();
+    let deps = Arc::new(setup::sweeper_deps(&setup::sdk_config().await, &config));
+    run(service_fn(move |event: LambdaEvent<StreamEvent>| {
+        let deps = deps.clone();
+        async move { Ok::<_, Error>(sweeper::handle(&event.payload, &deps).await) }
+    }))
     .await
 }
 

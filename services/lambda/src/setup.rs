@@ -17,7 +17,7 @@ use fanout_core::token::check_secret;
 
 use crate::config::{
     AuthorizerConfig, DeliveryConfig, GatewayConfig, JwtSecretSource, MessageConfig, PlannerConfig,
-    StoreConfig,
+    StoreConfig, SweeperConfig,
 };
 
 /// JSON log lines on stderr (CloudWatch Logs keeps them apart from the EMF
@@ -127,6 +127,17 @@ pub async fn message_deps(sdk: &SdkConfig, config: &MessageConfig) -> Result<Gat
         &config.management_endpoint,
     )));
     Ok(deps)
+}
+
+/// The sweeper's dependencies: the gateway's, plus @connections to close
+/// connections TTL removed.
+pub fn sweeper_deps(sdk: &SdkConfig, config: &SweeperConfig) -> GatewayDeps {
+    let mut deps = gateway_deps(sdk, &config.gateway);
+    deps.poster = Some(Arc::new(ApiGatewayPoster::for_endpoint(
+        sdk,
+        &config.management_endpoint,
+    )));
+    deps
 }
 
 /// The broadcaster's dependencies: the store, the @connections poster, the

@@ -8,11 +8,11 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use fanout_aws::provision::{self, RuleSpec};
-use fanout_aws::{DynamoStore, EventBridgeBus};
+use fanout_aws::{DynamoChangeFeed, DynamoStore, EventBridgeBus};
 use fanout_core::clock::Clock;
 use fanout_core::event::BROADCAST;
 use fanout_core::ports::{
-    ConnectionStore, EventBus, EventDedupe, PresenceStore, Queue, RoomStreams,
+    ChangeFeed, ConnectionStore, EventBus, EventDedupe, PresenceStore, Queue, RoomStreams,
 };
 use fanout_embedded::pattern::Pattern;
 use fanout_embedded::{
@@ -29,6 +29,8 @@ pub const DELIVER_DLQ: &str = "fanout-deliver-dlq";
 /// Where the broadcast rule puts events it could not deliver to the plan
 /// queue.
 pub const BUS_DLQ: &str = "fanout-bus-dlq";
+/// Where the sweeper's stream mapping reports batches it gave up on.
+pub const SWEEPER_DLQ: &str = "fanout-sweeper-dlq";
 /// The bus and the table.
 pub const BUS: &str = "fanout";
 pub const TABLE: &str = "fanout";
@@ -46,6 +48,13 @@ pub struct Backend {
     pub deliver_queue: Arc<dyn Queue>,
     pub deliver_dlq: Arc<dyn Queue>,
     pub bus_dlq: Arc<dyn Queue>,
+    /// The table's change records, which drive the sweeper.
+    pub changes: Arc<dyn ChangeFeed>,
+    pub sweeper_dlq: Arc<dyn Queue>,
+    /// The embedded store, whose TTL process the stack runs; `None` on
+    /// AWS, where DynamoDB runs it (moto does not: tests delete expired
+    /// items themselves).
+    pub expiring: Option<Arc<MemoryStore>>,
 }
 
 fn broadcast_rule_name() -> String {
@@ -89,7 +98,10 @@ pub fn embedded(config: &StackConfig, clock: Arc<dyn Clock>) -> Backend {
         store: store.clone(),
         dedupe: store.clone(),
         streams: store.clone(),
-        presence: store,
+        presence: store.clone(),
+        changes: store.clone(),
+        sweeper_dlq: MemoryQueue::new(SWEEPER_DLQ, QueueSettings::default()),
+        expiring: Some(store),
         bus: Arc::new(MemoryBus::new(BUS, clock, vec![rule])),
         plan_queue,
         plan_dlq,
@@ -118,6 +130,7 @@ pub async fn aws(config: &StackConfig, clock: Arc<dyn Clock>) -> anyhow::Result<
     let plan_dlq = provision::queue(&sqs, &name(PLAN_DLQ), visibility, None).await?;
     let deliver_dlq = provision::queue(&sqs, &name(DELIVER_DLQ), visibility, None).await?;
     let bus_dlq = provision::queue(&sqs, &name(BUS_DLQ), visibility, None).await?;
+    let sweeper_dlq = provision::queue(&sqs, &name(SWEEPER_DLQ), visibility, None).await?;
     let redrive = config.max_receive_count;
     let plan_queue = provision::queue(
         &sqs,
@@ -147,6 +160,9 @@ pub async fn aws(config: &StackConfig, clock: Arc<dyn Clock>) -> anyhow::Result<
         },
     )
     .await?;
+    let changes = DynamoChangeFeed::open(&sdk, &dynamodb, &name(TABLE))
+        .await
+        .with_context(|| format!("--backend aws on {endpoint}"))?;
     let store = Arc::new(DynamoStore::new(
         dynamodb,
         name(TABLE),
@@ -164,5 +180,8 @@ pub async fn aws(config: &StackConfig, clock: Arc<dyn Clock>) -> anyhow::Result<
         deliver_queue: Arc::new(deliver_queue),
         deliver_dlq: Arc::new(deliver_dlq),
         bus_dlq: Arc::new(bus_dlq),
+        changes: Arc::new(changes),
+        sweeper_dlq: Arc::new(sweeper_dlq),
+        expiring: None,
     })
 }

@@ -96,6 +96,27 @@ pub struct StackConfig {
     #[arg(long, value_parser = positive_duration, default_value = "30s")]
     pub broadcaster_timeout: Duration,
 
+    /// Sweeper stream mapping: change records per invocation (the
+    /// template's SweeperBatchSize).
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    pub sweeper_batch_size: usize,
+
+    /// Sweeper stream mapping: retries of a failing batch before it is
+    /// reported to the sweeper's dead-letter queue and skipped (the
+    /// template's SweeperMaxRetryAttempts).
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    pub sweeper_max_retry_attempts: u32,
+
+    /// Sweeper function timeout: each invocation's deadline.
+    #[arg(long, value_parser = positive_duration, default_value = "60s")]
+    pub sweeper_timeout: Duration,
+
+    /// Embedded store: how often connections whose heartbeat deadline
+    /// passed are deleted, as DynamoDB's TTL does (on AWS that can lag
+    /// by up to two days; reads filter them out meanwhile).
+    #[arg(long, value_parser = positive_duration, default_value = "5s")]
+    pub expiry_scan_interval: Duration,
+
     /// Visibility timeout of the plan and deliver queues (AWS advice: at
     /// least 6 × the function timeout). A crashed or timed-out
     /// invocation's messages come back after this.
@@ -243,12 +264,20 @@ impl StackConfig {
             ("--planner-batch-size", self.planner_batch_size),
             ("--planner-concurrency", self.planner_concurrency),
             ("--broadcaster-batch-size", self.broadcaster_batch_size),
+            ("--sweeper-batch-size", self.sweeper_batch_size),
         ];
         if let Some((flag, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(format!("{flag} must be at least 1"));
         }
         if self.max_receive_count == 0 {
             return Err("--max-receive-count must be at least 1".into());
+        }
+        if self.gateway.heartbeat_expiry < self.idle_timeout {
+            return Err(format!(
+                "--heartbeat-expiry ({}) must be at least --idle-timeout ({}): a connection the gateway keeps open must not be swept",
+                humantime::format_duration(self.gateway.heartbeat_expiry),
+                humantime::format_duration(self.idle_timeout)
+            ));
         }
         if self.stage.is_empty()
             || !self

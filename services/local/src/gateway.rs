@@ -308,14 +308,11 @@ fn until_ms(app: &AppState, at_ms: Option<i64>) -> Duration {
 /// At the token's expiry: the later expiry a `refresh` stored, or `None`
 /// when it has really expired (or the connection is gone).
 async fn refreshed_expiry_ms(app: &AppState, id: &ConnectionId) -> Option<i64> {
-    match app
-        .gateway
-        .store
-        .admit_frame(id, app.clock.now_ms(), None)
-        .await
-    {
-        Ok(Some(admission)) => {
-            let at = admission.record.token_expires_at * 1000;
+    // A read, not a heartbeat: the gateway checking a token is no sign
+    // of life from the client.
+    match app.gateway.store.get_connection(id).await {
+        Ok(Some(record)) => {
+            let at = record.token_expires_at * 1000;
             (at > app.clock.now_ms()).then_some(at)
         }
         Ok(None) => None,

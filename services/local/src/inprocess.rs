@@ -67,6 +67,9 @@ impl InProcessClient {
             connected_at_ms: now,
             last_seen_ms: now,
             ttl,
+            // Socketless connections send no heartbeats; they live as long
+            // as a connection can.
+            idle_until: ttl,
             token_expires_at: ttl,
             capabilities: None,
         };

@@ -17,6 +17,8 @@
 //! - [`awsjson`]: `POST /` for AWS JSON operations: EventBridge `PutEvents`
 //!   and the SQS operations the DLQ tools need.
 //! - [`esm`]: event source mappings driving the planner and broadcaster.
+//! - [`stream_esm`]: the mapping of the table's change records that drives
+//!   the sweeper.
 //! - [`faults`]: fault injection and the AWS-quota emulation.
 //! - [`inprocess`]: socketless connections for pipeline tests and benchmarks.
 
@@ -35,6 +37,7 @@ pub mod registry;
 pub mod server;
 pub mod stack;
 pub mod state;
+pub mod stream_esm;
 
 pub use config::StackConfig;
-pub use stack::{RunningStack, start};
+pub use stack::{RunningStack, start, start_with_clock};

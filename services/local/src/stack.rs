@@ -14,6 +14,7 @@ use fanout_core::event::{AllOfTenant, Target};
 use fanout_core::handlers::GatewayDeps;
 use fanout_core::handlers::broadcaster::{self, BroadcasterDeps};
 use fanout_core::handlers::planner::{self, PlannerDeps, resolve};
+use fanout_core::handlers::sweeper;
 use fanout_core::ids::TenantId;
 use fanout_core::metrics::{EmfWriter, MetricTotals, MetricsSink, Tee};
 use fanout_core::ports::{
@@ -33,10 +34,11 @@ use crate::faults::{Faults, FaultyPoster, QuotaPoster};
 use crate::registry::ConnectionRegistry;
 use crate::server::{self, ServerLimits};
 use crate::state::{AppState, QueueDirectory};
+use crate::stream_esm::StreamMapping;
 use crate::{awsjson, gateway, history, management, presence};
 
 pub use crate::backend::{
-    BROADCAST_RULE_PATTERN, BUS_DLQ, DELIVER_DLQ, DELIVER_QUEUE, PLAN_DLQ, PLAN_QUEUE,
+    BROADCAST_RULE_PATTERN, BUS_DLQ, DELIVER_DLQ, DELIVER_QUEUE, PLAN_DLQ, PLAN_QUEUE, SWEEPER_DLQ,
 };
 
 /// The stack's resources (embedded or AWS), exposed for tests and stats.
@@ -48,6 +50,7 @@ pub struct Resources {
     pub deliver_queue: Arc<dyn Queue>,
     pub deliver_dlq: Arc<dyn Queue>,
     pub bus_dlq: Arc<dyn Queue>,
+    pub sweeper_dlq: Arc<dyn Queue>,
     pub bus: Arc<dyn EventBus>,
     pub registry: Arc<ConnectionRegistry>,
     /// Totals of every metric the planner and broadcaster recorded.
@@ -59,10 +62,15 @@ pub struct Resources {
 }
 
 impl Resources {
-    /// Messages in the plan, deliver and bus dead-letter queues.
+    /// Messages in the plan, deliver, bus and sweeper dead-letter queues.
     pub async fn dead_letters(&self) -> Result<u64, QueueError> {
         let mut total = 0;
-        for q in [&self.plan_dlq, &self.deliver_dlq, &self.bus_dlq] {
+        for q in [
+            &self.plan_dlq,
+            &self.deliver_dlq,
+            &self.bus_dlq,
+            &self.sweeper_dlq,
+        ] {
             total += q.depth().await?.total();
         }
         Ok(total)
@@ -133,9 +141,18 @@ impl RunningStack {
 
 /// Starts the stack on an already-bound listener.
 pub async fn start(config: StackConfig, listener: TcpListener) -> anyhow::Result<RunningStack> {
+    start_with_clock(config, listener, Arc::new(SystemClock)).await
+}
+
+/// [`start`] on a given clock: every TTL, heartbeat deadline and expiry
+/// of the stack follows it, so a test can move time for the whole stack.
+pub async fn start_with_clock(
+    config: StackConfig,
+    listener: TcpListener,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<RunningStack> {
     config.validate().map_err(anyhow::Error::msg)?;
     let addr = listener.local_addr()?;
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let shutdown = CancellationToken::new();
 
     let backend = match config.backend {
@@ -190,6 +207,7 @@ pub async fn start(config: StackConfig, listener: TcpListener) -> anyhow::Result
     let mut tasks = JoinSet::new();
     let crash_faults = (faults.settings.crash > 0.0).then(|| faults.clone());
     functions.spawn_mappings(crash_faults, &shutdown, &mut tasks);
+    functions.spawn_sweeper(&shutdown, &mut tasks);
 
     let state = Arc::new(AppState {
         verifier: verifier.clone(),
@@ -211,6 +229,7 @@ pub async fn start(config: StackConfig, listener: TcpListener) -> anyhow::Result
         deliver_queue,
         deliver_dlq,
         bus_dlq,
+        sweeper_dlq,
         bus,
         ..
     } = backend;
@@ -224,6 +243,7 @@ pub async fn start(config: StackConfig, listener: TcpListener) -> anyhow::Result
             deliver_queue,
             deliver_dlq,
             bus_dlq,
+            sweeper_dlq,
             bus,
             registry,
             metrics: totals,
@@ -264,6 +284,7 @@ fn queue_directory(config: &StackConfig, backend: &Backend) -> QueueDirectory {
             backend.deliver_queue.clone(),
             backend.deliver_dlq.clone(),
             backend.bus_dlq.clone(),
+            backend.sweeper_dlq.clone(),
         ],
         &[
             (
@@ -394,6 +415,49 @@ impl Functions<'_> {
             shutdown.clone(),
             tasks,
         );
+    }
+
+    /// The sweeper, on the table's change records; and on the embedded
+    /// store, its TTL process (on AWS, DynamoDB's).
+    fn spawn_sweeper(&self, shutdown: &CancellationToken, tasks: &mut JoinSet<()>) {
+        let deps = Arc::new(self.gateway_deps());
+        StreamMapping {
+            function: sweeper::FUNCTION,
+            feed: self.backend.changes.clone(),
+            batch_size: self.config.sweeper_batch_size,
+            max_retry_attempts: self.config.sweeper_max_retry_attempts,
+            function_timeout: self.config.sweeper_timeout,
+            on_failure: self.backend.sweeper_dlq.clone(),
+        }
+        .spawn(
+            Arc::new(move |event, _deadline| {
+                let deps = deps.clone();
+                Box::pin(async move { sweeper::handle(&event, &deps).await })
+            }),
+            shutdown.clone(),
+            tasks,
+        );
+        if let Some(store) = self.backend.expiring.clone() {
+            let interval = self.config.expiry_scan_interval;
+            let shutdown = shutdown.clone();
+            tasks.spawn(async move {
+                let mut tick = tokio::time::interval(interval);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tick.tick() => {}
+                    }
+                    let expired = store.expire_connections();
+                    if expired > 0 {
+                        tracing::info!(
+                            expired,
+                            "connections past their heartbeat deadline deleted"
+                        );
+                    }
+                }
+            });
+        }
     }
 
     /// A mapping with the settings both share (batching window, visibility

@@ -19,7 +19,7 @@ pub mod provision;
 mod sqs;
 
 pub use apigw::{ApiGatewayPoster, management_endpoint};
-pub use dynamo::DynamoStore;
+pub use dynamo::{DynamoChangeFeed, DynamoStore};
 pub use eventbridge::EventBridgeBus;
 pub use sqs::SqsQueue;
 

@@ -33,8 +33,8 @@ fn failed<E: std::error::Error>(resource: impl Into<String>) -> impl FnOnce(E) -
     }
 }
 
-/// Creates the table if it does not exist, waits until it is active, and
-/// turns TTL on.
+/// Creates the table if it does not exist (with its stream of old images,
+/// which the sweeper reads), waits until it is active, and turns TTL on.
 pub async fn table(client: &aws_sdk_dynamodb::Client, name: &str) -> Result<(), ProvisionError> {
     let what = format!("DynamoDB table {name}");
     let exists = client.describe_table().table_name(name).send().await;
@@ -63,6 +63,13 @@ pub async fn table(client: &aws_sdk_dynamodb::Client, name: &str) -> Result<(), 
             .create_table()
             .table_name(name)
             .billing_mode(BillingMode::PayPerRequest)
+            .stream_specification(
+                aws_sdk_dynamodb::types::StreamSpecification::builder()
+                    .stream_enabled(true)
+                    .stream_view_type(aws_sdk_dynamodb::types::StreamViewType::OldImage)
+                    .build()
+                    .expect("enabled is set"),
+            )
             .set_attribute_definitions(Some(vec![
                 attribute("pk"),
                 attribute("sk"),

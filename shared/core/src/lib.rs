@@ -34,6 +34,7 @@
 
 pub mod auth;
 pub mod backoff;
+pub mod changes;
 pub mod clock;
 pub mod event;
 pub mod handlers;

@@ -35,6 +35,14 @@ pub struct GatewaySettings {
           default_value = "2h", value_parser = positive_duration)]
     pub max_connection_duration: Duration,
 
+    /// How long a connection lives without a client frame (any action,
+    /// `ping` included) before its item expires and the sweeper removes
+    /// it: API Gateway's 10-minute idle timeout plus a minute of slack.
+    /// Clients heartbeat at least every half of it (the SDK: every 5 min).
+    #[arg(long, env = "FANOUT_HEARTBEAT_EXPIRY", value_name = "DURATION",
+          default_value = "11m", value_parser = positive_duration)]
+    pub heartbeat_expiry: Duration,
+
     /// Rooms one connection may be a member of at once; a `join` past it
     /// gets `limit_exceeded`. Bounds a connection's store items and keeps
     /// its lifecycle events small.
@@ -47,6 +55,14 @@ pub struct GatewaySettings {
     #[arg(long, env = "FANOUT_MAX_CONNECTIONS_PER_USER", value_name = "N",
           default_value_t = 100, value_parser = at_least_one::<usize>)]
     pub max_connections_per_user: usize,
+}
+
+impl GatewaySettings {
+    /// The heartbeat deadline of a frame admitted at `now_ms` (epoch
+    /// seconds, the connection item's TTL).
+    pub fn idle_until(&self, now_ms: i64) -> i64 {
+        now_ms.div_euclid(1000) + self.heartbeat_expiry.as_secs() as i64
+    }
 }
 
 /// Per-client and per-tenant rate limits, enforced by the message

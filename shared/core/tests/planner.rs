@@ -95,6 +95,7 @@ async fn world() -> World {
         connected_at_ms: NOW_MS,
         last_seen_ms: NOW_MS,
         ttl: NOW_MS / 1000 + 3_600,
+        idle_until: NOW_MS / 1000 + 3_600,
         token_expires_at: NOW_MS / 1000 + 3_600,
         capabilities: None,
     };

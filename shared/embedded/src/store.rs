@@ -3,21 +3,23 @@
 //! tenant-wide set), reverse memberships, a user index, dedupe markers and
 //! room streams.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::ops::Bound;
 use std::ops::Bound::{Excluded, Unbounded};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use aws_lambda_events::dynamodb::EventRecord;
 
 use fanout_core::auth::{Capabilities, Rights};
+use fanout_core::changes::removal_record;
 use fanout_core::clock::Clock;
 use fanout_core::ids::{ConnectionId, RoomId, TenantId, UserId, shard_of};
 use fanout_core::ports::{
-    CLAIM_KEPT_AFTER_LEASE_SECS, ConnectionRecord, ConnectionStore, Edit, EditOutcome, EntryKind,
-    EventClaim, EventDedupe, FrameAdmission, MemberSet, Page, PresenceChange, PresenceMember,
-    PresenceOutcome, PresenceStore, PriorAttempt, RemovedConnection, RoomStreams, StoreError,
+    CLAIM_KEPT_AFTER_LEASE_SECS, ChangeFeed, ConnectionRecord, ConnectionStore, Edit, EditOutcome,
+    EntryKind, EventClaim, EventDedupe, FrameAdmission, MemberSet, Page, PresenceChange,
+    PresenceMember, PresenceOutcome, PresenceStore, PriorAttempt, RoomStreams, StoreError,
     StreamEntry, StreamRange,
 };
 use fanout_core::rate::{Rate, StoredGcra};
@@ -52,7 +54,22 @@ struct Tables {
     presence: HashMap<(TenantId, RoomId), RoomPresence>,
     /// Claims since expired markers were last dropped.
     claims_since_sweep: usize,
+    /// Removed connection items, as the table's stream records them.
+    changes: ChangeLog,
 }
+
+/// Change records not yet acknowledged by their one reader (the sweeper's
+/// mapping), oldest first.
+#[derive(Default)]
+struct ChangeLog {
+    records: VecDeque<EventRecord>,
+    next_sequence: u64,
+}
+
+/// Most unread change records kept; past it the oldest are dropped (as a
+/// DynamoDB stream drops records after 24 hours), so memory stays bounded
+/// if the sweeper stops. Each is under 1 KB.
+const CHANGE_LOG_CAP: usize = 100_000;
 
 /// Claims between two sweeps of expired dedupe markers: keeps the map
 /// bounded by the markers of the last dedupe window, at a cost amortized
@@ -110,38 +127,32 @@ struct Stream {
 }
 
 impl Tables {
-    fn remove_connection(&mut self, id: &ConnectionId, shards: u32) -> Option<RemovedConnection> {
-        let shard = shard_of(id, shards);
-        let rooms = self.rooms_of.remove(id).unwrap_or_default();
+    /// Removes a connection item (and its user-index entry, as DynamoDB
+    /// drops it from the index) and records the removal. False when it was
+    /// not there.
+    fn remove_connection(&mut self, id: &ConnectionId, by_ttl: bool, now_ms: i64) -> bool {
+        let Some(record) = self.connections.remove(id) else {
+            return false;
+        };
         self.frame_tats.remove(id);
-        self.signal_tats.remove(id);
-        // Without the connection item the tenant is unknown, so stray
-        // memberships are left to their TTL.
-        let record = self.connections.remove(id)?;
-        for room in rooms.keys() {
-            if let Some(m) = self
-                .members
-                .get_mut(&(room_set(&record.tenant, room), shard))
-            {
-                m.remove(id);
-            }
-        }
-        if let Some(m) = self
-            .members
-            .get_mut(&(MemberSet::Tenant(record.tenant.clone()), shard))
-        {
-            m.remove(id);
-        }
         if let Some(m) = self
             .users
             .get_mut(&(record.tenant.clone(), record.user.clone()))
         {
             m.remove(id);
         }
-        Some(RemovedConnection {
-            record,
-            rooms: rooms.into_keys().collect(),
-        })
+        let log = &mut self.changes;
+        log.next_sequence += 1;
+        log.records
+            .push_back(removal_record(&record, log.next_sequence, by_ttl, now_ms));
+        if log.records.len() > CHANGE_LOG_CAP {
+            log.records.pop_front();
+            tracing::warn!(
+                cap = CHANGE_LOG_CAP,
+                "change log full: the oldest unswept removal was dropped (its memberships now end with their TTL)"
+            );
+        }
+        true
     }
 }
 
@@ -154,6 +165,8 @@ pub struct MemoryStore {
     // A std Mutex: every critical section is a few map operations with no
     // await inside, so it is never held across a suspension point.
     tables: Mutex<Tables>,
+    /// Wakes the change feed's reader.
+    changed: tokio::sync::Notify,
 }
 
 impl MemoryStore {
@@ -168,6 +181,7 @@ impl MemoryStore {
             page_size: page_size.max(1),
             stream_cap: u64::MAX,
             tables: Mutex::new(Tables::default()),
+            changed: tokio::sync::Notify::new(),
         }
     }
 
@@ -190,8 +204,46 @@ impl MemoryStore {
         self.tables()
             .connections
             .values()
-            .filter(|c| c.ttl > now)
+            .filter(|c| c.is_live(now))
             .count()
+    }
+
+    /// DynamoDB's TTL process for connection items: deletes those whose
+    /// heartbeat deadline (their TTL attribute) has passed on the store's
+    /// clock, recording each removal as TTL's. Returns how many. The local
+    /// stack runs it periodically; tests call it after moving the clock.
+    pub fn expire_connections(&self) -> usize {
+        let now_ms = self.clock.now_ms();
+        let now = now_ms.div_euclid(1000);
+        let mut t = self.tables();
+        let due: Vec<ConnectionId> = t
+            .connections
+            .values()
+            .filter(|c| c.idle_until <= now)
+            .map(|c| c.id.clone())
+            .collect();
+        for id in &due {
+            t.remove_connection(id, true, now_ms);
+        }
+        drop(t);
+        if !due.is_empty() {
+            self.changed.notify_one();
+        }
+        due.len()
+    }
+
+    fn delete_items(&self, ids: &[ConnectionId]) -> usize {
+        let now_ms = self.clock.now_ms();
+        let mut t = self.tables();
+        let removed = ids
+            .iter()
+            .filter(|id| t.remove_connection(id, false, now_ms))
+            .count();
+        drop(t);
+        if removed > 0 {
+            self.changed.notify_one();
+        }
+        removed
     }
 
     fn page(
@@ -283,26 +335,57 @@ impl ConnectionStore for MemoryStore {
             .tables()
             .connections
             .get(id)
-            .filter(|c| c.ttl > now)
+            .filter(|c| c.is_live(now))
             .cloned())
     }
 
-    async fn delete_connection(
-        &self,
-        id: &ConnectionId,
-    ) -> Result<Option<RemovedConnection>, StoreError> {
-        Ok(self.tables().remove_connection(id, self.shards))
+    async fn delete_connection(&self, id: &ConnectionId) -> Result<bool, StoreError> {
+        Ok(self.delete_items(std::slice::from_ref(id)) == 1)
     }
 
-    async fn delete_connections(
+    async fn delete_connections(&self, ids: &[ConnectionId]) -> Result<(), StoreError> {
+        self.delete_items(ids);
+        Ok(())
+    }
+
+    async fn connection_rooms(&self, id: &ConnectionId) -> Result<Vec<RoomId>, StoreError> {
+        Ok(self
+            .tables()
+            .rooms_of
+            .get(id)
+            .map(|rooms| rooms.keys().cloned().collect())
+            .unwrap_or_default())
+    }
+
+    async fn purge_connection(
         &self,
-        ids: &[ConnectionId],
-    ) -> Result<Vec<RemovedConnection>, StoreError> {
+        id: &ConnectionId,
+        tenant: &TenantId,
+        rooms: &[RoomId],
+    ) -> Result<(), StoreError> {
+        let shard = shard_of(id, self.shards);
         let mut t = self.tables();
-        Ok(ids
-            .iter()
-            .filter_map(|id| t.remove_connection(id, self.shards))
-            .collect())
+        if let Some(joined) = t.rooms_of.get_mut(id) {
+            for room in rooms {
+                joined.remove(room);
+            }
+            if joined.is_empty() {
+                t.rooms_of.remove(id);
+            }
+        }
+        let mut sets: Vec<MemberSet> = rooms.iter().map(|r| room_set(tenant, r)).collect();
+        sets.push(MemberSet::Tenant(tenant.clone()));
+        for set in sets {
+            let key = (set, shard);
+            if let Some(m) = t.members.get_mut(&key) {
+                m.remove(id);
+                if m.is_empty() {
+                    t.members.remove(&key);
+                }
+            }
+        }
+        t.signal_tats.remove(id);
+        Ok(())
     }
 
     async fn join_room(
@@ -376,6 +459,7 @@ impl ConnectionStore for MemoryStore {
         id: &ConnectionId,
         now_ms: i64,
         rate: Option<Rate>,
+        idle_until: i64,
     ) -> Result<Option<FrameAdmission>, StoreError> {
         let mut t = self.tables();
         if !t.connections.contains_key(id) {
@@ -397,10 +481,12 @@ impl ConnectionStore for MemoryStore {
         let Some(record) = t.connections.get_mut(id) else {
             return Ok(None);
         };
-        // An admitted frame is the connection's heartbeat (its TTL is left
-        // alone: an expired connection stays expired).
+        // An admitted frame is the connection's heartbeat: it moves the
+        // heartbeat deadline on (its life, `ttl`, stays: an expired
+        // connection stays expired).
         if retry_after_ms.is_none() {
             record.last_seen_ms = now_ms;
+            record.idle_until = idle_until;
         }
         Ok(Some(FrameAdmission {
             record: record.clone(),
@@ -483,6 +569,33 @@ impl ConnectionStore for MemoryStore {
     ) -> Result<Page<ConnectionId>, StoreError> {
         let t = self.tables();
         self.page(t.users.get(&(tenant.clone(), user.clone())), cursor)
+    }
+}
+
+#[async_trait]
+impl ChangeFeed for MemoryStore {
+    async fn read(&self, max: usize, wait: Duration) -> Result<Vec<EventRecord>, StoreError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            // Registered before looking, so a removal in between still
+            // wakes this reader.
+            let changed = self.changed.notified();
+            {
+                let t = self.tables();
+                if !t.changes.records.is_empty() {
+                    return Ok(t.changes.records.iter().take(max).cloned().collect());
+                }
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return Ok(Vec::new());
+            }
+        }
+    }
+
+    async fn acknowledge(&self, count: usize) {
+        let mut t = self.tables();
+        let count = count.min(t.changes.records.len());
+        t.changes.records.drain(..count);
     }
 }
 

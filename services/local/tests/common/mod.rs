@@ -23,6 +23,26 @@ pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 /// `FANOUT_TEST_AWS_ENDPOINT` (moto's server in `./scripts/test.sh`), each
 /// test with its own resources.
 pub async fn start_with(extra: &[&str]) -> RunningStack {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    fanout_local::start(config_with(extra), listener)
+        .await
+        .unwrap()
+}
+
+/// [`start_with`] on a clock the test moves.
+pub async fn start_on_clock(
+    extra: &[&str],
+    clock: std::sync::Arc<dyn fanout_core::clock::Clock>,
+) -> RunningStack {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    fanout_local::start_with_clock(config_with(extra), listener, clock)
+        .await
+        .unwrap()
+}
+
+/// The stack's flags: port 0, the backend `FANOUT_E2E_BACKEND` asks for,
+/// and `extra`.
+pub fn config_with(extra: &[&str]) -> StackConfig {
     let mut args: Vec<String> = ["fanout-local", "--port", "0"].map(String::from).to_vec();
     if std::env::var("FANOUT_E2E_BACKEND").as_deref() == Ok("aws") {
         let endpoint = std::env::var("FANOUT_TEST_AWS_ENDPOINT")
@@ -41,15 +61,44 @@ pub async fn start_with(extra: &[&str]) -> RunningStack {
         );
     }
     args.extend(extra.iter().map(|a| a.to_string()));
-    let config = <StackConfig as clap::Parser>::parse_from(args);
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    fanout_local::start(config, listener).await.unwrap()
+    <StackConfig as clap::Parser>::parse_from(args)
+}
+
+/// Whether the suite runs on the AWS adapters (moto).
+pub fn on_aws() -> bool {
+    std::env::var("FANOUT_E2E_BACKEND").as_deref() == Ok("aws")
 }
 
 /// Live connections of tenant `acme` (every test's tenant), from the store.
 pub async fn connections(stack: &RunningStack) -> usize {
     let acme = TenantId::new("acme").unwrap();
     stack.resources.connection_count(&acme).await.unwrap()
+}
+
+/// Polls `check` until it holds, for at most 10 s (a departure is carried
+/// out by the sweeper, from the store's change records: on moto that takes
+/// a stream poll and a few requests). Returns whether it held.
+pub async fn eventually<F, Fut>(mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..200 {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+/// Waits until tenant `acme` has no live connection left.
+pub async fn until_no_connections(stack: &RunningStack) {
+    assert!(
+        eventually(|| async { connections(stack).await == 0 }).await,
+        "{} connections left",
+        connections(stack).await
+    );
 }
 
 pub async fn start() -> RunningStack {

@@ -13,9 +13,13 @@
 //! | room stream counter | `STREAM#<tenant>#<room>` | `HEAD` |
 //! | room stream entry | `STREAM#<tenant>#<room>` | `SEQ#<seq, 20 digits>` |
 //!
-//! The connection item also holds the token's expiry and capabilities and
-//! the frame-rate gate's TAT (`rateTat`); memberships hold the rights a
-//! grant added (`granted`).
+//! The connection item (its layout is `fanout_core::changes`, which the
+//! sweeper reads back from the table's stream) also holds the token's
+//! expiry and capabilities, its life (`expiresAt`) and the frame-rate
+//! gate's TAT (`rateTat`); its `ttl` is the heartbeat deadline, moved by
+//! every admitted frame, so a connection that stops heartbeating is
+//! deleted by TTL and swept. Memberships hold the rights a grant added
+//! (`granted`).
 //!
 //! Every item but a stream's counter has a `ttl` (epoch seconds) that
 //! reads filter on, since DynamoDB's TTL deletion can lag by days. The
@@ -36,19 +40,22 @@ use std::sync::Arc;
 
 use fanout_core::auth::{Capabilities, Rights};
 use fanout_core::backoff::Backoff;
+use fanout_core::changes::CONNECTION_SK;
 use fanout_core::clock::Clock;
 use fanout_core::ids::{ConnectionId, RoomId, TenantId, UserId, shard_of};
 use fanout_core::ports::{
-    ConnectionRecord, ConnectionStore, FrameAdmission, MemberSet, Page, RemovedConnection,
-    StoreError,
+    ConnectionRecord, ConnectionStore, FrameAdmission, MemberSet, Page, StoreError,
 };
 use fanout_core::rate::{Rate, StoredGcra};
 
 use super::describe;
 
+mod changes;
 mod dedupe;
 mod presence;
 mod stream;
+
+pub use changes::DynamoChangeFeed;
 
 /// The name of the user index.
 pub const GSI1: &str = "GSI1";
@@ -94,7 +101,7 @@ fn key(pk: String, sk: String) -> Item {
 }
 
 fn conn_pk(id: &ConnectionId) -> String {
-    format!("CONN#{id}")
+    fanout_core::changes::connection_pk(id)
 }
 
 fn conn_sk(id: &ConnectionId) -> String {
@@ -140,9 +147,13 @@ fn unavailable<E: std::error::Error>(error: E) -> StoreError {
     StoreError::Unavailable(describe(&error))
 }
 
+/// The connection item's record. Read on every admitted frame, so it
+/// takes the attributes straight from the SDK's map rather than through
+/// `fanout_core::changes::connection_from_image` (same layout; the e2e
+/// sweep on moto reads items this adapter wrote).
 fn record_from(item: &Item) -> Result<ConnectionRecord, StoreError> {
     let corrupt = |e: fanout_core::ids::IdError| StoreError::Corrupt(e.to_string());
-    let ttl = get_n(item, "ttl")?;
+    let ttl = get_n(item, "expiresAt")?;
     let capabilities = match item.get("caps") {
         Some(AttributeValue::S(text)) => {
             Some(Capabilities::from_json(text).map_err(StoreError::Corrupt)?)
@@ -156,6 +167,7 @@ fn record_from(item: &Item) -> Result<ConnectionRecord, StoreError> {
         connected_at_ms: get_n(item, "connectedAt")?,
         last_seen_ms: get_n(item, "lastSeen")?,
         ttl,
+        idle_until: get_n(item, "ttl")?,
         token_expires_at: get_n(item, "tokenExpiresAt").unwrap_or(ttl),
         capabilities,
     })
@@ -202,8 +214,8 @@ where
 #[derive(Clone, Copy)]
 enum GateItem {
     /// The connection item: it must exist, and an admitted frame is also
-    /// its heartbeat (`lastSeen`).
-    Connection,
+    /// its heartbeat (`lastSeen`, and `ttl` moved to this deadline).
+    Connection { idle_until: i64 },
     /// A rate item of its own (a tenant's publishes, a connection's
     /// signals): created by its first use, kept until `ttl`.
     RateItem { ttl: i64 },
@@ -334,13 +346,16 @@ impl DynamoStore {
             .items
             .unwrap_or_default()
             .into_iter()
+            // The index holds connection items, whose life is
+            // `expiresAt` besides their heartbeat deadline.
             .filter(|item| get_n(item, "ttl").is_ok_and(|ttl| ttl > now))
+            .filter(|item| get_n(item, "expiresAt").map_or(true, |end| end > now))
             .collect();
         Ok((live, out.last_evaluated_key))
     }
 
     /// Everything under `CONN#<id>`: the connection item and its reverse
-    /// memberships (expired ones included, for deletion).
+    /// memberships (expired ones included).
     async fn connection_items(&self, id: &ConnectionId) -> Result<Vec<Item>, StoreError> {
         let mut items = Vec::new();
         let mut start = None;
@@ -364,49 +379,26 @@ impl DynamoStore {
         }
     }
 
-    /// The deletes that remove a connection, and what they remove.
-    async fn removal(
-        &self,
-        id: &ConnectionId,
-    ) -> Result<(Vec<WriteRequest>, Option<RemovedConnection>), StoreError> {
-        let items = self.connection_items(id).await?;
-        let shard = shard_of(id, self.shards);
-        let mut requests = Vec::new();
-        let mut record = None;
-        let mut rooms = Vec::new();
-        for item in &items {
-            let sk = get_s(item, "sk")?;
-            requests.push(delete(key(conn_pk(id), sk.to_string())));
-            if sk == "META" {
-                record = Some(record_from(item)?);
-            } else if let Some((tenant, room)) = reverse_membership(item)? {
-                requests.push(delete(key(room_pk(&tenant, &room, shard), conn_sk(id))));
-                rooms.push(room);
-            }
-        }
-        let Some(record) = record else {
-            return Ok((requests, None));
-        };
-        requests.push(delete(key(
-            set_pk(&MemberSet::Tenant(record.tenant.clone()), shard),
-            conn_sk(id),
-        )));
-        rooms.sort();
-        Ok((requests, Some(RemovedConnection { record, rooms })))
-    }
-
     /// An admitted frame with no rate limit: its heartbeat only. Sets
-    /// `lastSeen` on an existing connection item (never creating one, and
-    /// leaving its `ttl` alone, so an expired connection stays expired).
-    async fn heartbeat(&self, meta: Item, now_ms: i64) -> Result<Gcra, StoreError> {
+    /// `lastSeen` and the heartbeat deadline (`ttl`) on an existing
+    /// connection item (never creating one, and leaving its life,
+    /// `expiresAt`, alone, so an expired connection stays expired).
+    async fn heartbeat(
+        &self,
+        meta: Item,
+        now_ms: i64,
+        idle_until: i64,
+    ) -> Result<Gcra, StoreError> {
         let result = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(meta))
-            .update_expression("SET lastSeen = :now")
+            .update_expression("SET lastSeen = :now, #ttl = :ttl")
             .condition_expression("attribute_exists(pk)")
+            .expression_attribute_names("#ttl", "ttl")
             .expression_attribute_values(":now", n(now_ms))
+            .expression_attribute_values(":ttl", n(idle_until))
             .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
             .send()
             .await;
@@ -429,9 +421,13 @@ impl DynamoStore {
         now_ms: i64,
         item: GateItem,
     ) -> Result<Gcra, StoreError> {
-        let (exists, set_also) = match item {
-            GateItem::Connection => ("attribute_exists(pk) AND ", ", lastSeen = :now"),
-            GateItem::RateItem { .. } => ("", ", #ttl = :ttl"),
+        let (exists, set_also, ttl) = match item {
+            GateItem::Connection { idle_until } => (
+                "attribute_exists(pk) AND ",
+                ", lastSeen = :now, #ttl = :ttl",
+                idle_until,
+            ),
+            GateItem::RateItem { ttl } => ("", ", #ttl = :ttl", ttl),
         };
         let limit = gcra.admit_limit(now_ms);
         let mut known_tat: Option<i64> = None;
@@ -443,15 +439,12 @@ impl DynamoStore {
                 .table_name(&self.table)
                 .set_key(Some(item_key.clone()))
                 .expression_attribute_values(":now", n(now_ms))
+                .expression_attribute_names("#ttl", "ttl")
+                .expression_attribute_values(":ttl", n(ttl))
                 .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
                 .return_values_on_condition_check_failure(
                     aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure::AllOld,
                 );
-            if let GateItem::RateItem { ttl } = item {
-                update = update
-                    .expression_attribute_names("#ttl", "ttl")
-                    .expression_attribute_values(":ttl", n(ttl));
-            }
             update = if quiet {
                 update
                     .update_expression(format!("SET rateTat = :next{set_also}"))
@@ -545,24 +538,18 @@ impl ConnectionStore for DynamoStore {
 
     async fn put_connection(&self, record: &ConnectionRecord) -> Result<(), StoreError> {
         let shard = shard_of(&record.id, self.shards);
-        let mut meta = key(conn_pk(&record.id), "META".into());
+        let mut meta: Item = fanout_core::changes::connection_image(record)
+            .into_inner()
+            .into_iter()
+            .map(|(name, value)| (name, value.into()))
+            .collect();
         meta.extend([
-            ("connectionId".to_string(), s(record.id.as_str())),
-            ("tenant".to_string(), s(record.tenant.as_str())),
-            ("user".to_string(), s(record.user.as_str())),
-            ("connectedAt".to_string(), n(record.connected_at_ms)),
-            ("lastSeen".to_string(), n(record.last_seen_ms)),
-            ("ttl".to_string(), n(record.ttl)),
-            ("tokenExpiresAt".to_string(), n(record.token_expires_at)),
             (
                 "gsi1pk".to_string(),
                 s(user_pk(&record.tenant, &record.user)),
             ),
             ("gsi1sk".to_string(), s(conn_sk(&record.id))),
         ]);
-        if let Some(caps) = &record.capabilities {
-            meta.insert("caps".into(), s(caps.to_json()));
-        }
         let mut tenant_member = key(
             set_pk(&MemberSet::Tenant(record.tenant.clone()), shard),
             conn_sk(&record.id),
@@ -579,47 +566,67 @@ impl ConnectionStore for DynamoStore {
             .client
             .get_item()
             .table_name(&self.table)
-            .set_key(Some(key(conn_pk(id), "META".into())))
+            .set_key(Some(key(conn_pk(id), CONNECTION_SK.into())))
             .consistent_read(true)
             .send()
             .await
             .map_err(unavailable)?;
         let now = self.clock.now_secs();
         match out.item {
-            Some(item) => Ok(Some(record_from(&item)?).filter(|r| r.ttl > now)),
+            Some(item) => Ok(Some(record_from(&item)?).filter(|r| r.is_live(now))),
             None => Ok(None),
         }
     }
 
-    async fn delete_connection(
-        &self,
-        id: &ConnectionId,
-    ) -> Result<Option<RemovedConnection>, StoreError> {
-        let (requests, removed) = self.removal(id).await?;
-        self.batch_write(requests).await?;
-        Ok(removed)
+    async fn delete_connection(&self, id: &ConnectionId) -> Result<bool, StoreError> {
+        let out = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key(conn_pk(id), CONNECTION_SK.into())))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(out.attributes.is_some_and(|a| !a.is_empty()))
     }
 
-    async fn delete_connections(
-        &self,
-        ids: &[ConnectionId],
-    ) -> Result<Vec<RemovedConnection>, StoreError> {
-        // One Query per connection finds its items (in parallel); all the
-        // deletes then go out together, 25 per BatchWriteItem.
-        let lookups: Vec<_> = ids.iter().map(|id| self.removal(id)).collect();
-        let lookups: Vec<_> = futures::stream::iter(lookups)
-            .buffer_unordered(DELETE_LOOKUPS_IN_FLIGHT)
-            .collect()
-            .await;
-        let mut requests = Vec::new();
-        let mut removed = Vec::new();
-        for lookup in lookups {
-            let (r, gone) = lookup?;
-            requests.extend(r);
-            removed.extend(gone);
+    async fn delete_connections(&self, ids: &[ConnectionId]) -> Result<(), StoreError> {
+        // Connection items only, 25 per BatchWriteItem and no reads: the
+        // sweeper finds each one's memberships from the stream.
+        let requests = ids
+            .iter()
+            .map(|id| delete(key(conn_pk(id), CONNECTION_SK.into())))
+            .collect();
+        self.batch_write(requests).await
+    }
+
+    async fn connection_rooms(&self, id: &ConnectionId) -> Result<Vec<RoomId>, StoreError> {
+        let mut rooms = Vec::new();
+        for item in self.connection_items(id).await? {
+            if let Some((_, room)) = reverse_membership(&item)? {
+                rooms.push(room);
+            }
         }
-        self.batch_write(requests).await?;
-        Ok(removed)
+        Ok(rooms)
+    }
+
+    async fn purge_connection(
+        &self,
+        id: &ConnectionId,
+        tenant: &TenantId,
+        rooms: &[RoomId],
+    ) -> Result<(), StoreError> {
+        let shard = shard_of(id, self.shards);
+        let mut requests = vec![delete(key(
+            set_pk(&MemberSet::Tenant(tenant.clone()), shard),
+            conn_sk(id),
+        ))];
+        for room in rooms {
+            requests.push(delete(key(conn_pk(id), format!("ROOM#{tenant}#{room}"))));
+            requests.push(delete(key(room_pk(tenant, room, shard), conn_sk(id))));
+        }
+        self.batch_write(requests).await
     }
 
     async fn room_count(&self, id: &ConnectionId) -> Result<usize, StoreError> {
@@ -733,14 +740,15 @@ impl ConnectionStore for DynamoStore {
         id: &ConnectionId,
         now_ms: i64,
         rate: Option<Rate>,
+        idle_until: i64,
     ) -> Result<Option<FrameAdmission>, StoreError> {
-        let meta = key(conn_pk(id), "META".into());
+        let meta = key(conn_pk(id), CONNECTION_SK.into());
         let admission = match rate {
             Some(rate) => {
-                self.gcra(meta, StoredGcra::new(rate), now_ms, GateItem::Connection)
-                    .await?
+                let gate = GateItem::Connection { idle_until };
+                self.gcra(meta, StoredGcra::new(rate), now_ms, gate).await?
             }
-            None => self.heartbeat(meta, now_ms).await?,
+            None => self.heartbeat(meta, now_ms, idle_until).await?,
         };
         Ok(match admission {
             Gcra::Admitted(item) => Some(FrameAdmission {
@@ -789,17 +797,20 @@ impl ConnectionStore for DynamoStore {
             .client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(key(conn_pk(id), "META".into())))
+            .set_key(Some(key(conn_pk(id), CONNECTION_SK.into())))
             .condition_expression("attribute_exists(pk)")
-            .expression_attribute_names("#ttl", "ttl")
             .expression_attribute_values(":exp", n(token_expires_at))
             .expression_attribute_values(":ttl", n(ttl))
             .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew);
+        // The connection item's life is `expiresAt`; its `ttl` is the
+        // heartbeat deadline, which a refresh does not move.
         update = match capabilities {
             Some(caps) => update
-                .update_expression("SET tokenExpiresAt = :exp, #ttl = :ttl, caps = :caps")
+                .update_expression("SET tokenExpiresAt = :exp, expiresAt = :ttl, caps = :caps")
                 .expression_attribute_values(":caps", s(caps.to_json())),
-            None => update.update_expression("SET tokenExpiresAt = :exp, #ttl = :ttl REMOVE caps"),
+            None => {
+                update.update_expression("SET tokenExpiresAt = :exp, expiresAt = :ttl REMOVE caps")
+            }
         };
         let record = match update.send().await {
             Ok(out) => record_from(&out.attributes.unwrap_or_default())?,
@@ -877,7 +888,7 @@ impl ConnectionStore for DynamoStore {
         let partition = user_pk(tenant, user);
         // A GSI's start key carries the table key and the index key.
         let start = Self::cursor_id(cursor)?.map(|id| {
-            let mut k = key(conn_pk(&id), "META".into());
+            let mut k = key(conn_pk(&id), CONNECTION_SK.into());
             k.insert("gsi1pk".into(), s(partition.clone()));
             k.insert("gsi1sk".into(), s(conn_sk(&id)));
             k

@@ -4,12 +4,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use fanout_aws::{DynamoStore, provision};
+use fanout_aws::{DynamoChangeFeed, DynamoStore, provision};
 use fanout_core::auth::{Capabilities, Right, Rights};
+use fanout_core::changes::{connection_from_image, is_connection_removal, removed_by_ttl};
 use fanout_core::clock::ManualClock;
 use fanout_core::ids::{ConnectionId, RoomId, TenantId, UserId};
 use fanout_core::ports::{
-    ConnectionRecord, ConnectionStore, EventClaim, EventDedupe, MemberSet, PriorAttempt, StoreError,
+    ChangeFeed, ConnectionRecord, ConnectionStore, EventClaim, EventDedupe, MemberSet,
+    PriorAttempt, StoreError,
 };
 use fanout_core::rate::Rate;
 use fanout_embedded::MemoryStore;
@@ -21,6 +23,7 @@ use crate::contract;
 pub struct Subject {
     store: Arc<dyn ConnectionStore>,
     dedupe: Arc<dyn EventDedupe>,
+    changes: Arc<dyn ChangeFeed>,
     clock: Arc<ManualClock>,
 }
 
@@ -33,7 +36,8 @@ async fn embedded() -> Subject {
     let store = Arc::new(MemoryStore::with_page_size(clock.clone(), SHARDS, PAGE));
     Subject {
         store: store.clone(),
-        dedupe: store,
+        dedupe: store.clone(),
+        changes: store,
         clock,
     }
 }
@@ -43,6 +47,11 @@ async fn aws(endpoint: &str) -> Subject {
     let client = aws_sdk_dynamodb::Client::new(&config);
     let table = unique("fanout-contract");
     provision::table(&client, &table).await.unwrap();
+    let changes = Arc::new(
+        DynamoChangeFeed::open(&config, &client, &table)
+            .await
+            .unwrap(),
+    );
     let clock = ManualClock::at_ms(NOW_MS);
     let store = Arc::new(
         DynamoStore::new(client, table, clock.clone(), SHARDS).with_page_limit(PAGE as i32),
@@ -50,6 +59,7 @@ async fn aws(endpoint: &str) -> Subject {
     Subject {
         store: store.clone(),
         dedupe: store,
+        changes,
         clock,
     }
 }
@@ -66,6 +76,8 @@ fn record(id: &str, user: &str, ttl: i64) -> ConnectionRecord {
         connected_at_ms: NOW_MS,
         last_seen_ms: NOW_MS,
         ttl,
+        // Heartbeats are tested on their own; here only the life matters.
+        idle_until: later(86_400),
         token_expires_at: ttl,
         capabilities: None,
     }
@@ -122,20 +134,22 @@ async fn lifecycle(s: Subject) {
     store.put_connection(&r).await.unwrap();
     assert_eq!(store.get_connection(&r.id).await.unwrap(), Some(r.clone()));
 
-    // An admitted frame is the connection's heartbeat.
+    // An admitted frame is the connection's heartbeat: it moves the
+    // heartbeat deadline, not the connection's life.
     assert!(
         store
-            .admit_frame(&r.id, NOW_MS + 5, None)
+            .admit_frame(&r.id, NOW_MS + 5, None, later(700))
             .await
             .unwrap()
             .is_some()
     );
     let touched = store.get_connection(&r.id).await.unwrap().unwrap();
     assert_eq!(touched.last_seen_ms, NOW_MS + 5);
+    assert_eq!((touched.idle_until, touched.ttl), (later(700), r.ttl));
     let unknown = ConnectionId::new("nobody=").unwrap();
     assert!(
         store
-            .admit_frame(&unknown, NOW_MS, None)
+            .admit_frame(&unknown, NOW_MS, None, later(700))
             .await
             .unwrap()
             .is_none()
@@ -159,14 +173,27 @@ async fn lifecycle(s: Subject) {
     let other = RoomId::new("other").unwrap();
     store.join_room(&r, &lobby, Rights::NONE).await.unwrap();
     store.join_room(&r, &other, Rights::NONE).await.unwrap();
-    let removed = store.delete_connection(&r.id).await.unwrap().unwrap();
-    assert_eq!(removed.record.id, r.id);
-    assert_eq!(removed.rooms, vec![lobby.clone(), other]);
+    // Deleting a connection removes its item (and its user-index entry);
+    // its memberships wait for the sweeper, which finds them and purges.
+    assert!(store.delete_connection(&r.id).await.unwrap());
+    assert_eq!(store.get_connection(&r.id).await.unwrap(), None);
+    assert!(user_connections(store, "alice").await.is_empty());
+    let rooms = store.connection_rooms(&r.id).await.unwrap();
+    assert_eq!(rooms, vec![lobby.clone(), other]);
+    assert_eq!(all(store, &room).await, ["c1="]);
+    store
+        .purge_connection(&r.id, &tenant(), &rooms)
+        .await
+        .unwrap();
     assert!(all(store, &room).await.is_empty());
     assert!(all(store, &MemberSet::Tenant(tenant())).await.is_empty());
-    assert!(user_connections(store, "alice").await.is_empty());
-    assert_eq!(store.get_connection(&r.id).await.unwrap(), None);
-    assert_eq!(store.delete_connection(&r.id).await.unwrap(), None);
+    assert!(store.connection_rooms(&r.id).await.unwrap().is_empty());
+    // Both are idempotent.
+    assert!(!store.delete_connection(&r.id).await.unwrap());
+    store
+        .purge_connection(&r.id, &tenant(), &rooms)
+        .await
+        .unwrap();
 }
 
 async fn paging_and_expiry(s: Subject) {
@@ -203,12 +230,22 @@ async fn paging_and_expiry(s: Subject) {
     // reason) but never resurrects it.
     assert!(
         store
-            .admit_frame(&expired, NOW_MS, None)
+            .admit_frame(&expired, NOW_MS, None, later(3_600))
             .await
             .unwrap()
             .is_some()
     );
     assert_eq!(store.get_connection(&expired).await.unwrap(), None);
+    // A connection whose heartbeat deadline passed is gone for reads too,
+    // though its life has not run out.
+    let silent = ConnectionId::new("c11=").unwrap();
+    store
+        .admit_frame(&silent, NOW_MS + 120_000, None, later(150))
+        .await
+        .unwrap();
+    assert!(store.get_connection(&silent).await.unwrap().is_some());
+    s.clock.advance_ms(31_000);
+    assert_eq!(store.get_connection(&silent).await.unwrap(), None);
     assert!(matches!(
         store.members_page(&room, 0, Some("not a cursor!")).await,
         Err(StoreError::BadCursor)
@@ -227,16 +264,83 @@ async fn batch_delete(s: Subject) {
     }
     let mut doomed = ids[..20].to_vec();
     doomed.push(ConnectionId::new("never-existed=").unwrap());
-    let mut removed = store.delete_connections(&doomed).await.unwrap();
-    removed.sort_by(|a, b| a.record.id.cmp(&b.record.id));
-    assert_eq!(removed.len(), 20);
-    assert!(removed.iter().all(|r| r.rooms == vec![lobby.clone()]));
+    store.delete_connections(&doomed).await.unwrap();
+    assert_eq!(user_connections(store, "carol").await.len(), 10);
     let room = MemberSet::Room {
         tenant: tenant(),
-        room: lobby,
+        room: lobby.clone(),
     };
+    assert_eq!(all(store, &room).await.len(), 30);
+    for id in &ids[..20] {
+        assert_eq!(store.get_connection(id).await.unwrap(), None);
+        let rooms = store.connection_rooms(id).await.unwrap();
+        assert_eq!(rooms, vec![lobby.clone()]);
+        store.purge_connection(id, &tenant(), &rooms).await.unwrap();
+    }
     assert_eq!(all(store, &room).await.len(), 10);
-    assert_eq!(user_connections(store, "carol").await.len(), 10);
+}
+
+/// Every removed connection item shows in the change feed, once, in
+/// order, with its old image (what the sweeper reads); nothing else that
+/// the store writes passes the sweeper's filter.
+async fn change_feed(s: Subject) {
+    let store = s.store.as_ref();
+    let lobby = RoomId::new("lobby").unwrap();
+    let mut written = Vec::new();
+    for i in 0..3 {
+        let r = record(&format!("f{i}="), "dave", later(3_600));
+        store.put_connection(&r).await.unwrap();
+        store.join_room(&r, &lobby, Rights::NONE).await.unwrap();
+        store
+            .admit_frame(&r.id, NOW_MS + 1, None, r.idle_until)
+            .await
+            .unwrap();
+        written.push(r);
+    }
+    store.delete_connection(&written[0].id).await.unwrap();
+    store
+        .delete_connections(&[written[1].id.clone(), written[2].id.clone()])
+        .await
+        .unwrap();
+    let mut removed = Vec::new();
+    for _ in 0..20 {
+        let records = s
+            .changes
+            .read(100, Duration::from_millis(500))
+            .await
+            .unwrap();
+        let count = records.len();
+        removed.extend(records.into_iter().filter(is_connection_removal));
+        s.changes.acknowledge(count).await;
+        if removed.len() >= 3 {
+            break;
+        }
+    }
+    let ids: Vec<String> = removed
+        .iter()
+        .map(|r| {
+            assert!(!removed_by_ttl(r), "deleted by a request, not by TTL");
+            connection_from_image(&r.change.old_image)
+                .unwrap()
+                .id
+                .to_string()
+        })
+        .collect();
+    assert_eq!(ids.len(), 3, "{ids:?}");
+    assert_eq!(ids[0], "f0=");
+    let image = connection_from_image(&removed[0].change.old_image).unwrap();
+    assert_eq!(
+        (image.tenant, image.user, image.ttl),
+        (tenant(), UserId::new("dave").unwrap(), later(3_600))
+    );
+    // Deleting what is gone writes no record.
+    store.delete_connection(&written[0].id).await.unwrap();
+    let after = s
+        .changes
+        .read(100, Duration::from_millis(300))
+        .await
+        .unwrap();
+    assert!(!after.iter().any(is_connection_removal), "{after:?}");
 }
 
 async fn dedupe(s: Subject) {
@@ -376,7 +480,7 @@ async fn rate_gates(s: Subject) {
     let rate = Rate::new(10, 3); // one per 100 ms, three at once
     // Without a rate, the record comes back untouched.
     let a = store
-        .admit_frame(&c1.id, NOW_MS, None)
+        .admit_frame(&c1.id, NOW_MS, None, c1.idle_until)
         .await
         .unwrap()
         .unwrap();
@@ -384,7 +488,7 @@ async fn rate_gates(s: Subject) {
     assert_eq!(a.retry_after_ms, None);
     for _ in 0..3 {
         let a = store
-            .admit_frame(&c1.id, NOW_MS, rate)
+            .admit_frame(&c1.id, NOW_MS, rate, later(3_600))
             .await
             .unwrap()
             .unwrap();
@@ -392,7 +496,7 @@ async fn rate_gates(s: Subject) {
         assert_eq!(a.record.id, c1.id);
     }
     let limited = store
-        .admit_frame(&c1.id, NOW_MS, rate)
+        .admit_frame(&c1.id, NOW_MS, rate, later(3_600))
         .await
         .unwrap()
         .unwrap();
@@ -402,7 +506,7 @@ async fn rate_gates(s: Subject) {
         "a refusal still returns the record"
     );
     let later_frame = store
-        .admit_frame(&c1.id, NOW_MS + 100, rate)
+        .admit_frame(&c1.id, NOW_MS + 100, rate, later(3_600))
         .await
         .unwrap()
         .unwrap();
@@ -413,7 +517,7 @@ async fn rate_gates(s: Subject) {
     // After a quiet spell the burst is back.
     for _ in 0..3 {
         let a = store
-            .admit_frame(&c1.id, NOW_MS + 60_000, rate)
+            .admit_frame(&c1.id, NOW_MS + 60_000, rate, later(3_600))
             .await
             .unwrap()
             .unwrap();
@@ -422,14 +526,14 @@ async fn rate_gates(s: Subject) {
     let unknown = ConnectionId::new("nobody").unwrap();
     assert!(
         store
-            .admit_frame(&unknown, NOW_MS, rate)
+            .admit_frame(&unknown, NOW_MS, rate, later(3_600))
             .await
             .unwrap()
             .is_none()
     );
     assert!(
         store
-            .admit_frame(&unknown, NOW_MS, None)
+            .admit_frame(&unknown, NOW_MS, None, later(3_600))
             .await
             .unwrap()
             .is_none()
@@ -567,7 +671,7 @@ async fn grants_and_refresh(s: Subject) {
     assert!(store.get_connection(&c2.id).await.unwrap().is_none());
     assert!(!store.is_member(&c2.id, &tenant(), &lobby).await.unwrap());
     let seen = store
-        .admit_frame(&c2.id, NOW_MS + 180_000, None)
+        .admit_frame(&c2.id, NOW_MS + 180_000, None, later(3_600))
         .await
         .unwrap()
         .unwrap();
@@ -587,3 +691,4 @@ contract!(store_room_count: room_count, embedded = embedded, aws = aws);
 contract!(store_paging_and_expiry: paging_and_expiry, embedded = embedded, aws = aws);
 contract!(store_batch_delete: batch_delete, embedded = embedded, aws = aws);
 contract!(store_dedupe: dedupe, embedded = embedded, aws = aws);
+contract!(store_change_feed: change_feed, embedded = embedded, aws = aws);

@@ -95,7 +95,12 @@ async fn reply(
         retry_after_ms,
     } = deps
         .store
-        .admit_frame(&caller.id, now_ms, deps.abuse.client_frames())
+        .admit_frame(
+            &caller.id,
+            now_ms,
+            deps.abuse.client_frames(),
+            deps.settings.idle_until(now_ms),
+        )
         .await
         .map_err(|e| internal("could not read the connection", &e))?
         .ok_or_else(|| {

@@ -12,6 +12,7 @@ pub mod disconnect;
 pub mod message;
 pub mod planner;
 pub mod presence;
+pub mod sweeper;
 
 use std::sync::Arc;
 
@@ -152,6 +153,7 @@ impl Caller {
             connected_at_ms: self.connected_at_ms,
             last_seen_ms: now_ms,
             ttl: record_ttl_secs(self.connected_at_ms, max, token_expires_at),
+            idle_until: settings.idle_until(now_ms),
             token_expires_at,
             capabilities: token.capabilities,
         }

@@ -8,6 +8,7 @@
 //! family shares.
 
 mod bus;
+mod changes;
 mod dedupe;
 mod keys;
 mod poster;
@@ -17,6 +18,7 @@ mod store;
 mod stream;
 
 pub use bus::*;
+pub use changes::*;
 pub use dedupe::*;
 pub use keys::*;
 pub use poster::*;

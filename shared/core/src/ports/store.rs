@@ -19,15 +19,29 @@ pub struct ConnectionRecord {
     /// the epoch.
     pub last_seen_ms: i64,
     /// Expiry of the connection and all its items, seconds since the
-    /// epoch (DynamoDB TTL attribute): the earlier of its longest life and
-    /// its token's expiry, so reads stop finding it when either passes.
+    /// epoch: the earlier of its longest life and its token's expiry, so
+    /// reads stop finding it when either passes. The connection item keeps
+    /// it as `expiresAt`; its memberships as their `ttl`.
     pub ttl: i64,
+    /// When the connection counts as vanished unless a client frame comes
+    /// first: the last admitted frame plus `--heartbeat-expiry`, seconds
+    /// since the epoch. It is the connection item's DynamoDB TTL attribute,
+    /// so a connection that stops heartbeating is deleted by TTL and swept.
+    pub idle_until: i64,
     /// When its token expires (`exp`), seconds since the epoch; moved on
     /// by `refresh`.
     pub token_expires_at: i64,
     /// The token's room capabilities; `None` when it had none (the default
     /// policy applies).
     pub capabilities: Option<Capabilities>,
+}
+
+impl ConnectionRecord {
+    /// Whether reads still find it: neither its life nor its heartbeat
+    /// has run out.
+    pub fn is_live(&self, now_secs: i64) -> bool {
+        self.ttl > now_secs && self.idle_until > now_secs
+    }
 }
 
 /// A client frame's admission: the connection's record (read whatever its
@@ -53,13 +67,6 @@ pub enum MemberSet {
 pub struct Page<T> {
     pub items: Vec<T>,
     pub next: Option<String>,
-}
-
-/// What deleting a connection removed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RemovedConnection {
-    pub record: ConnectionRecord,
-    pub rooms: Vec<RoomId>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -88,21 +95,31 @@ pub trait ConnectionStore: Send + Sync {
         id: &ConnectionId,
     ) -> Result<Option<ConnectionRecord>, StoreError>;
 
-    /// Deletes a connection with every membership and index entry.
-    /// Returns what was removed, or `None` when it was already gone.
-    async fn delete_connection(
+    /// Deletes a connection's item (and with it its user-index entry).
+    /// Its memberships and presence are the sweeper's: the removal is a
+    /// change record the sweeper reacts to, whoever removed the item
+    /// (`$disconnect`, a 410, TTL). Returns false when it was already gone.
+    async fn delete_connection(&self, id: &ConnectionId) -> Result<bool, StoreError>;
+
+    /// Deletes many connection items at once, as the broadcaster does after
+    /// a batch of 410s (batched writes, no reads); the sweeper does the
+    /// rest for each.
+    async fn delete_connections(&self, ids: &[ConnectionId]) -> Result<(), StoreError>;
+
+    /// Every room a connection has a membership item in, expired ones
+    /// included: what the sweeper clears after its item is removed.
+    async fn connection_rooms(&self, id: &ConnectionId) -> Result<Vec<RoomId>, StoreError>;
+
+    /// Deletes what a removed connection leaves: its memberships of
+    /// `rooms` (both items of each) and its tenant-wide set entry.
+    /// Deleting what is already gone is not an error, so a retried sweep
+    /// is harmless.
+    async fn purge_connection(
         &self,
         id: &ConnectionId,
-    ) -> Result<Option<RemovedConnection>, StoreError>;
-
-    /// Deletes many connections at once, as the broadcaster does after a
-    /// batch of 410s: implementations batch their writes rather than make
-    /// one round trip per connection. Returns what was removed; ids that
-    /// were already gone are skipped.
-    async fn delete_connections(
-        &self,
-        ids: &[ConnectionId],
-    ) -> Result<Vec<RemovedConnection>, StoreError>;
+        tenant: &TenantId,
+        rooms: &[RoomId],
+    ) -> Result<(), StoreError>;
 
     /// Adds a membership (and its reverse item) with the rights a grant
     /// added (none when joined on the token's own rights). Joining again
@@ -147,13 +164,15 @@ pub trait ConnectionStore: Send + Sync {
     /// Counts one client frame against the connection's rate (GCRA on the
     /// connection item, atomically, so concurrent invocations share it),
     /// records an admitted frame as the connection's heartbeat
-    /// (`last_seen_ms`, in the same write), and returns the record. `None`
-    /// when the connection is unknown. With no rate, only the heartbeat.
+    /// (`last_seen_ms`, and `idle_until` moved to the given time, in the
+    /// same write), and returns the record. `None` when the connection is
+    /// unknown. With no rate, only the heartbeat.
     async fn admit_frame(
         &self,
         id: &ConnectionId,
         now_ms: i64,
         rate: Option<Rate>,
+        idle_until: i64,
     ) -> Result<Option<FrameAdmission>, StoreError>;
 
     /// Counts one publish against the tenant's rate. `Some(ms)`: over it,

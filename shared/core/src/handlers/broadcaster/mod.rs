@@ -319,18 +319,15 @@ pub async fn deliver(
     Ok(report)
 }
 
-/// Deletes every gone connection in one batch. A failure is logged: the
-/// records' TTL removes them, and the next 410 tries again.
+/// Deletes every gone connection's item in one batch (the sweeper does
+/// the rest for each). A failure is logged: the items' heartbeat deadline
+/// removes them, and the next 410 tries again.
 async fn delete_gone(gone: &[ConnectionId], deps: &BroadcasterDeps) {
     if gone.is_empty() {
         return;
     }
     match deps.store.delete_connections(gone).await {
-        Ok(removed) => tracing::info!(
-            gone = gone.len(),
-            removed = removed.len(),
-            "deleted gone connections"
-        ),
+        Ok(()) => tracing::info!(gone = gone.len(), "deleted gone connections"),
         Err(error) => {
             tracing::error!(gone = gone.len(), %error, "could not delete gone connections")
         }
