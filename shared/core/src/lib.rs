@@ -21,6 +21,8 @@
 //! - [`plan`]: cutting a target's connections into delivery jobs.
 //! - [`outcome`]: what one @connections post's answer means for delivery.
 //! - [`backoff`]: full-jitter exponential backoff.
+//! - [`changes`]: the table's change records (removed connection items)
+//!   that drive the sweeper, and the connection item's layout in them.
 //! - [`rate`]: a token bucket on Tokio's clock (`governor`).
 //! - [`metrics`]: CloudWatch Embedded Metric Format lines and totals.
 //! - [`clock`]: wall-clock time, behind a trait so TTL logic is testable.
@@ -30,7 +32,8 @@
 //!   and resource provisioning.
 //! - [`dlq`]: dead-letter queue operations on any queue: peek, redrive.
 //! - [`handlers`]: the functions (authorizer, connect, disconnect, message,
-//!   planner, broadcaster), taking the event types the real Lambdas receive.
+//!   planner, broadcaster, sweeper), taking the event types the real
+//!   Lambdas receive.
 
 pub mod auth;
 pub mod backoff;
