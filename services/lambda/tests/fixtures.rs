@@ -14,7 +14,7 @@ use fanout_core::clock::ManualClock;
 use fanout_core::handlers::authorizer::{Unauthorized, authorize, is_allowed};
 use fanout_core::handlers::broadcaster::{self, BroadcasterDeps, BroadcasterSettings, JobSettings};
 use fanout_core::handlers::planner::{self, PlannerDeps, PlannerSettings};
-use fanout_core::handlers::{GatewayDeps, GatewaySettings, connect, disconnect, message};
+use fanout_core::handlers::{GatewayDeps, GatewaySettings, connect, disconnect, message, sweeper};
 use fanout_core::ids::{ConnectionId, RoomId, TenantId, UserId};
 use fanout_core::metrics::MetricTotals;
 use fanout_core::ports::{ConnectionStore, MemberSet};
@@ -146,6 +146,15 @@ async fn connect_message_and_disconnect_events_run_through_their_handlers() {
     let response = disconnect::handle(&disconnect_event, &w.gateway).await;
     assert_eq!(response.status_code, 200);
     assert_eq!(w.store.get_connection(&id).await.unwrap(), None);
+    // $disconnect deleted the connection item; the sweeper, handed the
+    // stream event of that removal as Lambda hands it (this fixture is a
+    // TTL removal of the same connection), deletes the memberships.
+    assert!(w.store.is_member(&id, &tenant, &lobby).await.unwrap());
+    let removal: aws_lambda_events::dynamodb::Event =
+        parse(&fixture("dynamodb-stream-remove.json"));
+    assert!(fanout_core::changes::removed_by_ttl(&removal.records[0]));
+    let response = sweeper::handle(&removal, &w.gateway).await;
+    assert!(response.batch_item_failures.is_empty());
     let members = w
         .store
         .members_page(
