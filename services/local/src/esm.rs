@@ -27,6 +27,33 @@ pub type SqsHandler =
 /// How long one receive call long-polls.
 const LONG_POLL: Duration = Duration::from_secs(20);
 
+/// Why an invocation produced no response.
+#[derive(Debug, thiserror::Error)]
+pub enum InvocationFailure {
+    #[error("invocation failed: {0}")]
+    Failed(tokio::task::JoinError),
+    #[error("invocation timed out")]
+    TimedOut,
+}
+
+/// Runs one invocation as Lambda does: on a task of its own, so a
+/// panicking handler is an invocation error and not the end of the
+/// poller, and killed at its deadline.
+pub async fn invoke_until<T: Send + 'static>(
+    deadline: Instant,
+    work: impl Future<Output = T> + Send + 'static,
+) -> Result<T, InvocationFailure> {
+    let mut task = tokio::spawn(work);
+    match tokio::time::timeout_at(deadline, &mut task).await {
+        Ok(Ok(response)) => Ok(response),
+        Ok(Err(error)) => Err(InvocationFailure::Failed(error)),
+        Err(_) => {
+            task.abort();
+            Err(InvocationFailure::TimedOut)
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct EventSourceMapping {
     pub function: &'static str,
@@ -116,9 +143,7 @@ impl EventSourceMapping {
         let deadline = Instant::now() + self.function_timeout;
         let crash = self.faults.as_ref().and_then(|f| f.crash_point());
         let work = handler(event, deadline);
-        // A separate task, so a panicking handler is an invocation error
-        // (as in Lambda) and not the end of this poller.
-        let mut task = tokio::spawn(async move {
+        let invocation = invoke_until(deadline, async move {
             if crash == Some(CrashPoint::BeforeWork) {
                 panic!("injected worker crash (--fault-crash) before the handler ran");
             }
@@ -128,17 +153,11 @@ impl EventSourceMapping {
             }
             response
         });
-        let response = match tokio::time::timeout_at(deadline, &mut task).await {
-            Ok(Ok(response)) => response,
-            Ok(Err(error)) => {
-                tracing::error!(function = self.function, worker, %error,
-                    messages = batch.len(), "invocation failed; the batch returns after the visibility timeout");
-                return;
-            }
-            Err(_) => {
-                task.abort();
-                tracing::error!(function = self.function, worker, timeout = ?self.function_timeout,
-                    messages = batch.len(), "invocation timed out; the batch returns after the visibility timeout");
+        let response = match invocation.await {
+            Ok(response) => response,
+            Err(failure) => {
+                tracing::error!(function = self.function, worker, %failure, timeout = ?self.function_timeout,
+                    messages = batch.len(), "the batch returns after the visibility timeout");
                 return;
             }
         };

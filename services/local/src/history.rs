@@ -36,6 +36,12 @@ pub(crate) fn bad_request(message: String) -> Response {
     (StatusCode::BAD_REQUEST, message).into_response()
 }
 
+/// The store could not answer: logged, and 503 with the reason.
+pub(crate) fn unavailable(what: &str, error: impl std::fmt::Display) -> Response {
+    tracing::error!(%error, "could not read {what}");
+    (StatusCode::SERVICE_UNAVAILABLE, error.to_string()).into_response()
+}
+
 async fn history(
     State(app): State<Arc<AppState>>,
     params: Result<Query<Params>, axum::extract::rejection::QueryRejection>,
@@ -71,10 +77,7 @@ async fn history(
     .await
     {
         Ok(page) => page,
-        Err(error) => {
-            tracing::error!(%error, "could not read a room's history");
-            return (StatusCode::SERVICE_UNAVAILABLE, error.to_string()).into_response();
-        }
+        Err(error) => return unavailable("a room's history", error),
     };
     (
         [(header::CONTENT_TYPE, "application/json")],

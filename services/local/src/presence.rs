@@ -8,14 +8,14 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use fanout_core::handlers::presence::{PAGE_SIZE, online_users, page_frame};
 use fanout_core::ids::{RoomId, TenantId};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::history::bad_request;
+use crate::history::{bad_request, unavailable};
 use crate::state::AppState;
 
 /// The path of the endpoint.
@@ -31,11 +31,6 @@ struct Params {
     room: Option<String>,
     cursor: Option<String>,
     limit: Option<usize>,
-}
-
-fn unavailable(error: impl std::fmt::Display) -> Response {
-    tracing::error!(%error, "could not read presence");
-    (StatusCode::SERVICE_UNAVAILABLE, error.to_string()).into_response()
 }
 
 async fn presence(
@@ -62,7 +57,7 @@ async fn presence(
                     .collect::<Vec<_>>(),
             })
             .to_string(),
-            Err(e) => return unavailable(e),
+            Err(e) => return unavailable("presence", e),
         },
         Some(room) => {
             let room = match RoomId::new(room) {
@@ -76,11 +71,11 @@ async fn presence(
                 .await
             {
                 Ok(page) => page,
-                Err(e) => return unavailable(e),
+                Err(e) => return unavailable("presence", e),
             };
             let count = match deps.presence.presence_count(&tenant, &room).await {
                 Ok(count) => count,
-                Err(e) => return unavailable(e),
+                Err(e) => return unavailable("presence", e),
             };
             page_frame(None, &room, &page, count)
         }

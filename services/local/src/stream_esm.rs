@@ -18,6 +18,8 @@ use fanout_core::backoff::Backoff;
 use fanout_core::changes::{SWEEPER_FILTER_PATTERN, is_connection_removal};
 use fanout_core::ports::{ChangeFeed, OutgoingMessage, Queue};
 use futures::future::BoxFuture;
+
+use crate::esm::invoke_until;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -125,18 +127,11 @@ impl StreamMapping {
         let mut event = Event::default();
         event.records = batch.to_vec();
         let deadline = Instant::now() + self.function_timeout;
-        // A separate task, so a panicking handler is an invocation error.
-        let mut task = tokio::spawn(handler(event, deadline));
-        let response = match tokio::time::timeout_at(deadline, &mut task).await {
-            Ok(Ok(response)) => response,
-            Ok(Err(error)) => {
-                tracing::error!(function = self.function, %error, records = batch.len(), "invocation failed; retried");
-                return Attempt::FunctionError;
-            }
-            Err(_) => {
-                task.abort();
-                tracing::error!(function = self.function, timeout = ?self.function_timeout,
-                    records = batch.len(), "invocation timed out; retried");
+        let response = match invoke_until(deadline, handler(event, deadline)).await {
+            Ok(response) => response,
+            Err(failure) => {
+                tracing::error!(function = self.function, %failure, timeout = ?self.function_timeout,
+                    records = batch.len(), "the batch is retried");
                 return Attempt::FunctionError;
             }
         };

@@ -69,9 +69,8 @@ const BATCH_BACKOFF: Backoff = Backoff {
 };
 /// Items per Query page, like the embedded store's pages.
 const PAGE_LIMIT: i32 = 1_000;
-/// Connections looked up at once when deleting many; also the item
-/// updates in flight when a refresh moves a connection's TTL.
-const DELETE_LOOKUPS_IN_FLIGHT: usize = 16;
+/// Item updates in flight when a refresh moves a connection's TTL.
+const REFRESH_UPDATES_IN_FLIGHT: usize = 16;
 /// Conditional updates one rate admission may take (two paths, and one
 /// more when another invocation moved the TAT in between).
 const GCRA_TRIES: usize = 3;
@@ -342,14 +341,16 @@ impl DynamoStore {
             .await
             .map_err(unavailable)?;
         let now = self.clock.now_secs();
+        // The index holds connection items, whose life (`expiresAt`) ends
+        // them as well as their heartbeat deadline (`ttl`); table queries
+        // here read memberships, which have only a `ttl`.
+        let on_index = index.is_some();
         let live = out
             .items
             .unwrap_or_default()
             .into_iter()
-            // The index holds connection items, whose life is
-            // `expiresAt` besides their heartbeat deadline.
             .filter(|item| get_n(item, "ttl").is_ok_and(|ttl| ttl > now))
-            .filter(|item| get_n(item, "expiresAt").map_or(true, |end| end > now))
+            .filter(|item| !on_index || get_n(item, "expiresAt").is_ok_and(|end| end > now))
             .collect();
         Ok((live, out.last_evaluated_key))
     }
@@ -843,7 +844,7 @@ impl ConnectionStore for DynamoStore {
                 .send()
         });
         let results: Vec<_> = futures::stream::iter(updates)
-            .buffer_unordered(DELETE_LOOKUPS_IN_FLIGHT)
+            .buffer_unordered(REFRESH_UPDATES_IN_FLIGHT)
             .collect()
             .await;
         for result in results {

@@ -29,7 +29,7 @@ use futures::StreamExt;
 use crate::changes::{connection_from_image, is_connection_removal, removed_by_ttl};
 use crate::event::{CONNECTION_CLOSED, GATEWAY_SOURCE, LifecycleEvent};
 use crate::handlers::{GatewayDeps, emit_lifecycle, presence};
-use crate::ports::{PostError, StoreError};
+use crate::ports::{ConnectionRecord, PostError, StoreError};
 
 pub const FUNCTION: &str = "sweeper";
 
@@ -125,7 +125,7 @@ async fn sweep(record: &EventRecord, deps: &GatewayDeps) -> Outcome {
 }
 
 async fn sweep_connection(
-    removed: &crate::ports::ConnectionRecord,
+    removed: &ConnectionRecord,
     by_ttl: bool,
     deps: &GatewayDeps,
 ) -> Result<(), StoreError> {
