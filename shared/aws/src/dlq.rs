@@ -6,7 +6,11 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use fanout_core::event::EventEnvelope;
 use fanout_core::limits::SQS_MAX_BATCH_ENTRIES;
+use fanout_core::plan::{
+    DEAD_LETTER_DETAIL, DEAD_LETTER_EVENT_ID, DEAD_LETTER_REASON, DeliveryJob,
+};
 use fanout_core::ports::{OutgoingMessage, Queue, QueueError, ReceivedMessage};
 
 /// How long peeked messages are held while a peek collects them.
@@ -107,4 +111,155 @@ pub async fn redrive(
         }
     }
     Ok(moved)
+}
+
+/// Milliseconds since the epoch, by the system clock.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn age(sent_at_ms: i64, now_ms: i64) -> String {
+    let secs = ((now_ms - sent_at_ms) / 1000).max(0);
+    match secs {
+        s if s < 120 => format!("{s}s"),
+        s if s < 7_200 => format!("{}m", s / 60),
+        s if s < 172_800 => format!("{}h", s / 3_600),
+        s => format!("{}d", s / 86_400),
+    }
+}
+
+/// What one dead-lettered message is, for on-call (`fanout dlq show`,
+/// the local dashboard): its id, age, why it failed and what it held.
+pub fn describe(m: &ReceivedMessage, now_ms: i64) -> String {
+    let mut lines = vec![format!(
+        "message {}  age {}  received {} times",
+        m.message_id,
+        age(m.sent_at_ms, now_ms),
+        m.receive_count
+    )];
+    // Dead-lettered at once because retrying cannot fix it.
+    let refused = m.attributes.get(DEAD_LETTER_REASON).map(|reason| {
+        format!(
+            "  reason     {reason}: {} (dead-lettered at once: retrying cannot fix it; fix the publisher)",
+            m.attributes
+                .get(DEAD_LETTER_DETAIL)
+                .map(String::as_str)
+                .unwrap_or("")
+        )
+    });
+    if let Some(line) = &refused {
+        lines.push(line.clone());
+    }
+    if refused.is_some() && serde_json::from_str::<EventEnvelope>(&m.body).is_err() {
+        if let Some(event_id) = m.attributes.get(DEAD_LETTER_EVENT_ID) {
+            lines.push(format!("  event      {event_id}"));
+        }
+        let mut body: String = m.body.chars().take(200).collect();
+        if m.body.len() > 200 {
+            body.push('…');
+        }
+        lines.push(format!("  body       {body}"));
+    } else if let Ok(job) = serde_json::from_str::<DeliveryJob>(&m.body) {
+        lines.push(format!("  event      {}", job.event_id));
+        match &job.dead_letter {
+            Some(d) => {
+                // As the message itself spells it (`retries_exhausted`).
+                let reason = serde_json::to_value(d.reason)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                lines.push(format!("  reason     {reason} ({}): {}", d.code, d.detail));
+                lines.push(format!("  attempts   {}  dead-lettered at {}", d.attempts, d.at));
+            }
+            None => lines.push(format!(
+                "  reason     the job failed {} receives (crash or timeout; see the broadcaster's logs)",
+                m.receive_count
+            )),
+        }
+        let shown: Vec<&str> = job.connections.iter().take(5).map(|c| c.as_str()).collect();
+        lines.push(format!(
+            "  failed     {} connection(s): {}{}",
+            job.connections.len(),
+            shown.join(", "),
+            if job.connections.len() > 5 {
+                ", …"
+            } else {
+                ""
+            }
+        ));
+    } else if let Ok(event) = serde_json::from_str::<EventEnvelope>(&m.body) {
+        lines.push(format!(
+            "  event      {}  ({} from {})",
+            event.id, event.detail_type, event.source
+        ));
+        match (
+            m.attributes.get("ERROR_CODE"),
+            m.attributes.get("ERROR_MESSAGE"),
+        ) {
+            _ if refused.is_some() => {}
+            (Some(code), message) => lines.push(format!(
+                "  reason     the rule could not deliver it: {code}: {}",
+                message.map(String::as_str).unwrap_or("")
+            )),
+            _ => lines.push(format!(
+                "  reason     planning failed {} times (see the planner's logs for this event id)",
+                m.receive_count
+            )),
+        }
+    } else {
+        let mut body: String = m.body.chars().take(200).collect();
+        if m.body.len() > 200 {
+            body.push('…');
+        }
+        lines.push(format!("  body       {body}"));
+    }
+    lines.join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(body: &str, attributes: &[(&str, &str)]) -> ReceivedMessage {
+        ReceivedMessage {
+            message_id: "m1".into(),
+            receipt_handle: "r".into(),
+            body: body.into(),
+            receive_count: 1,
+            sent_at_ms: 0,
+            attributes: attributes
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn records_dead_lettered_at_once_show_their_reason_and_event() {
+        let text = describe(&message(
+            "not json",
+            &[
+                (DEAD_LETTER_REASON, "unreadable_job"),
+                (DEAD_LETTER_DETAIL, "expected value at line 1"),
+            ],
+        ), 0);
+        assert!(text.contains("unreadable_job: expected value"), "{text}");
+        assert!(text.contains("body       not json"), "{text}");
+
+        let envelope = r#"{"version":"0","id":"ev-1","detail-type":"fanout.broadcast","source":"acme.orders","time":"2026-11-23T00:00:00Z","region":"us-east-1","resources":[],"detail":{"tenant":"acme","target":{}}}"#;
+        let text = describe(&message(
+            envelope,
+            &[
+                (DEAD_LETTER_REASON, "bad_detail"),
+                (DEAD_LETTER_EVENT_ID, "ev-1"),
+            ],
+        ), 0);
+        assert!(text.contains("event      ev-1"), "{text}");
+        assert!(text.contains("bad_detail"), "{text}");
+        assert!(!text.contains("planning failed"), "{text}");
+        assert_eq!(text.matches("ev-1").count(), 1, "{text}");
+    }
 }
