@@ -227,6 +227,12 @@ pub struct StackConfig {
     /// on one endpoint).
     #[arg(long, default_value = "")]
     pub resource_prefix: String,
+
+    /// The client SDK's build output, which the demo page (/demo) loads
+    /// (default: clients/js/dist of the checkout this binary was built
+    /// from).
+    #[arg(long, env = "FANOUT_SDK_DIR", value_name = "DIR")]
+    pub sdk_dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -277,6 +283,13 @@ impl StackConfig {
                 "--heartbeat-expiry ({}) must be at least --idle-timeout ({}): a connection the gateway keeps open must not be swept",
                 humantime::format_duration(self.gateway.heartbeat_expiry),
                 humantime::format_duration(self.idle_timeout)
+            ));
+        }
+        if crate::web::PAGE_PATHS.contains(&self.stage.as_str()) {
+            return Err(format!(
+                "--stage '{}' is taken by the stack's pages ({})",
+                self.stage,
+                crate::web::PAGE_PATHS.join(", ")
             ));
         }
         if self.stage.is_empty()

@@ -20,11 +20,19 @@
 //! - [`stream_esm`]: the mapping of the table's change records that drives
 //!   the sweeper.
 //! - [`faults`]: fault injection and the AWS-quota emulation.
+//! - [`history`], [`presence`]: read endpoints for services and operators.
+//! - [`dashboard`]: the dashboard's data (and the delivery series it charts).
+//! - [`devtoken`]: development tokens and grants (only with the development
+//!   secret).
+//! - [`web`]: the demo chat page, the dashboard page, and the client SDK
+//!   they load.
 //! - [`inprocess`]: socketless connections for pipeline tests and benchmarks.
 
 pub mod awsjson;
 pub mod backend;
 pub mod config;
+pub mod dashboard;
+pub mod devtoken;
 pub mod esm;
 pub mod events;
 pub mod faults;
@@ -38,6 +46,7 @@ pub mod server;
 pub mod stack;
 pub mod state;
 pub mod stream_esm;
+pub mod web;
 
 pub use config::StackConfig;
 pub use stack::{RunningStack, start, start_with_clock};

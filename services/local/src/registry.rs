@@ -72,6 +72,11 @@ impl ConnectionRegistry {
         self.read().get(id).cloned()
     }
 
+    /// Up to `max` open connections' ids (in no particular order).
+    pub fn ids(&self, max: usize) -> Vec<ConnectionId> {
+        self.read().keys().take(max).cloned().collect()
+    }
+
     pub fn len(&self) -> usize {
         self.read().len()
     }

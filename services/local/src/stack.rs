@@ -29,13 +29,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backend::{self, Backend};
 use crate::config::{BackendKind, StackConfig};
+use crate::dashboard::{DeadLetterCache, DeliverySeries};
 use crate::esm::{EventSourceMapping, SqsHandler};
 use crate::faults::{Faults, FaultyPoster, QuotaPoster};
 use crate::registry::ConnectionRegistry;
 use crate::server::{self, ServerLimits};
 use crate::state::{AppState, QueueDirectory};
 use crate::stream_esm::StreamMapping;
-use crate::{awsjson, gateway, history, management, presence};
+use crate::{awsjson, dashboard, devtoken, gateway, history, management, presence, web};
 
 pub use crate::backend::{
     BROADCAST_RULE_PATTERN, BUS_DLQ, DELIVER_DLQ, DELIVER_QUEUE, PLAN_DLQ, PLAN_QUEUE, SWEEPER_DLQ,
@@ -166,14 +167,12 @@ pub async fn start_with_clock(
     let faults = Faults::new(config.faults(), config.fault_seed);
     let (poster, quota) = poster(&config, &registry, &faults);
     let totals = MetricTotals::new();
-    let metrics: Arc<dyn MetricsSink> = if config.emf {
-        Arc::new(Tee(vec![
-            totals.clone(),
-            Arc::new(EmfWriter::new(std::io::stdout())),
-        ]))
-    } else {
-        totals.clone()
-    };
+    let series = DeliverySeries::new(clock.clone());
+    let mut sinks: Vec<Arc<dyn MetricsSink>> = vec![totals.clone(), series.clone()];
+    if config.emf {
+        sinks.push(Arc::new(EmfWriter::new(std::io::stdout())));
+    }
+    let metrics: Arc<dyn MetricsSink> = Arc::new(Tee(sinks));
     let verifier = Arc::new(
         fanout_aws::jwks::token_verifier(
             Some(
@@ -218,6 +217,8 @@ pub async fn start_with_clock(
         queues: queue_directory(&config, &backend),
         domain_name: addr.to_string(),
         shutdown: shutdown.clone(),
+        series,
+        dead_letters: DeadLetterCache::default(),
         config: config.clone(),
     });
     serve(listener, state, shutdown.clone(), &mut tasks);
@@ -278,10 +279,9 @@ fn poster(
 /// The queues the SQS endpoint serves, with their redrive policies.
 fn queue_directory(config: &StackConfig, backend: &Backend) -> QueueDirectory {
     QueueDirectory::new(
+        vec![backend.plan_queue.clone(), backend.deliver_queue.clone()],
         vec![
-            backend.plan_queue.clone(),
             backend.plan_dlq.clone(),
-            backend.deliver_queue.clone(),
             backend.deliver_dlq.clone(),
             backend.bus_dlq.clone(),
             backend.sweeper_dlq.clone(),
@@ -497,7 +497,8 @@ where
 }
 
 /// One HTTP server for every surface: the WebSocket gateway, @connections,
-/// the AWS JSON endpoints and the history endpoint.
+/// the AWS JSON endpoints, the read endpoints, the development token
+/// endpoints, and the demo and dashboard pages.
 fn serve(
     listener: TcpListener,
     state: Arc<AppState>,
@@ -514,6 +515,9 @@ fn serve(
         .merge(management::routes())
         .merge(history::routes())
         .merge(presence::routes())
+        .merge(dashboard::routes())
+        .merge(devtoken::routes())
+        .merge(web::routes())
         .with_state(state);
     tasks.spawn(server::serve(listener, app, limits, shutdown));
 }

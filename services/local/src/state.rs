@@ -2,7 +2,7 @@
 //! JSON endpoints) shares. It lives apart from the wiring in `stack`, so
 //! each surface depends on this module alone and none on another.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use fanout_core::auth::TokenVerifier;
@@ -12,6 +12,7 @@ use fanout_core::ports::{ConnectionPoster, Queue};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::StackConfig;
+use crate::dashboard::{DeadLetterCache, DeliverySeries};
 use crate::registry::ConnectionRegistry;
 
 pub struct AppState {
@@ -29,6 +30,10 @@ pub struct AppState {
     /// `host:port` as API Gateway's `domainName`.
     pub domain_name: String,
     pub shutdown: CancellationToken,
+    /// Deliveries and latency over the last minutes, for the dashboard.
+    pub series: Arc<DeliverySeries>,
+    /// The dashboard's last look at the dead-letter queues.
+    pub dead_letters: DeadLetterCache,
 }
 
 /// The stack's queues by name, and which dead-letter queue each source
@@ -37,12 +42,23 @@ pub struct QueueDirectory {
     queues: Vec<Arc<dyn Queue>>,
     /// Source queue name → (dead-letter queue name, maxReceiveCount).
     redrive: HashMap<String, (String, u32)>,
+    /// Names of the dead-letter queues (redrive targets, and the bus's
+    /// and sweeper's, which a rule or a mapping writes to).
+    dead_letter: HashSet<String>,
 }
 
 impl QueueDirectory {
-    pub fn new(queues: Vec<Arc<dyn Queue>>, redrive: &[(&str, &str, u32)]) -> Self {
+    pub fn new(
+        queues: Vec<Arc<dyn Queue>>,
+        dead_letter_queues: Vec<Arc<dyn Queue>>,
+        redrive: &[(&str, &str, u32)],
+    ) -> Self {
         Self {
-            queues,
+            dead_letter: dead_letter_queues
+                .iter()
+                .map(|q| q.name().to_string())
+                .collect(),
+            queues: queues.into_iter().chain(dead_letter_queues).collect(),
             redrive: redrive
                 .iter()
                 .map(|(source, dlq, max)| (source.to_string(), (dlq.to_string(), *max)))
@@ -52,6 +68,14 @@ impl QueueDirectory {
 
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.queues.iter().map(|q| q.name())
+    }
+
+    pub fn all(&self) -> &[Arc<dyn Queue>] {
+        &self.queues
+    }
+
+    pub fn is_dead_letter_queue(&self, name: &str) -> bool {
+        self.dead_letter.contains(name)
     }
 
     pub fn by_name(&self, name: &str) -> Option<&Arc<dyn Queue>> {
