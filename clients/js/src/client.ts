@@ -98,7 +98,7 @@ const REJOIN_CONCURRENCY = 8;
 /** Tries of a rejoin that was rate limited or failed inside the service. */
 const REJOIN_TRIES = 4;
 /** Soonest a refresh is tried again when the new token does not move the expiry on. */
-const MIN_REFRESH_DELAY_MS = 5_000;
+const MIN_REFRESH_DELAY_MS = 1_000;
 /** Longest a timer may be set for (browsers and Node overflow past it). */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 /** Unroomed events remembered by id to drop their duplicates. */

@@ -318,6 +318,9 @@ export class Room extends Emitter<RoomEvents> {
 
   /** Reads the member list (after every join: notices were missed meanwhile). */
   async #loadMembers(): Promise<void> {
+    // Notices that arrive while the pages are read are newer than the
+    // pages: remember what was known before, so a page never undoes them.
+    const before = new Map(this.#versions);
     try {
       const seen = new Map<string, PresenceMember>();
       let cursor: string | undefined;
@@ -334,10 +337,10 @@ export class Room extends Emitter<RoomEvents> {
           this.#members.set(member.user, member);
         }
       }
-      // Users no page listed have left meanwhile (unless a newer notice
-      // says otherwise, which the version check above already kept).
-      for (const user of [...this.#members.keys()]) {
-        if (!seen.has(user) && (this.#versions.get(user) ?? 0) <= (this.#members.get(user)?.version ?? 0)) {
+      // A member no page lists has left, unless a notice about it came
+      // in while the pages were read (or the list was too long to read).
+      for (const user of cursor === undefined ? [...this.#members.keys()] : []) {
+        if (!seen.has(user) && this.#versions.get(user) === before.get(user)) {
           this.#members.delete(user);
         }
       }
