@@ -5,7 +5,10 @@
 # virtualenv with moto's AWS-compatible server (in $FANOUT_VENV, default
 # ./.venv) — then runs the formatting and lint gates and every test: unit,
 # pipeline, contract (embedded and AWS adapters, the latter against moto's
-# server on a free loopback port) and end-to-end.
+# server on a free loopback port) and end-to-end; and the client SDK's
+# tests (Node.js, npm packages from its lockfile) against the real local
+# stack, with the demo and dashboard pages in headless Chromium (installed
+# with apt-get when missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -66,6 +69,36 @@ export SAM_CLI_TELEMETRY=0
 
 step "build the tests"
 cargo test --workspace --locked --no-run
+
+step "client SDK (clients/js): npm ci, build, API reference, tests against the local stack, pages in Chromium"
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  echo "error: the client SDK's tests need Node.js 20 or newer with npm (https://nodejs.org)" >&2
+  exit 1
+fi
+NODE_MAJOR="$(node -p 'process.versions.node.split(".")[0]')"
+if [ "$NODE_MAJOR" -lt 20 ]; then
+  echo "error: Node.js $(node --version) is too old for the client SDK's tests; 20 or newer is needed" >&2
+  exit 1
+fi
+CHROMIUM="${FANOUT_CHROMIUM:-/usr/bin/chromium}"
+if [ ! -x "$CHROMIUM" ]; then
+  if command -v apt-get >/dev/null; then
+    echo "Chromium is missing; installing Debian's chromium with apt-get (for the page tests)"
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+  else
+    echo "error: the page tests need Chromium at $CHROMIUM (set FANOUT_CHROMIUM to another path)" >&2
+    exit 1
+  fi
+fi
+export FANOUT_CHROMIUM="$CHROMIUM"
+npm --prefix clients/js ci --no-audit --no-fund --loglevel=error
+npm --prefix clients/js run --silent build
+npm --prefix clients/js run --silent docs >/dev/null
+cargo build -p fanout-local --locked
+TARGET_DIR="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
+FANOUT_LOCAL_BIN="$TARGET_DIR/debug/fanout-local" npm --prefix clients/js test
+echo "page screenshots: clients/js/test-results/"
 
 step "start moto's server"
 MOTO_PORT="$("$VENV/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"

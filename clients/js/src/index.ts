@@ -18,7 +18,8 @@ export type {
 export { Room } from "./room.js";
 export type { RoomEvents, RoomOptions, RoomReset } from "./room.js";
 export { FanoutError } from "./errors.js";
-export type { ClientErrorCode, ErrorCode, ServerErrorCode } from "./errors.js";
+export type { ClientErrorCode, ErrorCode, ErrorFrame, ServerErrorCode } from "./errors.js";
+export type { Listener } from "./emitter.js";
 export { backoffDelay } from "./backoff.js";
 export type { BackoffOptions } from "./backoff.js";
 export { SeqOrderer } from "./ordering.js";

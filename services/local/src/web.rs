@@ -74,7 +74,9 @@ async fn demo(State(app): State<Arc<AppState>>) -> Response {
         );
         return (StatusCode::SERVICE_UNAVAILABLE, Html(page)).into_response();
     }
-    no_store(Html(DEMO_HTML).into_response())
+    // The page connects to this stack's stage.
+    let page = DEMO_HTML.replace("{{STAGE}}", &app.config.stage);
+    no_store(Html(page).into_response())
 }
 
 async fn dashboard() -> Response {
