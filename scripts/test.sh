@@ -128,5 +128,8 @@ export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1
 step "tests (cargo test --workspace)"
 cargo test --workspace --locked
 
+step "client SDK's stack tests again, on the AWS backend (moto)"
+FANOUT_SDK_TEST_BACKEND=aws FANOUT_LOCAL_BIN="$TARGET_DIR/debug/fanout-local" npm --prefix clients/js run --silent test:stack
+
 step "end-to-end suite again, on the AWS backend (DynamoDB, EventBridge, SQS on moto)"
-FANOUT_E2E_BACKEND=aws cargo test -p fanout-local --locked --test e2e --test auth --test streams --test signals --test presence --test sweeper
+FANOUT_E2E_BACKEND=aws cargo test -p fanout-local --locked --test e2e --test auth --test streams --test signals --test presence --test sweeper --test pages

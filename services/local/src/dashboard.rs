@@ -110,9 +110,8 @@ impl DeliverySeries {
                 let bucket = by_start.get(&start_ms);
                 SeriesPoint {
                     start_ms,
-                    deliveries_per_second: bucket.map_or(0.0, |b| {
-                        b.deliveries as f64 / BUCKET.as_secs_f64()
-                    }),
+                    deliveries_per_second: bucket
+                        .map_or(0.0, |b| b.deliveries as f64 / BUCKET.as_secs_f64()),
                     p99_ms: bucket
                         .and_then(|b| b.latency_ms.as_ref())
                         .filter(|h| !h.is_empty())
@@ -249,7 +248,11 @@ async fn dashboard(State(app): State<Arc<AppState>>) -> Response {
         "series": app.series.points(),
         "deadLetters": dead_letters(&app).await,
     });
-    ([(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 /// Room sizes, counted from the memberships of (up to
@@ -359,13 +362,20 @@ mod tests {
         assert_eq!(last.deliveries_per_second, 100.0 / BUCKET.as_secs_f64());
         // 98 of 100 posts took 10 ms: the 99th percentile is the slow job.
         assert!(last.p99_ms.unwrap() >= 495, "{last:?}");
-        assert!(points[..points.len() - 1].iter().all(|p| p.p99_ms.is_none()));
+        assert!(
+            points[..points.len() - 1]
+                .iter()
+                .all(|p| p.p99_ms.is_none())
+        );
 
         clock.advance_ms(WINDOW.as_millis() as i64);
         series.record("broadcaster", "e3", &job(1, 5));
         let points = series.points();
         assert_eq!(
-            points.iter().filter(|p| p.deliveries_per_second > 0.0).count(),
+            points
+                .iter()
+                .filter(|p| p.deliveries_per_second > 0.0)
+                .count(),
             1,
             "the first bucket has left the window"
         );

@@ -26,7 +26,11 @@ pub const PAGE_PATHS: [&str; 4] = ["demo", "dashboard", "web", "sdk"];
 const ASSETS: &[(&str, &str, &str)] = &[
     ("demo.js", JAVASCRIPT, include_str!("../web/demo.js")),
     ("demo.css", CSS, include_str!("../web/demo.css")),
-    ("dashboard.js", JAVASCRIPT, include_str!("../web/dashboard.js")),
+    (
+        "dashboard.js",
+        JAVASCRIPT,
+        include_str!("../web/dashboard.js"),
+    ),
     ("common.css", CSS, include_str!("../web/common.css")),
     (
         "uPlot.iife.min.js",

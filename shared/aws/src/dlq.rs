@@ -239,24 +239,30 @@ mod tests {
 
     #[test]
     fn records_dead_lettered_at_once_show_their_reason_and_event() {
-        let text = describe(&message(
-            "not json",
-            &[
-                (DEAD_LETTER_REASON, "unreadable_job"),
-                (DEAD_LETTER_DETAIL, "expected value at line 1"),
-            ],
-        ), 0);
+        let text = describe(
+            &message(
+                "not json",
+                &[
+                    (DEAD_LETTER_REASON, "unreadable_job"),
+                    (DEAD_LETTER_DETAIL, "expected value at line 1"),
+                ],
+            ),
+            0,
+        );
         assert!(text.contains("unreadable_job: expected value"), "{text}");
         assert!(text.contains("body       not json"), "{text}");
 
         let envelope = r#"{"version":"0","id":"ev-1","detail-type":"fanout.broadcast","source":"acme.orders","time":"2026-11-23T00:00:00Z","region":"us-east-1","resources":[],"detail":{"tenant":"acme","target":{}}}"#;
-        let text = describe(&message(
-            envelope,
-            &[
-                (DEAD_LETTER_REASON, "bad_detail"),
-                (DEAD_LETTER_EVENT_ID, "ev-1"),
-            ],
-        ), 0);
+        let text = describe(
+            &message(
+                envelope,
+                &[
+                    (DEAD_LETTER_REASON, "bad_detail"),
+                    (DEAD_LETTER_EVENT_ID, "ev-1"),
+                ],
+            ),
+            0,
+        );
         assert!(text.contains("event      ev-1"), "{text}");
         assert!(text.contains("bad_detail"), "{text}");
         assert!(!text.contains("planning failed"), "{text}");

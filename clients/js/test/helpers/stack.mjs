@@ -3,6 +3,7 @@
 // tokens and grants, @connections, and EventBridge's PutEvents.
 
 import { spawn } from "node:child_process";
+import { randomUUID } from "node:crypto";
 import { existsSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -24,12 +25,25 @@ export function stackBinary() {
   return bin;
 }
 
+/**
+ * The backend flags: with FANOUT_SDK_TEST_BACKEND=aws, DynamoDB,
+ * EventBridge and SQS on FANOUT_TEST_AWS_ENDPOINT (moto's server), each
+ * stack with resources of its own.
+ */
+function backendArgs() {
+  if (process.env.FANOUT_SDK_TEST_BACKEND !== "aws") return [];
+  const endpoint = process.env.FANOUT_TEST_AWS_ENDPOINT;
+  if (!endpoint) throw new Error("FANOUT_SDK_TEST_BACKEND=aws needs FANOUT_TEST_AWS_ENDPOINT");
+  const prefix = `sdk${randomUUID().replaceAll("-", "").slice(0, 10)}-`;
+  return ["--backend", "aws", "--endpoint-url", endpoint, "--resource-prefix", prefix];
+}
+
 /** Starts `fanout-local --port 0 ...args` and waits until it serves. */
 export async function startStack(args = []) {
   const env = { ...process.env, RUST_LOG: process.env.RUST_LOG ?? "warn" };
   // The development token endpoints exist only with the development secret.
   delete env.FANOUT_JWT_SECRET;
-  const child = spawn(stackBinary(), ["--port", "0", ...args], { env, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(stackBinary(), ["--port", "0", ...backendArgs(), ...args], { env, stdio: ["ignore", "pipe", "pipe"] });
   const logs = [];
   const keep = (chunk) => {
     for (const line of chunk.toString().split("\n")) {
