@@ -56,27 +56,32 @@ struct GrantRequest {
     ttl_seconds: Option<u64>,
 }
 
+/// Why a request got no token: the status and a message saying why.
+type Refusal = (StatusCode, String);
+
 /// The development signer, or the 404 that says why there is none.
-fn dev_signer(app: &AppState) -> Result<TokenSigner, Response> {
+fn dev_signer(app: &AppState) -> Result<TokenSigner, Refusal> {
     if app.config.jwt_secret.is_some() {
         return Err((
             StatusCode::NOT_FOUND,
-            "development tokens are off: this stack runs with its own secret (FANOUT_JWT_SECRET / --jwt-secret); mint tokens with your own signer",
-        )
-            .into_response());
+            "development tokens are off: this stack runs with its own secret (FANOUT_JWT_SECRET / --jwt-secret); mint tokens with your own signer".into(),
+        ));
     }
     Ok(TokenSigner::new(DEV_JWT_SECRET.as_bytes()))
 }
 
 /// A lifetime within (0, --max-token-lifetime].
-fn lifetime(app: &AppState, ttl_seconds: Option<u64>) -> Result<Duration, Response> {
+fn lifetime(app: &AppState, ttl_seconds: Option<u64>) -> Result<Duration, Refusal> {
     let max = app.config.auth.max_token_lifetime;
     let ttl = ttl_seconds.map_or(DEFAULT_TTL.min(max), Duration::from_secs);
     if ttl.is_zero() || ttl > max {
-        return Err(bad_request(format!(
-            "ttlSeconds must be between 1 and {} (--max-token-lifetime)",
-            max.as_secs()
-        )));
+        return Err((
+            StatusCode::BAD_REQUEST,
+            format!(
+                "ttlSeconds must be between 1 and {} (--max-token-lifetime)",
+                max.as_secs()
+            ),
+        ));
     }
     Ok(ttl)
 }
@@ -95,7 +100,7 @@ async fn token(
 ) -> Response {
     let signer = match dev_signer(&app) {
         Ok(s) => s,
-        Err(refused) => return refused,
+        Err(refused) => return refused.into_response(),
     };
     let Json(request) = match body {
         Ok(b) => b,
@@ -112,7 +117,7 @@ async fn token(
     };
     let ttl = match lifetime(&app, request.ttl_seconds) {
         Ok(ttl) => ttl,
-        Err(refused) => return refused,
+        Err(refused) => return refused.into_response(),
     };
     let auth = &app.config.auth;
     let now = app.clock.now_ms() / 1000;
@@ -146,7 +151,7 @@ async fn grant(
 ) -> Response {
     let signer = match dev_signer(&app) {
         Ok(s) => s,
-        Err(refused) => return refused,
+        Err(refused) => return refused.into_response(),
     };
     let Json(request) = match body {
         Ok(b) => b,
@@ -169,7 +174,7 @@ async fn grant(
     };
     let ttl = match lifetime(&app, request.ttl_seconds) {
         Ok(ttl) => ttl,
-        Err(refused) => return refused,
+        Err(refused) => return refused.into_response(),
     };
     let now = app.clock.now_ms() / 1000;
     match signer.mint_grant(&tenant, &user, &room, &request.rights, now, ttl) {
