@@ -23,6 +23,7 @@ async fn main() -> anyhow::Result<()> {
         format!("could not listen on {addr}; is another fanout-local running? (--port 0 picks a free port)")
     })?;
     let dev_secret = config.jwt_secret.is_none();
+    let sdk_built = fanout_local::web::sdk_built(&config);
     let notes = config_notes(&config);
     let mut stack = fanout_local::start(config, listener).await?;
 
@@ -38,7 +39,16 @@ async fn main() -> anyhow::Result<()> {
         "  PutEvents      {}  (bus 'fanout' or 'default')",
         stack.http_url()
     );
+    println!("  Dashboard      {}/dashboard", stack.http_url());
+    if dev_secret {
+        println!("  Demo chat      {}/demo", stack.http_url());
+    }
     println!();
+    if dev_secret && !sdk_built {
+        println!(
+            "The demo chat needs the client SDK built once: npm --prefix clients/js ci && npm --prefix clients/js run build"
+        );
+    }
     for note in &notes {
         println!("{note}");
     }

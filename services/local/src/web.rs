@@ -13,6 +13,7 @@ use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 
+use crate::config::StackConfig;
 use crate::state::AppState;
 
 /// Where the SDK's build output is when the stack runs from a checkout.
@@ -56,16 +57,22 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/sdk/{file}", axum::routing::get(sdk_file))
 }
 
-fn sdk_dir(app: &AppState) -> PathBuf {
-    app.config
+/// The SDK build output the demo loads.
+pub fn sdk_dir(config: &StackConfig) -> PathBuf {
+    config
         .sdk_dir
         .clone()
         .unwrap_or_else(|| PathBuf::from(DEFAULT_SDK_DIR))
 }
 
+/// Whether the SDK is built where the demo loads it from.
+pub fn sdk_built(config: &StackConfig) -> bool {
+    sdk_dir(config).join(SDK_ENTRY).is_file()
+}
+
 async fn demo(State(app): State<Arc<AppState>>) -> Response {
-    let dir = sdk_dir(&app);
-    if !dir.join(SDK_ENTRY).is_file() {
+    let dir = sdk_dir(&app.config);
+    if !sdk_built(&app.config) {
         // The page cannot work without the SDK: say how to build it.
         let page = format!(
             "<!doctype html><meta charset=utf-8><title>fanout demo</title>\
@@ -115,7 +122,7 @@ async fn sdk_file(State(app): State<Arc<AppState>>, Path(file): Path<String>) ->
     if !plain || content_type.is_empty() {
         return (StatusCode::NOT_FOUND, "not an SDK file").into_response();
     }
-    let path = sdk_dir(&app).join(&file);
+    let path = sdk_dir(&app.config).join(&file);
     match tokio::fs::read(&path).await {
         Ok(body) => no_store(([(header::CONTENT_TYPE, content_type)], body).into_response()),
         Err(e) => (
