@@ -64,6 +64,7 @@ export class SeqOrderer {
   start(seq: number): void {
     if (this.#last === undefined) {
       this.#last = seq;
+      for (const s of this.#buffer.keys()) if (s <= seq) this.#buffer.delete(s);
       this.#drain();
     }
   }

@@ -2,6 +2,7 @@
 
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
+import WebSocket from "ws";
 import { FanoutError } from "../dist/index.js";
 import { eventually, outageSwitch, startStack } from "./helpers/stack.mjs";
 
@@ -136,6 +137,43 @@ describe("resume across a forced reconnect", () => {
       client.close();
       await small.stop();
     }
+  });
+});
+
+describe("connection upkeep", () => {
+  test("heartbeats go out when the app is quiet, and the connection is renewed before its maximum age", async () => {
+    const sent = [];
+    class RecordingWebSocket extends WebSocket {
+      send(data) {
+        sent.push(JSON.parse(data).action);
+        super.send(data);
+      }
+    }
+    const client = connect({
+      tenant: "t-upkeep",
+      user: "quiet",
+      WebSocketImpl: RecordingWebSocket,
+      heartbeatIntervalMs: 200,
+      maxConnectionAgeMs: 1_500,
+    });
+    const reasons = [];
+    client.on("reconnecting", (s) => reasons.push(s.reason));
+    await client.connect();
+    const room = client.room("lobby");
+    await room.ready;
+    const first = client.connectionId;
+
+    await eventually(() => reasons.length === 1 && client.state === "connected", {
+      what: "the reconnect at the maximum age",
+    });
+    assert.match(reasons[0], /maximum age/);
+    assert.notEqual(client.connectionId, first);
+    assert.ok(sent.filter((a) => a === "ping").length >= 3, `pings: ${sent.join(",")}`);
+    assert.equal(sent.filter((a) => a === "join").length, 2, "the room was rejoined");
+    const received = [];
+    room.on("message", (m) => received.push(m));
+    await room.publish({ text: "after renewal" });
+    await eventually(() => received.length === 1, { what: "a message on the renewed connection" });
   });
 });
 

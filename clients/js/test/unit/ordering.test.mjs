@@ -41,6 +41,7 @@ test("events before the join answers wait for it, and those at or below its seq 
   assert.deepEqual(delivered, []);
   o.start(5);
   assert.deepEqual(delivered, [6]);
+  assert.equal(o.buffered, 0, "nothing left waiting (no history fill for old events)");
   o.close();
 });
 
