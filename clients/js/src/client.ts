@@ -10,6 +10,7 @@ import { Emitter } from "./emitter.js";
 import { FanoutError, type ErrorFrame } from "./errors.js";
 import type { Frame, Message, WhoAmI } from "./protocol.js";
 import { Room, type RoomOptions, type RoomTransport } from "./room.js";
+import { SeenIds } from "./seen.js";
 
 /** The parts of a WebSocket the SDK uses (the browser's, or the `ws` package's). */
 export interface WebSocketLike {
@@ -101,8 +102,6 @@ const REJOIN_TRIES = 4;
 const MIN_REFRESH_DELAY_MS = 1_000;
 /** Longest a timer may be set for (browsers and Node overflow past it). */
 const MAX_TIMER_MS = 2 ** 31 - 1;
-/** Unroomed events remembered by id to drop their duplicates. */
-const SEEN_IDS_MAX = 1_000;
 /** The WebSocket `OPEN` ready state. */
 const OPEN = 1;
 /** Close code the SDK uses when it drops a connection itself to reconnect. */
@@ -147,7 +146,7 @@ export class FanoutClient extends Emitter<ClientEvents> {
   #rooms = new Map<string, Room>();
   /** Rooms joined (or joining) on the current socket. */
   #joinedHere = new Set<Room>();
-  #seenIds = new Set<string>();
+  #seen = new SeenIds();
   #timers = {
     reconnect: undefined as ReturnType<typeof setTimeout> | undefined,
     heartbeat: undefined as ReturnType<typeof setTimeout> | undefined,
@@ -382,21 +381,9 @@ export class FanoutClient extends Emitter<ClientEvents> {
     const room = typeof frame.room === "string" ? this.#rooms.get(frame.room) : undefined;
     if (room) {
       room.receive(frame);
-    } else if (frame.type === "message" && frame.room === undefined && this.#firstSight(frame)) {
+    } else if (frame.type === "message" && frame.room === undefined && this.#seen.firstSight(frame.id)) {
       this.emit("message", frame as unknown as Message);
     }
-  }
-
-  #firstSight(frame: Frame): boolean {
-    const id = frame.id;
-    if (typeof id !== "string") return true;
-    if (this.#seenIds.has(id)) return false;
-    this.#seenIds.add(id);
-    if (this.#seenIds.size > SEEN_IDS_MAX) {
-      const oldest = this.#seenIds.values().next().value;
-      if (oldest !== undefined) this.#seenIds.delete(oldest);
-    }
-    return true;
   }
 
   /** Sends a request on the current socket; rejects if there is none. */

@@ -3,6 +3,7 @@
 import { Emitter } from "./emitter.js";
 import { FanoutError } from "./errors.js";
 import { SeqOrderer } from "./ordering.js";
+import { SeenIds } from "./seen.js";
 import type {
   Frame,
   HistoryPage,
@@ -80,8 +81,6 @@ export interface RoomEvents {
   error: FanoutError;
 }
 
-/** Unstored events remembered by id to drop their duplicates. */
-const SEEN_IDS_MAX = 1_000;
 /** Presence pages read to seed the member list. */
 const PRESENCE_PAGES_MAX = 10;
 
@@ -92,7 +91,7 @@ export class Room extends Emitter<RoomEvents> {
   #transport: RoomTransport;
   #options: RoomOptions;
   #orderer: SeqOrderer;
-  #seenIds = new Set<string>();
+  #seen = new SeenIds();
   #members = new Map<string, PresenceMember>();
   /** Highest presence version seen per user (left users included). */
   #versions = new Map<string, number>();
@@ -253,7 +252,7 @@ export class Room extends Emitter<RoomEvents> {
         this.#stream(frame as unknown as SequencedEvent);
         return;
       case "signal":
-        if (this.#firstSight(frame)) this.emit("signal", frame as unknown as Signal);
+        if (this.#seen.firstSight(frame.id)) this.emit("signal", frame as unknown as Signal);
         return;
       default:
         if (frame.type.startsWith("presence.")) this.#presence(frame as unknown as PresenceNotice);
@@ -263,7 +262,7 @@ export class Room extends Emitter<RoomEvents> {
   #stream(event: SequencedEvent): void {
     if (typeof event.seq === "number") {
       this.#orderer.push(event);
-    } else if (this.#firstSight(event as unknown as Frame)) {
+    } else if (this.#seen.firstSight(event.id)) {
       // Not stored (ephemeral room or `stream: false`): no order to keep.
       this.#deliver(event);
     }
@@ -276,17 +275,6 @@ export class Room extends Emitter<RoomEvents> {
   }
 
   /** True the first time an unstored event's id is seen. */
-  #firstSight(frame: Frame): boolean {
-    const id = frame.id;
-    if (typeof id !== "string") return true;
-    if (this.#seenIds.has(id)) return false;
-    this.#seenIds.add(id);
-    if (this.#seenIds.size > SEEN_IDS_MAX) {
-      const oldest = this.#seenIds.values().next().value;
-      if (oldest !== undefined) this.#seenIds.delete(oldest);
-    }
-    return true;
-  }
 
   #presence(notice: PresenceNotice): void {
     if (notice.type === "presence.count" || notice.user === undefined) {

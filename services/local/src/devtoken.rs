@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
+use axum::extract::rejection::JsonRejection;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
@@ -22,7 +23,6 @@ use fanout_core::token::{DEV_JWT_SECRET, TokenSigner};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use crate::history::bad_request;
 use crate::state::AppState;
 
 pub const TOKEN_PATH: &str = "/_fanout/dev/token";
@@ -75,13 +75,10 @@ fn lifetime(app: &AppState, ttl_seconds: Option<u64>) -> Result<Duration, Refusa
     let max = app.config.auth.max_token_lifetime;
     let ttl = ttl_seconds.map_or(DEFAULT_TTL.min(max), Duration::from_secs);
     if ttl.is_zero() || ttl > max {
-        return Err((
-            StatusCode::BAD_REQUEST,
-            format!(
-                "ttlSeconds must be between 1 and {} (--max-token-lifetime)",
-                max.as_secs()
-            ),
-        ));
+        return Err(bad(format!(
+            "ttlSeconds must be between 1 and {} (--max-token-lifetime)",
+            max.as_secs()
+        )));
     }
     Ok(ttl)
 }
@@ -94,31 +91,53 @@ fn issued(token: String, expires_at: i64) -> Response {
         .into_response()
 }
 
+/// The signer and the parsed body, or why the request is refused: the
+/// development secret check comes first, so a stack with its own secret
+/// says so whatever the body.
+fn accept<T>(
+    app: &AppState,
+    body: Result<Json<T>, JsonRejection>,
+    expected: &str,
+) -> Result<(TokenSigner, T), Refusal> {
+    let signer = dev_signer(app)?;
+    let Json(request) = body.map_err(|e| bad(format!("{e}; expected {expected}")))?;
+    Ok((signer, request))
+}
+
+fn bad(message: String) -> Refusal {
+    (StatusCode::BAD_REQUEST, message)
+}
+
+fn answer(result: Result<Response, Refusal>) -> Response {
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
 async fn token(
     State(app): State<Arc<AppState>>,
-    body: Result<Json<TokenRequest>, axum::extract::rejection::JsonRejection>,
+    body: Result<Json<TokenRequest>, JsonRejection>,
 ) -> Response {
-    let signer = match dev_signer(&app) {
-        Ok(s) => s,
-        Err(refused) => return refused.into_response(),
-    };
-    let Json(request) = match body {
-        Ok(b) => b,
-        Err(e) => {
-            return bad_request(format!(
-                "{e}; expected {{\"tenant\":…,\"user\":…[,\"capabilities\":{{…}}][,\"ttlSeconds\":N]}}"
-            ));
-        }
-    };
-    let (tenant, user) = match (TenantId::new(request.tenant), UserId::new(request.user)) {
-        (Ok(t), Ok(u)) => (t, u),
-        (Err(e), _) => return bad_request(format!("tenant: {e}")),
-        (_, Err(e)) => return bad_request(format!("user: {e}")),
-    };
-    let ttl = match lifetime(&app, request.ttl_seconds) {
-        Ok(ttl) => ttl,
-        Err(refused) => return refused.into_response(),
-    };
+    answer(issue_token(&app, body))
+}
+
+async fn grant(
+    State(app): State<Arc<AppState>>,
+    body: Result<Json<GrantRequest>, JsonRejection>,
+) -> Response {
+    answer(issue_grant(&app, body))
+}
+
+fn issue_token(
+    app: &AppState,
+    body: Result<Json<TokenRequest>, JsonRejection>,
+) -> Result<Response, Refusal> {
+    let (signer, request) = accept(
+        app,
+        body,
+        r#"{"tenant":…,"user":…[,"capabilities":{…}][,"ttlSeconds":N]}"#,
+    )?;
+    let tenant = TenantId::new(request.tenant).map_err(|e| bad(format!("tenant: {e}")))?;
+    let user = UserId::new(request.user).map_err(|e| bad(format!("user: {e}")))?;
+    let ttl = lifetime(app, request.ttl_seconds)?;
     let auth = &app.config.auth;
     let now = app.clock.now_ms() / 1000;
     let exp = now + ttl.as_secs() as i64;
@@ -139,46 +158,28 @@ async fn token(
     for (claim, value) in [("iat", now), ("nbf", now), ("exp", exp)] {
         claims.insert(claim.into(), value.into());
     }
-    match signer.sign(&Value::Object(claims)) {
-        Ok(token) => issued(token, exp),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
-    }
+    let token = signer
+        .sign(&Value::Object(claims))
+        .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(issued(token, exp))
 }
 
-async fn grant(
-    State(app): State<Arc<AppState>>,
-    body: Result<Json<GrantRequest>, axum::extract::rejection::JsonRejection>,
-) -> Response {
-    let signer = match dev_signer(&app) {
-        Ok(s) => s,
-        Err(refused) => return refused.into_response(),
-    };
-    let Json(request) = match body {
-        Ok(b) => b,
-        Err(e) => {
-            return bad_request(format!(
-                "{e}; expected {{\"tenant\":…,\"user\":…,\"room\":…,\"rights\":[…][,\"ttlSeconds\":N]}}"
-            ));
-        }
-    };
-    let ids = (
-        TenantId::new(request.tenant),
-        UserId::new(request.user),
-        RoomId::new(request.room),
-    );
-    let (tenant, user, room) = match ids {
-        (Ok(t), Ok(u), Ok(r)) => (t, u, r),
-        (Err(e), _, _) => return bad_request(format!("tenant: {e}")),
-        (_, Err(e), _) => return bad_request(format!("user: {e}")),
-        (_, _, Err(e)) => return bad_request(format!("room: {e}")),
-    };
-    let ttl = match lifetime(&app, request.ttl_seconds) {
-        Ok(ttl) => ttl,
-        Err(refused) => return refused.into_response(),
-    };
+fn issue_grant(
+    app: &AppState,
+    body: Result<Json<GrantRequest>, JsonRejection>,
+) -> Result<Response, Refusal> {
+    let (signer, request) = accept(
+        app,
+        body,
+        r#"{"tenant":…,"user":…,"room":…,"rights":[…][,"ttlSeconds":N]}"#,
+    )?;
+    let tenant = TenantId::new(request.tenant).map_err(|e| bad(format!("tenant: {e}")))?;
+    let user = UserId::new(request.user).map_err(|e| bad(format!("user: {e}")))?;
+    let room = RoomId::new(request.room).map_err(|e| bad(format!("room: {e}")))?;
+    let ttl = lifetime(app, request.ttl_seconds)?;
     let now = app.clock.now_ms() / 1000;
-    match signer.mint_grant(&tenant, &user, &room, &request.rights, now, ttl) {
-        Ok(grant) => issued(grant, now + ttl.as_secs() as i64),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
-    }
+    let grant = signer
+        .mint_grant(&tenant, &user, &room, &request.rights, now, ttl)
+        .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(issued(grant, now + ttl.as_secs() as i64))
 }
