@@ -50,7 +50,7 @@ function showState(change) {
   badge.dataset.state = change.state;
   badge.dataset.connectionId = client.connectionId ?? "";
   badge.textContent = change.state;
-  badge.title = change.reason ?? "";
+  badge.title = change.reason ?? (client.connectionId ? `connection ${client.connectionId}` : "");
 }
 
 function showError(text) {
