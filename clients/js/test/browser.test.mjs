@@ -6,7 +6,7 @@ import { after, before, describe, test } from "node:test";
 import WebSocket from "ws";
 import { FanoutClient } from "../dist/index.js";
 import { launch, screenshot } from "./helpers/browser.mjs";
-import { eventually, startStack } from "./helpers/stack.mjs";
+import { eventually, reportLeaksAtExit, startStack } from "./helpers/stack.mjs";
 
 let stack;
 let browser;
@@ -17,6 +17,7 @@ before(async () => {
 after(async () => {
   await browser?.close();
   await stack?.stop();
+  reportLeaksAtExit();
 });
 
 /** A page signed in to the demo as `user`, connected. */

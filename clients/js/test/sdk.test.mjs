@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import WebSocket from "ws";
 import { FanoutError } from "../dist/index.js";
-import { eventually, outageSwitch, startStack } from "./helpers/stack.mjs";
+import { eventually, outageSwitch, reportLeaksAtExit, startStack } from "./helpers/stack.mjs";
 
 let stack;
 const clients = [];
@@ -14,6 +14,7 @@ before(async () => {
 after(async () => {
   for (const client of clients) client.close();
   await stack?.stop();
+  reportLeaksAtExit();
 });
 
 /** A client of the shared stack, closed after the file. */

@@ -52,6 +52,7 @@ export async function startStack(args = []) {
     }
   };
   child.stderr.on("data", keep);
+  const started = Date.now();
   const wsUrl = await new Promise((resolve, reject) => {
     let out = "";
     const timer = setTimeout(() => reject(new Error(`the stack did not start in 30 s:\n${logs.join("\n")}`)), 30_000);
@@ -68,7 +69,12 @@ export async function startStack(args = []) {
       clearTimeout(timer);
       reject(new Error(`fanout-local exited (${code}) before serving:\n${logs.join("\n")}`));
     });
+  }).catch((error) => {
+    // A stack that did not come up must not outlive the test.
+    child.kill("SIGKILL");
+    throw error;
   });
+  reportSlow("starting the stack", started);
   const httpUrl = new URL(wsUrl.replace(/^ws:/, "http:")).origin;
   return new Stack(child, wsUrl, httpUrl, logs);
 }
@@ -81,13 +87,16 @@ class Stack {
     this.logs = logs;
   }
 
+  /** Ctrl-C, as a user stops it; killed if it has not stopped within 5 s. */
   async stop() {
-    if (this.child.exitCode !== null) return;
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
+    const stopping = Date.now();
     const exited = new Promise((resolve) => this.child.once("exit", resolve));
     this.child.kill("SIGINT");
-    const timer = setTimeout(() => this.child.kill("SIGKILL"), 10_000);
+    const timer = setTimeout(() => this.child.kill("SIGKILL"), 5_000);
     await exited;
     clearTimeout(timer);
+    reportSlow("stopping the stack", stopping);
   }
 
   async #post(pathname, body) {
@@ -162,6 +171,27 @@ class Stack {
     });
     return client;
   }
+}
+
+/** Says on stderr when a stack took long to start or stop (moto under load). */
+function reportSlow(what, since) {
+  const ms = Date.now() - since;
+  if (ms > 2_000) console.error(`# ${what} took ${ms} ms`);
+}
+
+/**
+ * After a test file's own `after` hooks: if the process is still alive
+ * 10 s later, names what keeps it alive (an unclosed socket, a timer),
+ * so a test that leaks one says which.
+ */
+export function reportLeaksAtExit() {
+  setTimeout(() => {
+    const handles = process
+      ._getActiveHandles()
+      .filter((h) => !(h === process.stdout || h === process.stderr || h === process.stdin))
+      .map((h) => `${h.constructor?.name ?? "?"}${h.remotePort ? ` to port ${h.remotePort}` : ""}`);
+    console.error(`# still running 10 s after the tests: ${handles.join(", ") || "nothing visible"}`);
+  }, 10_000).unref();
 }
 
 /** Resolves when `predicate()` holds, polling; rejects after `timeoutMs`. */
