@@ -13,6 +13,7 @@ use fanout_core::handlers::planner::PlannerDeps;
 use fanout_core::metrics::EmfWriter;
 use fanout_core::ports::QueueError;
 use fanout_core::rate::RateGate;
+use fanout_core::settings::BroadcasterSettings;
 use fanout_core::token::check_secret;
 
 use crate::config::{
@@ -125,6 +126,7 @@ pub async fn message_deps(sdk: &SdkConfig, config: &MessageConfig) -> Result<Gat
     deps.poster = Some(Arc::new(ApiGatewayPoster::for_endpoint(
         sdk,
         &config.management_endpoint,
+        BroadcasterSettings::default().post_timeout,
     )));
     Ok(deps)
 }
@@ -136,6 +138,7 @@ pub fn sweeper_deps(sdk: &SdkConfig, config: &SweeperConfig) -> GatewayDeps {
     deps.poster = Some(Arc::new(ApiGatewayPoster::for_endpoint(
         sdk,
         &config.management_endpoint,
+        BroadcasterSettings::default().post_timeout,
     )));
     deps
 }
@@ -154,6 +157,7 @@ pub async fn broadcaster_deps(
         poster: Arc::new(ApiGatewayPoster::for_endpoint(
             sdk,
             &config.management_endpoint,
+            config.broadcaster.post_timeout,
         )),
         deliver_queue: Arc::new(SqsQueue::open(sqs.clone(), &config.deliver_queue).await?),
         dead_letter_queue: Arc::new(SqsQueue::open(sqs, &config.deliver_dlq).await?),

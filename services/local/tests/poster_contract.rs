@@ -17,7 +17,12 @@ use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
 
 async fn start() -> RunningStack {
-    let config = <StackConfig as clap::Parser>::parse_from(["fanout-local", "--port", "0"]);
+    start_with(&[]).await
+}
+
+async fn start_with(extra: &[&str]) -> RunningStack {
+    let args = ["fanout-local", "--port", "0"].iter().chain(extra);
+    let config = <StackConfig as clap::Parser>::parse_from(args);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     fanout_local::start(config, listener).await.unwrap()
 }
@@ -34,6 +39,7 @@ async fn aws_poster(stack: &RunningStack) -> Arc<dyn ConnectionPoster> {
     Arc::new(ApiGatewayPoster::for_endpoint(
         &config,
         &stack.management_url(),
+        Duration::from_secs(3),
     ))
 }
 
@@ -148,11 +154,50 @@ async fn aws_adapter_maps_a_wrong_stage_to_forbidden() {
         ))
         .load()
         .await;
-    let wrong = ApiGatewayPoster::for_endpoint(&config, &format!("{}/prod", stack.http_url()));
+    let wrong = ApiGatewayPoster::for_endpoint(
+        &config,
+        &format!("{}/prod", stack.http_url()),
+        Duration::from_secs(3),
+    );
     let id = ConnectionId::new("AAAAAAAAAAAAAA==").unwrap();
     assert!(matches!(
         wrong.post(&id, &Bytes::from_static(b"{}")).await,
         Err(PostError::Forbidden(_))
     ));
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn aws_adapter_makes_one_call_per_post_whatever_the_sdk_config_retries() {
+    // One call per second: the second post is throttled (429).
+    let stack = start_with(&["--quota-rps", "1", "--quota-burst", "1"]).await;
+    // The SDK's default (standard) retry mode, as a Lambda's shared
+    // configuration has it: the poster must switch it off itself, or a
+    // throttled post would be retried underneath the broadcaster's own
+    // retries and past its rate gate.
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_apigatewaymanagement::config::Credentials::new(
+            "test", "test", None, None, "contract",
+        ))
+        .load()
+        .await;
+    let poster =
+        ApiGatewayPoster::for_endpoint(&config, &stack.management_url(), Duration::from_secs(3));
+    let id = ConnectionId::new("AAAAAAAAAAAAAA==").unwrap();
+    assert_eq!(
+        poster.post(&id, &Bytes::from_static(b"{}")).await,
+        Err(PostError::Gone)
+    );
+    assert!(matches!(
+        poster.post(&id, &Bytes::from_static(b"{}")).await,
+        Err(PostError::Throttled(_))
+    ));
+    let calls = stack.resources.quota.as_ref().unwrap().stats();
+    assert_eq!(
+        (calls.accepted, calls.throttled),
+        (1, 1),
+        "exactly one HTTP call per post"
+    );
     stack.stop().await;
 }

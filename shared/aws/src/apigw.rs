@@ -32,10 +32,24 @@ impl ApiGatewayPoster {
         Self { client }
     }
 
-    /// A client for `endpoint` on a loaded SDK configuration.
-    pub fn for_endpoint(config: &aws_config::SdkConfig, endpoint: &str) -> Self {
+    /// A client for `endpoint` on a loaded SDK configuration, with the
+    /// SDK's own retries off and each attempt bounded by `attempt_timeout`.
+    /// The callers own their retries (the broadcaster's tries, backoff and
+    /// rate gate): SDK retries underneath would multiply them, bypass the
+    /// gate and count API Gateway's `LimitExceeded` as more throttling.
+    pub fn for_endpoint(
+        config: &aws_config::SdkConfig,
+        endpoint: &str,
+        attempt_timeout: std::time::Duration,
+    ) -> Self {
         let conf = aws_sdk_apigatewaymanagement::config::Builder::from(config)
             .endpoint_url(endpoint)
+            .retry_config(aws_config::retry::RetryConfig::disabled())
+            .timeout_config(
+                aws_config::timeout::TimeoutConfig::builder()
+                    .operation_attempt_timeout(attempt_timeout)
+                    .build(),
+            )
             .build();
         Self::new(Client::from_conf(conf))
     }
