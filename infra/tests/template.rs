@@ -531,3 +531,38 @@ fn the_sweeper_is_wired_to_the_tables_stream() {
     let alarms = serde_yaml::to_string(&t["Resources"]["SweeperIteratorAgeAlarm"]).unwrap();
     assert!(alarms.contains("IteratorAge"));
 }
+
+#[test]
+fn functions_get_their_queues_as_urls_and_look_nothing_up_at_start() {
+    let t = template();
+    let mut queue_variables = 0;
+    for (name, function) in of_type(&t, "AWS::Serverless::Function") {
+        let Some(vars) = function["Properties"]["Environment"]["Variables"].as_mapping() else {
+            continue;
+        };
+        for (key, value) in vars {
+            let key = key.as_str().unwrap();
+            if !(key.contains("QUEUE") || key.contains("DLQ")) {
+                continue;
+            }
+            queue_variables += 1;
+            assert!(key.ends_with("_URL"), "{name}: {key} must carry a URL");
+            let Value::Tagged(tagged) = value else {
+                panic!("{name}: {key} must be !Ref to a queue, not {value:?}");
+            };
+            assert_eq!(tagged.tag.to_string(), "!Ref", "{name}: {key}");
+            let target = tagged.value.as_str().unwrap();
+            assert_eq!(
+                t["Resources"][target]["Type"].as_str(),
+                Some("AWS::SQS::Queue"),
+                "{name}: {key} refers to {target}"
+            );
+        }
+    }
+    assert_eq!(queue_variables, 5, "planner (3) and broadcaster (2)");
+    // Nothing looks a queue up any more, so no role may.
+    let text = std::fs::read_to_string(root().join("infra/template.yaml")).unwrap();
+    for action in ["sqs:GetQueueUrl", "sqs:GetQueueAttributes"] {
+        assert!(!text.contains(action), "the template still grants {action}");
+    }
+}

@@ -294,17 +294,22 @@ pub struct DeliveryConfig {
           value_name = "URL", value_parser = management_endpoint)]
     pub management_endpoint: String,
 
-    /// The deliver queue (re-enqueued jobs go back to it).
+    /// The deliver queue's URL (re-enqueued jobs go back to it). A URL,
+    /// not a name, so a cold start looks nothing up.
     #[arg(
-        long = "deliver-queue",
-        env = "FANOUT_DELIVER_QUEUE",
-        value_name = "NAME"
+        long = "deliver-queue-url",
+        env = "FANOUT_DELIVER_QUEUE_URL",
+        value_name = "URL"
     )]
-    pub deliver_queue: String,
+    pub deliver_queue_url: String,
 
-    /// The deliver dead-letter queue.
-    #[arg(long = "deliver-dlq", env = "FANOUT_DELIVER_DLQ", value_name = "NAME")]
-    pub deliver_dlq: String,
+    /// The deliver dead-letter queue's URL.
+    #[arg(
+        long = "deliver-dlq-url",
+        env = "FANOUT_DELIVER_DLQ_URL",
+        value_name = "URL"
+    )]
+    pub deliver_dlq_url: String,
 
     #[command(flatten)]
     pub budget: BudgetSettings,
@@ -347,8 +352,8 @@ pub struct PlannerConfig {
 
     /// The plan dead-letter queue: events that retrying cannot fix go
     /// there at once.
-    #[arg(long = "plan-dlq", env = "FANOUT_PLAN_DLQ", value_name = "NAME")]
-    pub plan_dlq: String,
+    #[arg(long = "plan-dlq-url", env = "FANOUT_PLAN_DLQ_URL", value_name = "URL")]
+    pub plan_dlq_url: String,
 
     #[command(flatten)]
     pub delivery: DeliveryConfig,
@@ -424,9 +429,18 @@ mod tests {
             "FANOUT_MANAGEMENT_ENDPOINT",
             "https://abc.execute-api.us-east-1.amazonaws.com/prod",
         ),
-        ("FANOUT_DELIVER_QUEUE", "fanout-deliver"),
-        ("FANOUT_DELIVER_DLQ", "fanout-deliver-dlq"),
-        ("FANOUT_PLAN_DLQ", "fanout-plan-dlq"),
+        (
+            "FANOUT_DELIVER_QUEUE_URL",
+            "https://sqs.us-east-1.amazonaws.com/123456789012/fanout-deliver",
+        ),
+        (
+            "FANOUT_DELIVER_DLQ_URL",
+            "https://sqs.us-east-1.amazonaws.com/123456789012/fanout-deliver-dlq",
+        ),
+        (
+            "FANOUT_PLAN_DLQ_URL",
+            "https://sqs.us-east-1.amazonaws.com/123456789012/fanout-plan-dlq",
+        ),
     ];
 
     #[test]
@@ -445,11 +459,11 @@ mod tests {
         let err = load::<BroadcasterConfig>(&Env::from_pairs(&DELIVERY[..2])).unwrap_err();
         assert_eq!(
             err,
-            ConfigError::Missing("FANOUT_DELIVER_QUEUE, FANOUT_DELIVER_DLQ".into())
+            ConfigError::Missing("FANOUT_DELIVER_QUEUE_URL, FANOUT_DELIVER_DLQ_URL".into())
         );
         assert_eq!(
             err.to_string(),
-            "environment variables FANOUT_DELIVER_QUEUE, FANOUT_DELIVER_DLQ are required but not set"
+            "environment variables FANOUT_DELIVER_QUEUE_URL, FANOUT_DELIVER_DLQ_URL are required but not set"
         );
         assert_eq!(
             load::<AuthorizerConfig>(&Env::from_pairs(&[("FANOUT_JWT_SECRET", "  ")])).unwrap_err(),

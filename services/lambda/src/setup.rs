@@ -144,23 +144,34 @@ pub fn sweeper_deps(sdk: &SdkConfig, config: &SweeperConfig) -> GatewayDeps {
 }
 
 /// The broadcaster's dependencies: the store, the @connections poster, the
-/// deliver queue and its DLQ (looked up once), and this environment's rate
-/// gate.
-pub async fn broadcaster_deps(
+/// deliver queue and its DLQ (from their URLs: no request at start-up), and
+/// this environment's rate gate.
+pub fn broadcaster_deps(
     sdk: &SdkConfig,
     store_config: &StoreConfig,
     config: &DeliveryConfig,
 ) -> Result<BroadcasterDeps, QueueError> {
     let sqs = aws_sdk_sqs::Client::new(sdk);
+    delivery_deps(store(sdk, store_config), &sqs, sdk, config)
+}
+
+/// What delivering needs, on clients the caller already built (the
+/// planner shares its store and SQS client with its fast path).
+fn delivery_deps(
+    store: Arc<DynamoStore>,
+    sqs: &aws_sdk_sqs::Client,
+    sdk: &SdkConfig,
+    config: &DeliveryConfig,
+) -> Result<BroadcasterDeps, QueueError> {
     Ok(BroadcasterDeps {
-        store: store(sdk, store_config),
+        store,
         poster: Arc::new(ApiGatewayPoster::for_endpoint(
             sdk,
             &config.management_endpoint,
             config.broadcaster.post_timeout,
         )),
-        deliver_queue: Arc::new(SqsQueue::open(sqs.clone(), &config.deliver_queue).await?),
-        dead_letter_queue: Arc::new(SqsQueue::open(sqs, &config.deliver_dlq).await?),
+        deliver_queue: Arc::new(SqsQueue::at_url(sqs.clone(), &config.deliver_queue_url)?),
+        dead_letter_queue: Arc::new(SqsQueue::at_url(sqs.clone(), &config.deliver_dlq_url)?),
         gate: config.worker_rate().map(|r| Arc::new(RateGate::new(r))),
         metrics: Arc::new(EmfWriter::new(std::io::stdout())),
         clock: clock(),
@@ -170,23 +181,19 @@ pub async fn broadcaster_deps(
 }
 
 /// The planner's dependencies: its store and dedupe markers, the deliver
-/// queue, the plan DLQ (looked up once), and the broadcaster's own
-/// dependencies for the fast path.
-pub async fn planner_deps(
-    sdk: &SdkConfig,
-    config: &PlannerConfig,
-) -> Result<PlannerDeps, QueueError> {
-    let direct = broadcaster_deps(sdk, &config.store, &config.delivery).await?;
+/// queue, the plan DLQ, and the broadcaster's own dependencies for the fast
+/// path, all on one DynamoDB and one SQS client.
+pub fn planner_deps(sdk: &SdkConfig, config: &PlannerConfig) -> Result<PlannerDeps, QueueError> {
     let store = store(sdk, &config.store);
+    let sqs = aws_sdk_sqs::Client::new(sdk);
+    let direct = delivery_deps(store.clone(), &sqs, sdk, &config.delivery)?;
     Ok(PlannerDeps {
         store: store.clone(),
         dedupe: store.clone(),
         streams: store,
         stream: config.stream.clone(),
         deliver_queue: direct.deliver_queue.clone(),
-        dead_letter_queue: Arc::new(
-            SqsQueue::open(aws_sdk_sqs::Client::new(sdk), &config.plan_dlq).await?,
-        ),
+        dead_letter_queue: Arc::new(SqsQueue::at_url(sqs, &config.plan_dlq_url)?),
         clock: clock(),
         metrics: Arc::new(EmfWriter::new(std::io::stdout())),
         direct: (config.settings.direct_max_connections > 0).then(|| Arc::new(direct)),

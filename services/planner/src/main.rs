@@ -9,7 +9,7 @@ use fanout_lambda::{Error, LambdaEvent, config_or_exit, deadline, run, service_f
 async fn main() -> Result<(), Error> {
     setup::init_logging();
     let config = config_or_exit::<PlannerConfig>();
-    let deps = setup::planner_deps(&setup::sdk_config().await, &config).await?;
+    let deps = setup::planner_deps(&setup::sdk_config().await, &config)?;
     let deps = &deps;
     run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         let deadline = deadline(&event.context);

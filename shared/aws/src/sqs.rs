@@ -69,6 +69,54 @@ impl SqsQueue {
         })
     }
 
+    /// A queue by its URL (what CloudFormation's `!Ref` gives), with no
+    /// request: a Lambda learns its queues from its environment instead of
+    /// two lookups per queue on every cold start. The name is the URL's
+    /// last segment; the ARN is built from the account in the URL and the
+    /// region of the URL's host (`sqs.<region>.amazonaws.com`) or, for
+    /// AWS-compatible servers, of the client.
+    pub fn at_url(client: Client, url: &str) -> Result<Self, QueueError> {
+        let invalid = |why: &str| QueueError::Unavailable {
+            queue: url.to_string(),
+            message: format!(
+                "{why}: expected a queue URL like https://sqs.<region>.amazonaws.com/<account>/<name>"
+            ),
+        };
+        let rest = url
+            .strip_prefix("https://")
+            .or_else(|| url.strip_prefix("http://"))
+            .ok_or_else(|| invalid("not an http(s) URL"))?;
+        let mut parts = rest.split('/');
+        let host = parts.next().unwrap_or_default();
+        let (Some(account), Some(name), None) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(invalid("the path is not /<account>/<name>"));
+        };
+        if account.is_empty() || name.is_empty() {
+            return Err(invalid("the path is not /<account>/<name>"));
+        }
+        let region = host
+            .strip_prefix("sqs.")
+            .and_then(|h| h.split('.').next())
+            .filter(|_| host.contains(".amazonaws."))
+            .map(str::to_string)
+            .or_else(|| client.config().region().map(|r| r.to_string()))
+            .ok_or_else(|| invalid("no region in the URL and none configured"))?;
+        let partition = if region.starts_with("cn-") {
+            "aws-cn"
+        } else if region.starts_with("us-gov-") {
+            "aws-us-gov"
+        } else {
+            "aws"
+        };
+        Ok(Self {
+            client,
+            name: name.to_string(),
+            url: url.to_string(),
+            arn: format!("arn:{partition}:sqs:{region}:{account}:{name}"),
+            max_message_bytes: SQS_MAX_MESSAGE_BYTES,
+        })
+    }
+
     pub fn url(&self) -> &str {
         &self.url
     }
@@ -300,6 +348,46 @@ impl Queue for SqsQueue {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_queue_url_gives_its_name_and_arn_without_a_request() {
+        let client = |region: &str| {
+            let conf = aws_sdk_sqs::Config::builder()
+                .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
+                .region(aws_sdk_sqs::config::Region::new(region.to_string()))
+                // Nothing listens here: building the queue must not call it.
+                .endpoint_url("http://127.0.0.1:1")
+                .build();
+            super::Client::from_conf(conf)
+        };
+        let q = super::SqsQueue::at_url(
+            client("us-east-1"),
+            "https://sqs.eu-west-1.amazonaws.com/123456789012/fanout-deliver",
+        )
+        .unwrap();
+        use fanout_core::ports::Queue;
+        assert_eq!(q.name(), "fanout-deliver");
+        assert_eq!(q.arn(), "arn:aws:sqs:eu-west-1:123456789012:fanout-deliver");
+        let moto = super::SqsQueue::at_url(
+            client("cn-north-1"),
+            "http://127.0.0.1:5000/123456789012/fanout-plan-dlq",
+        )
+        .unwrap();
+        assert_eq!(
+            moto.arn(),
+            "arn:aws-cn:sqs:cn-north-1:123456789012:fanout-plan-dlq"
+        );
+        for bad in [
+            "fanout-deliver",
+            "https://sqs.eu-west-1.amazonaws.com/fanout",
+            "ftp://x/1/q",
+        ] {
+            assert!(
+                super::SqsQueue::at_url(client("us-east-1"), bad).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
     use super::*;
 
     #[test]
