@@ -195,12 +195,14 @@ export function reportLeaksAtExit() {
 }
 
 /** Resolves when `predicate()` holds, polling; rejects after `timeoutMs`. */
-export async function eventually(predicate, { timeoutMs = 10_000, what = "the condition" } = {}) {
+export async function eventually(predicate, { timeoutMs = 10_000, what = "the condition", progress } = {}) {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await predicate();
     if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    if (Date.now() > deadline) {
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${progress ? ` (${progress()})` : ""}`);
+    }
     await new Promise((resolve) => setTimeout(resolve, 25));
   }
 }
