@@ -67,6 +67,8 @@ export interface ClientOptions {
   WebSocket?: WebSocketConstructor;
   /** How long a request waits for its reply, connecting included (default 10 s). */
   requestTimeoutMs?: number;
+  /** How long a WebSocket may take to open before the attempt counts as failed (default 10 s). */
+  connectTimeoutMs?: number;
   /** Reconnect delays (default 0.5 s doubling to 30 s, jittered). */
   backoff?: BackoffOptions;
   /** Failed connects in a row before giving up (`disconnected`); default: never give up. */
@@ -85,6 +87,7 @@ export interface ClientOptions {
 
 const DEFAULTS = {
   requestTimeoutMs: 10_000,
+  connectTimeoutMs: 10_000,
   maxReconnectAttempts: Number.POSITIVE_INFINITY,
   heartbeatIntervalMs: 4 * 60_000,
   maxConnectionAgeMs: 110 * 60_000,
@@ -149,6 +152,7 @@ export class FanoutClient extends Emitter<ClientEvents> {
   #seen = new SeenIds();
   #timers = {
     reconnect: undefined as ReturnType<typeof setTimeout> | undefined,
+    connect: undefined as ReturnType<typeof setTimeout> | undefined,
     heartbeat: undefined as ReturnType<typeof setTimeout> | undefined,
     refresh: undefined as ReturnType<typeof setTimeout> | undefined,
     maxAge: undefined as ReturnType<typeof setTimeout> | undefined,
@@ -287,7 +291,17 @@ export class FanoutClient extends Emitter<ClientEvents> {
     }
     this.#socket = socket;
     this.#joinedHere.clear();
-    socket.onopen = () => void this.#setUp(socket);
+    // A handshake that never completes (a stalled network or upgrade)
+    // would otherwise leave the client connecting forever.
+    this.#timers.connect = setTimeout(() => {
+      if (socket === this.#socket && socket.readyState !== OPEN) {
+        this.#reconnect(`the WebSocket did not open within ${this.#options.connectTimeoutMs} ms`, false);
+      }
+    }, this.#options.connectTimeoutMs);
+    socket.onopen = () => {
+      clearTimeout(this.#timers.connect);
+      void this.#setUp(socket);
+    };
     socket.onmessage = (event) => {
       if (socket === this.#socket) this.#receive(event.data);
     };
@@ -556,7 +570,13 @@ export class FanoutClient extends Emitter<ClientEvents> {
 
   #clearTimers(): void {
     for (const timer of Object.values(this.#timers)) clearTimeout(timer);
-    this.#timers = { reconnect: undefined, heartbeat: undefined, refresh: undefined, maxAge: undefined };
+    this.#timers = {
+      reconnect: undefined,
+      connect: undefined,
+      heartbeat: undefined,
+      refresh: undefined,
+      maxAge: undefined,
+    };
   }
 
   #setState(change: StateChange): void {

@@ -22,8 +22,12 @@ export interface OrdererOptions {
   maxBuffered: number;
   /** History fills of one gap before it is skipped. */
   maxFills: number;
-  /** Reads the stream after `after`: a history page in `seq` order. */
-  fetchAfter: (after: number) => Promise<{ messages: SequencedEvent[]; more: boolean }>;
+  /**
+   * Reads the stream after `after`: a history page in `seq` order, or
+   * `null` when it cannot be read now (not connected): the gap then waits
+   * for the next event or rejoin instead of polling.
+   */
+  fetchAfter: (after: number) => Promise<{ messages: SequencedEvent[]; more: boolean } | null>;
   /** Hands an event to the app, in order. */
   deliver: (event: SequencedEvent) => void;
   /** A gap that was skipped: `from`..`to` will never be delivered. */
@@ -40,6 +44,8 @@ export class SeqOrderer {
   #timer: ReturnType<typeof setTimeout> | undefined;
   #filling = false;
   #fills = 0;
+  /** The last fill could not read the stream: wait for new input. */
+  #paused = false;
   #closed = false;
   readonly #options: OrdererOptions;
 
@@ -72,6 +78,7 @@ export class SeqOrderer {
   /** One stored event, live or replayed or from history. */
   push(event: SequencedEvent): void {
     if (this.#closed) return;
+    this.#paused = false;
     if (this.#last !== undefined && event.seq <= this.#last) return;
     if (!this.#buffer.has(event.seq)) this.#buffer.set(event.seq, event);
     this.#head = Math.max(this.#head, event.seq);
@@ -80,6 +87,7 @@ export class SeqOrderer {
 
   /** The room's stream holds events up to `seq` (a `joined` answer). */
   expectUpTo(seq: number): void {
+    this.#paused = false;
     this.#head = Math.max(this.#head, seq);
     this.#drain();
   }
@@ -117,6 +125,7 @@ export class SeqOrderer {
       this.#fills = 0;
       return;
     }
+    if (this.#paused) return;
     if (this.#buffer.size > this.#options.maxBuffered) {
       this.#clearTimer();
       void this.#fill();
@@ -136,6 +145,11 @@ export class SeqOrderer {
       const after = this.#last;
       const page = await this.#options.fetchAfter(after);
       if (this.#closed) return;
+      if (page === null) {
+        this.#paused = true;
+        this.#fills -= 1;
+        return;
+      }
       const returned = page.messages.filter((m) => m.seq > after);
       for (const event of returned) {
         if (!this.#buffer.has(event.seq)) this.#buffer.set(event.seq, event);

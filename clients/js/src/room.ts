@@ -107,7 +107,16 @@ export class Room extends Emitter<RoomEvents> {
     this.#transport = transport;
     this.#orderer = new SeqOrderer({
       ...transport.orderingDefaults,
-      fetchAfter: async (after) => this.history({ after, limit: 100 }),
+      fetchAfter: async (after) => {
+        try {
+          return await this.history({ after, limit: 100 });
+        } catch (error) {
+          // Not connected (or closed): the rejoin's replay and `joined`
+          // answer take over; polling meanwhile would only spin.
+          if (error instanceof FanoutError && (error.code === "disconnected" || error.code === "closed")) return null;
+          throw error;
+        }
+      },
       deliver: (event) => this.#deliver(event),
     });
     if (options.since !== undefined) this.#orderer.start(options.since);

@@ -186,11 +186,8 @@ function reportSlow(what, since) {
  */
 export function reportLeaksAtExit() {
   setTimeout(() => {
-    const handles = process
-      ._getActiveHandles()
-      .filter((h) => !(h === process.stdout || h === process.stderr || h === process.stdin))
-      .map((h) => `${h.constructor?.name ?? "?"}${h.remotePort ? ` to port ${h.remotePort}` : ""}`);
-    console.error(`# still running 10 s after the tests: ${handles.join(", ") || "nothing visible"}`);
+    const resources = process.getActiveResourcesInfo().filter((r) => r !== "TTYWrap");
+    console.error(`# still running 10 s after the tests: ${resources.join(", ") || "nothing visible"}`);
   }, 10_000).unref();
 }
 

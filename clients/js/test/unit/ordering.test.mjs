@@ -85,3 +85,25 @@ test("backoff grows, is capped, and is jittered within [step/2, step]", () => {
   assert.equal(backoffDelay(10, options, () => 1), 1_000);
   assert.equal(backoffDelay(10, options, () => 0), 500);
 });
+
+test("a gap that cannot be read now waits for new input instead of polling", async () => {
+  let fetches = 0;
+  const delivered = [];
+  const o = new SeqOrderer({
+    waitMs: 10,
+    maxBuffered: 100,
+    maxFills: 3,
+    deliver: (e) => delivered.push(e.seq),
+    fetchAfter: async () => {
+      fetches++;
+      return null;
+    },
+  });
+  o.start(0);
+  o.push(event(2));
+  await sleep(150);
+  assert.equal(fetches, 1, "one try, then it waits");
+  o.push(event(1)); // the rejoin's replay, say
+  assert.deepEqual(delivered, [1, 2]);
+  o.close();
+});
