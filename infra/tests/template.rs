@@ -566,3 +566,32 @@ fn functions_get_their_queues_as_urls_and_look_nothing_up_at_start() {
         assert!(!text.contains(action), "the template still grants {action}");
     }
 }
+
+#[test]
+fn route_changes_reach_the_stage() {
+    let t = template();
+    // An explicit Deployment is only redeployed when its own properties
+    // change, so a new or changed route would never reach the stage.
+    assert!(
+        of_type(&t, "AWS::ApiGatewayV2::Deployment").is_empty(),
+        "deploy through the stage's AutoDeploy, not a Deployment resource"
+    );
+    let stages = of_type(&t, "AWS::ApiGatewayV2::Stage");
+    assert_eq!(stages.len(), 1);
+    let (_, stage) = stages[0];
+    assert_eq!(stage["Properties"]["AutoDeploy"].as_bool(), Some(true));
+    assert!(stage["Properties"]["DeploymentId"].is_null());
+    // Every route exists before the stage's first deployment.
+    let depends: Vec<&str> = stage["DependsOn"]
+        .as_sequence()
+        .expect("the stage depends on the routes")
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    for (name, _) in of_type(&t, "AWS::ApiGatewayV2::Route") {
+        assert!(
+            depends.contains(&name),
+            "the stage does not wait for {name}"
+        );
+    }
+}
