@@ -250,7 +250,7 @@ export class FanoutClient extends Emitter<ClientEvents> {
     if (existing) return existing;
     const room = new Room(name, options, this.#transport);
     this.#rooms.set(name, room);
-    if (this.#socket?.readyState === OPEN && this.#who) this.#join(room);
+    if (this.#socket?.readyState === OPEN && this.#who) void this.#joinWithRetry(room);
     return room;
   }
 
@@ -344,10 +344,6 @@ export class FanoutClient extends Emitter<ClientEvents> {
       for (let room = queue.shift(); room; room = queue.shift()) await this.#joinWithRetry(room);
     };
     await Promise.all(Array.from({ length: REJOIN_CONCURRENCY }, worker));
-  }
-
-  #join(room: Room): void {
-    void this.#joinWithRetry(room);
   }
 
   async #joinWithRetry(room: Room): Promise<void> {

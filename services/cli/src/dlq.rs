@@ -10,6 +10,7 @@ use aws_sdk_sqs::types::QueueAttributeName;
 use clap::{Args, Subcommand};
 use fanout_aws::SqsQueue;
 use fanout_aws::dlq;
+use fanout_core::clock::{Clock, SystemClock};
 use fanout_core::ports::Queue;
 
 #[derive(Args)]
@@ -250,7 +251,7 @@ async fn show(client: &aws_sdk_sqs::Client, queue: &str, count: usize) -> anyhow
         return Ok(());
     }
     for m in &messages {
-        println!("{}\n", dlq::describe(m, dlq::now_ms()));
+        println!("{}\n", dlq::describe(m, SystemClock.now_ms()));
     }
     println!(
         "showed {} of {} message(s) in {}; none was deleted, but as in SQS each shown message's receive count went up by one",

@@ -46,6 +46,9 @@ const DEAD_LETTERS_SHOWN: usize = 5;
 /// receive, which raises the messages' receive counts (as `fanout dlq
 /// show` does), so a page polling every second does not peek every second.
 const DEAD_LETTER_REFRESH: Duration = Duration::from_secs(5);
+/// How long a count of the rooms is reused: it costs two store reads per
+/// counted connection, too many to repeat on every poll.
+const ROOM_REFRESH: Duration = Duration::from_secs(5);
 /// Highest latency the histograms track; longer ones count as this.
 const MAX_TRACKED_LATENCY_MS: u64 = 60 * 60 * 1000;
 
@@ -165,16 +168,54 @@ impl MetricsSink for DeliverySeries {
     }
 }
 
-/// The last look at the dead-letter queues, reused for
-/// [`DEAD_LETTER_REFRESH`].
+/// The dashboard's slow reads, each reused for a while: the room count and
+/// the last look at the dead-letter queues.
 #[derive(Default)]
-pub struct DeadLetterCache {
-    last: tokio::sync::Mutex<Option<(Instant, Vec<DeadLetter>)>>,
+pub struct DashboardCache {
+    rooms: Cached<Rooms>,
+    dead_letters: Cached<serde_json::Value>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// A value and when it was read.
+struct Cached<T> {
+    last: tokio::sync::Mutex<Option<(Instant, T)>>,
+}
+
+impl<T> Default for Cached<T> {
+    fn default() -> Self {
+        Self {
+            last: tokio::sync::Mutex::new(None),
+        }
+    }
+}
+
+impl<T: Clone> Cached<T> {
+    /// The value read less than `fresh` ago, or a new one from `read`
+    /// (kept when `keep` says it is worth keeping). Concurrent polls wait
+    /// for one read rather than each reading.
+    async fn get<F: Future<Output = T>>(
+        &self,
+        fresh: Duration,
+        read: impl FnOnce() -> F,
+        keep: impl FnOnce(&T) -> bool,
+    ) -> T {
+        let mut last = self.last.lock().await;
+        if let Some((at, value)) = last.as_ref()
+            && at.elapsed() < fresh
+        {
+            return value.clone();
+        }
+        let value = read().await;
+        if keep(&value) {
+            *last = Some((Instant::now(), value.clone()));
+        }
+        value
+    }
+}
+
+#[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct DeadLetter {
+struct DeadLetter {
     queue: String,
     message_id: String,
     receive_count: u32,
@@ -195,7 +236,7 @@ struct QueueRow {
     error: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 struct RoomRow {
     tenant: String,
@@ -203,7 +244,7 @@ struct RoomRow {
     connections: usize,
 }
 
-#[derive(Serialize)]
+#[derive(Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Rooms {
     rooms: Vec<RoomRow>,
@@ -219,34 +260,37 @@ struct Rooms {
 async fn dashboard(State(app): State<Arc<AppState>>) -> Response {
     let mut queues = Vec::new();
     for queue in app.queues.all() {
-        let row = match queue.depth().await {
-            Ok(d) => QueueRow {
-                name: queue.name().to_string(),
-                dead_letter: app.queues.is_dead_letter_queue(queue.name()),
-                visible: Some(d.visible),
-                in_flight: Some(d.in_flight),
-                delayed: Some(d.delayed),
-                error: None,
-            },
-            Err(e) => QueueRow {
-                name: queue.name().to_string(),
-                dead_letter: app.queues.is_dead_letter_queue(queue.name()),
-                visible: None,
-                in_flight: None,
-                delayed: None,
-                error: Some(e.to_string()),
-            },
-        };
-        queues.push(row);
+        let depth = queue.depth().await;
+        queues.push(QueueRow {
+            name: queue.name().to_string(),
+            dead_letter: app.queues.is_dead_letter_queue(queue.name()),
+            visible: depth.as_ref().ok().map(|d| d.visible),
+            in_flight: depth.as_ref().ok().map(|d| d.in_flight),
+            delayed: depth.as_ref().ok().map(|d| d.delayed),
+            error: depth.err().map(|e| e.to_string()),
+        });
     }
+    let cache = &app.dashboard;
+    let rooms = cache
+        .rooms
+        .get(ROOM_REFRESH, || rooms(&app), |_| true)
+        .await;
+    let dead_letters = cache
+        .dead_letters
+        .get(
+            DEAD_LETTER_REFRESH,
+            || dead_letters(&app),
+            |looked| looked["errors"].as_array().is_some_and(|e| e.is_empty()),
+        )
+        .await;
     let body = serde_json::json!({
         "nowMs": app.clock.now_ms(),
         "connections": app.registry.len(),
-        "rooms": rooms(&app).await,
+        "rooms": rooms,
         "queues": queues,
         "bucketSeconds": BUCKET.as_secs(),
         "series": app.series.points(),
-        "deadLetters": dead_letters(&app).await,
+        "deadLetters": dead_letters,
     });
     (
         [(header::CONTENT_TYPE, "application/json")],
@@ -309,16 +353,12 @@ async fn rooms(app: &AppState) -> Rooms {
     }
 }
 
+/// Up to [`DEAD_LETTERS_SHOWN`] messages of each dead-letter queue, with
+/// why they failed, and the queues that could not be read.
 async fn dead_letters(app: &AppState) -> serde_json::Value {
-    let mut last = app.dead_letters.last.lock().await;
-    if let Some((at, letters)) = last.as_ref()
-        && at.elapsed() < DEAD_LETTER_REFRESH
-    {
-        return serde_json::json!({ "messages": letters, "errors": [] });
-    }
     let mut letters = Vec::new();
     let mut errors = Vec::new();
-    let now_ms = fanout_aws::dlq::now_ms();
+    let now_ms = app.clock.now_ms();
     for queue in app.queues.all() {
         if !app.queues.is_dead_letter_queue(queue.name()) {
             continue;
@@ -332,9 +372,6 @@ async fn dead_letters(app: &AppState) -> serde_json::Value {
             })),
             Err(e) => errors.push(format!("{}: {e}", queue.name())),
         }
-    }
-    if errors.is_empty() {
-        *last = Some((Instant::now(), letters.clone()));
     }
     serde_json::json!({ "messages": letters, "errors": errors })
 }

@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backend::{self, Backend};
 use crate::config::{BackendKind, StackConfig};
-use crate::dashboard::{DeadLetterCache, DeliverySeries};
+use crate::dashboard::{DashboardCache, DeliverySeries};
 use crate::esm::{EventSourceMapping, SqsHandler};
 use crate::faults::{Faults, FaultyPoster, QuotaPoster};
 use crate::registry::ConnectionRegistry;
@@ -218,7 +218,7 @@ pub async fn start_with_clock(
         domain_name: addr.to_string(),
         shutdown: shutdown.clone(),
         series,
-        dead_letters: DeadLetterCache::default(),
+        dashboard: DashboardCache::default(),
         config: config.clone(),
     });
     serve(listener, state, shutdown.clone(), &mut tasks);

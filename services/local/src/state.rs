@@ -12,7 +12,7 @@ use fanout_core::ports::{ConnectionPoster, Queue};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::StackConfig;
-use crate::dashboard::{DeadLetterCache, DeliverySeries};
+use crate::dashboard::{DashboardCache, DeliverySeries};
 use crate::registry::ConnectionRegistry;
 
 pub struct AppState {
@@ -32,8 +32,8 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Deliveries and latency over the last minutes, for the dashboard.
     pub series: Arc<DeliverySeries>,
-    /// The dashboard's last look at the dead-letter queues.
-    pub dead_letters: DeadLetterCache,
+    /// The dashboard's slow reads (room count, dead letters), reused.
+    pub dashboard: DashboardCache,
 }
 
 /// The stack's queues by name, and which dead-letter queue each source

@@ -27,15 +27,20 @@ async fn start_with(extra: &[&str]) -> RunningStack {
     fanout_local::start(config, listener).await.unwrap()
 }
 
-async fn aws_poster(stack: &RunningStack) -> Arc<dyn ConnectionPoster> {
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+/// A shared SDK configuration as a Lambda loads one: the SDK's default
+/// (standard) retry mode, which the poster must switch off itself.
+async fn sdk_config() -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_apigatewaymanagement::config::Credentials::new(
             "test", "test", None, None, "contract",
         ))
-        .retry_config(aws_config::retry::RetryConfig::disabled())
         .load()
-        .await;
+        .await
+}
+
+async fn aws_poster(stack: &RunningStack) -> Arc<dyn ConnectionPoster> {
+    let config = sdk_config().await;
     Arc::new(ApiGatewayPoster::for_endpoint(
         &config,
         &stack.management_url(),
@@ -147,13 +152,7 @@ async fn aws_management_api_client_against_the_local_endpoint() {
 #[tokio::test]
 async fn aws_adapter_maps_a_wrong_stage_to_forbidden() {
     let stack = start().await;
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_apigatewaymanagement::config::Credentials::new(
-            "test", "test", None, None, "contract",
-        ))
-        .load()
-        .await;
+    let config = sdk_config().await;
     let wrong = ApiGatewayPoster::for_endpoint(
         &config,
         &format!("{}/prod", stack.http_url()),
@@ -171,17 +170,10 @@ async fn aws_adapter_maps_a_wrong_stage_to_forbidden() {
 async fn aws_adapter_makes_one_call_per_post_whatever_the_sdk_config_retries() {
     // One call per second: the second post is throttled (429).
     let stack = start_with(&["--quota-rps", "1", "--quota-burst", "1"]).await;
-    // The SDK's default (standard) retry mode, as a Lambda's shared
-    // configuration has it: the poster must switch it off itself, or a
-    // throttled post would be retried underneath the broadcaster's own
-    // retries and past its rate gate.
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_apigatewaymanagement::config::Credentials::new(
-            "test", "test", None, None, "contract",
-        ))
-        .load()
-        .await;
+    // The SDK's default retry mode: the poster must switch it off itself,
+    // or a throttled post would be retried underneath the broadcaster's
+    // own retries and past its rate gate.
+    let config = sdk_config().await;
     let poster =
         ApiGatewayPoster::for_endpoint(&config, &stack.management_url(), Duration::from_secs(3));
     let id = ConnectionId::new("AAAAAAAAAAAAAA==").unwrap();

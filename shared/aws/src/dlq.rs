@@ -113,14 +113,6 @@ pub async fn redrive(
     Ok(moved)
 }
 
-/// Milliseconds since the epoch, by the system clock.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 fn age(sent_at_ms: i64, now_ms: i64) -> String {
     let secs = ((now_ms - sent_at_ms) / 1000).max(0);
     match secs {
