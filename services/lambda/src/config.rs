@@ -197,6 +197,13 @@ pub struct AuthorizerConfig {
     #[arg(long = "jwt-secret", env = "FANOUT_JWT_SECRET", hide_env_values = true)]
     jwt_secret: Option<String>,
 
+    /// Accept the public development key (the local stack's bootstrap
+    /// mode, whose test and demo tokens are signed with it). The template
+    /// never sets it, and its test checks that.
+    #[arg(long = "allow-development-secret", env = "FANOUT_ALLOW_DEVELOPMENT_SECRET",
+          value_name = "BOOL", default_value_t = false, action = clap::ArgAction::Set)]
+    pub allow_development_secret: bool,
+
     #[command(flatten)]
     pub auth: AuthSettings,
 }
@@ -208,10 +215,12 @@ impl AuthorizerConfig {
         match (&self.jwt_secret_arn, &self.jwt_secret) {
             (Some(arn), _) => Ok(Some(JwtSecretSource::SecretsManager { arn: arn.clone() })),
             (None, Some(value)) => {
-                check_secret(value, true).map_err(|e| ConfigError::Invalid {
-                    name: "FANOUT_JWT_SECRET".into(),
-                    value: "(hidden)".into(),
-                    reason: e.to_string(),
+                check_secret(value, !self.allow_development_secret).map_err(|e| {
+                    ConfigError::Invalid {
+                        name: "FANOUT_JWT_SECRET".into(),
+                        value: "(hidden)".into(),
+                        reason: e.to_string(),
+                    }
                 })?;
                 Ok(Some(JwtSecretSource::Value(value.clone())))
             }

@@ -21,21 +21,70 @@ use crate::config::{
     StoreConfig, SweeperConfig,
 };
 
-/// JSON log lines on stderr (CloudWatch Logs keeps them apart from the EMF
-/// lines on stdout), with the current span's fields — the event id — on
-/// every line. `RUST_LOG` sets the levels (default `info`).
+/// How a function logs, from Lambda's advanced logging controls.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogSettings {
+    /// `AWS_LAMBDA_LOG_FORMAT=JSON` (the template's `LoggingConfig`, and
+    /// the default here); `Text` for plain lines.
+    pub json: bool,
+    /// The filter: `AWS_LAMBDA_LOG_LEVEL` (the function's
+    /// `ApplicationLogLevel`) wins, as in Lambda's own Rust runtime;
+    /// otherwise `RUST_LOG`; otherwise `info`.
+    pub filter: String,
+}
+
+impl LogSettings {
+    pub fn from_env(lookup: impl Fn(&str) -> Option<String>) -> Self {
+        let json = !lookup("AWS_LAMBDA_LOG_FORMAT").is_some_and(|f| f.eq_ignore_ascii_case("text"));
+        let filter = match lookup("AWS_LAMBDA_LOG_LEVEL").map(|l| l.to_ascii_lowercase()) {
+            // tracing has no FATAL; its lines are errors.
+            Some(level) if level == "fatal" => "error".to_string(),
+            Some(level) if !level.trim().is_empty() => level,
+            _ => lookup("RUST_LOG")
+                .filter(|f| !f.trim().is_empty())
+                .unwrap_or_else(|| "info".into()),
+        };
+        Self { json, filter }
+    }
+}
+
+/// Log lines on stderr (CloudWatch Logs keeps them apart from the EMF
+/// lines on stdout), as [`LogSettings`] says, each with the fields of
+/// every span it is in: the runtime's `requestId` and the handler's event
+/// id on every line of an invocation.
 pub fn init_logging() {
-    tracing_subscriber::fmt()
-        .json()
-        .flatten_event(true)
-        .with_current_span(true)
-        .with_span_list(false)
+    let settings = LogSettings::from_env(|name| std::env::var(name).ok());
+    // Set once per process; a second call (tests) keeps the first.
+    let _ = tracing::subscriber::set_global_default(subscriber(&settings, std::io::stderr));
+}
+
+/// The subscriber [`init_logging`] installs, writing to `writer`.
+pub fn subscriber<W>(
+    settings: &LogSettings,
+    writer: W,
+) -> Box<dyn tracing::Subscriber + Send + Sync>
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    let filter = tracing_subscriber::EnvFilter::try_new(&settings.filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
         .with_ansi(false)
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        .with_writer(writer)
+        .with_env_filter(filter);
+    if settings.json {
+        Box::new(
+            builder
+                .json()
+                .flatten_event(true)
+                .with_current_span(false)
+                .with_span_list(true)
+                .finish(),
         )
-        .init();
+    } else {
+        // CloudWatch stamps each line itself.
+        Box::new(builder.without_time().finish())
+    }
 }
 
 /// The SDK configuration from the Lambda environment (region, role
@@ -45,8 +94,13 @@ pub async fn sdk_config() -> SdkConfig {
 }
 
 /// The token key: read once from Secrets Manager, or given; refused when
-/// empty, shorter than 32 bytes, or the public development secret.
-pub async fn jwt_secret(sdk: &SdkConfig, source: &JwtSecretSource) -> Result<String, String> {
+/// empty, shorter than 32 bytes, or the public development secret (unless
+/// `FANOUT_ALLOW_DEVELOPMENT_SECRET` allows it).
+pub async fn jwt_secret(
+    sdk: &SdkConfig,
+    source: &JwtSecretSource,
+    allow_development_secret: bool,
+) -> Result<String, String> {
     let secret = match source {
         JwtSecretSource::Value(value) => value.clone(),
         JwtSecretSource::SecretsManager { arn } => aws_sdk_secretsmanager::Client::new(sdk)
@@ -58,7 +112,8 @@ pub async fn jwt_secret(sdk: &SdkConfig, source: &JwtSecretSource) -> Result<Str
             .secret_string
             .ok_or_else(|| format!("secret {arn} has no string value"))?,
     };
-    check_secret(&secret, true).map_err(|e| format!("refusing the token key: {e}"))?;
+    check_secret(&secret, !allow_development_secret)
+        .map_err(|e| format!("refusing the token key: {e}"))?;
     Ok(secret)
 }
 
@@ -104,7 +159,7 @@ pub async fn token_verifier(
     config: &AuthorizerConfig,
 ) -> Result<TokenVerifier, String> {
     let secret = match config.jwt_secret().map_err(|e| e.to_string())? {
-        Some(source) => Some(jwt_secret(sdk, &source).await?),
+        Some(source) => Some(jwt_secret(sdk, &source, config.allow_development_secret).await?),
         None => None,
     };
     if config.auth.default_policy == fanout_core::auth::DefaultPolicy::Open {
@@ -200,4 +255,85 @@ pub fn planner_deps(sdk: &SdkConfig, config: &PlannerConfig) -> Result<PlannerDe
         settings: config.settings.clone(),
         jobs: config.delivery.jobs.clone(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    #[test]
+    fn lambdas_log_controls_set_format_and_level() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            LogSettings::from_env(move |name| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.to_string())
+            })
+        };
+        assert_eq!(
+            env(&[]),
+            LogSettings {
+                json: true,
+                filter: "info".into()
+            }
+        );
+        assert_eq!(
+            env(&[("AWS_LAMBDA_LOG_FORMAT", "Text"), ("RUST_LOG", "debug")]),
+            LogSettings {
+                json: false,
+                filter: "debug".into()
+            }
+        );
+        assert_eq!(
+            env(&[("AWS_LAMBDA_LOG_LEVEL", "WARN"), ("RUST_LOG", "debug")]).filter,
+            "warn"
+        );
+        assert_eq!(env(&[("AWS_LAMBDA_LOG_LEVEL", "FATAL")]).filter, "error");
+    }
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn every_line_of_an_invocation_carries_the_request_id() {
+        let out = Captured::default();
+        let writer = out.clone();
+        let settings = LogSettings {
+            json: true,
+            filter: "info".into(),
+        };
+        tracing::subscriber::with_default(subscriber(&settings, move || writer.clone()), || {
+            // The runtime's span (lambda_runtime's `request_span`), and a
+            // handler's own span inside it.
+            let invoke = tracing::info_span!("Lambda runtime invoke", requestId = "req-1");
+            let _outer = invoke.enter();
+            tracing::info!("in the runtime's span");
+            let event = tracing::info_span!("event", eventId = "e-1");
+            let _inner = event.enter();
+            tracing::warn!("in the handler's span");
+        });
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        for line in &lines {
+            assert_eq!(line["spans"][0]["requestId"], "req-1", "{line}");
+        }
+        assert_eq!(lines[1]["spans"][1]["eventId"], "e-1");
+    }
 }

@@ -55,6 +55,19 @@ pub struct Backend {
     /// AWS, where DynamoDB runs it (moto does not: tests delete expired
     /// items themselves).
     pub expiring: Option<Arc<MemoryStore>>,
+    /// On AWS: what the bootstraps are wired to (`--lambdas`).
+    pub aws: Option<AwsResources>,
+}
+
+/// The AWS resources by the names and URLs a deployed function gets them.
+#[derive(Clone)]
+pub struct AwsResources {
+    pub sdk: aws_config::SdkConfig,
+    pub table: String,
+    pub event_bus: String,
+    pub deliver_queue_url: String,
+    pub deliver_dlq_url: String,
+    pub plan_dlq_url: String,
 }
 
 fn broadcast_rule_name() -> String {
@@ -102,6 +115,7 @@ pub fn embedded(config: &StackConfig, clock: Arc<dyn Clock>) -> Backend {
         changes: store.clone(),
         sweeper_dlq: MemoryQueue::new(SWEEPER_DLQ, QueueSettings::default()),
         expiring: Some(store),
+        aws: None,
         bus: Arc::new(MemoryBus::new(BUS, clock, vec![rule])),
         plan_queue,
         plan_dlq,
@@ -169,7 +183,16 @@ pub async fn aws(config: &StackConfig, clock: Arc<dyn Clock>) -> anyhow::Result<
         clock,
         config.store.shards,
     ));
+    let resources = AwsResources {
+        sdk: sdk.clone(),
+        table: name(TABLE),
+        event_bus: name(BUS),
+        deliver_queue_url: deliver_queue.url().to_string(),
+        deliver_dlq_url: deliver_dlq.url().to_string(),
+        plan_dlq_url: plan_dlq.url().to_string(),
+    };
     Ok(Backend {
+        aws: Some(resources),
         store: store.clone(),
         dedupe: store.clone(),
         streams: store.clone(),

@@ -233,6 +233,27 @@ pub struct StackConfig {
     /// from).
     #[arg(long, env = "FANOUT_SDK_DIR", value_name = "DIR")]
     pub sdk_dir: Option<std::path::PathBuf>,
+
+    /// With --backend aws: run the built Lambda bootstraps from DIR
+    /// instead of the in-process handlers, each as child processes talking
+    /// to a Lambda Runtime API this stack serves, with the environment the
+    /// template gives it. DIR holds `fanout-<function>/bootstrap` (as
+    /// `cargo lambda build` writes them) or `fanout-<function>` binaries
+    /// (as `cargo build` does).
+    #[arg(long, value_name = "DIR")]
+    pub lambdas: Option<std::path::PathBuf>,
+
+    /// With --lambdas: most execution environments (processes) per
+    /// WebSocket function (authorizer, connect, disconnect, message); the
+    /// planner and broadcaster get one per mapping worker, the sweeper
+    /// one. Environments start on demand, like Lambda's cold starts.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub lambda_environments: usize,
+
+    /// With --lambdas: the bootstraps' log level (`AWS_LAMBDA_LOG_LEVEL`);
+    /// their lines are printed prefixed with the function's name.
+    #[arg(long, value_name = "LEVEL", default_value = "info")]
+    pub lambda_log_level: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -321,6 +342,12 @@ impl StackConfig {
             }
         }
         self.broadcaster.validate()?;
+        if self.lambdas.is_some() && self.backend != BackendKind::Aws {
+            return Err("--lambdas needs --backend aws: the bootstraps are separate processes and reach the table, bus and queues through the AWS API".into());
+        }
+        if self.lambda_environments == 0 {
+            return Err("--lambda-environments must be at least 1".into());
+        }
         if let Some(secret) = &self.jwt_secret {
             fanout_core::token::check_secret(secret, false)
                 .map_err(|e| format!("--jwt-secret / FANOUT_JWT_SECRET: {e}"))?;

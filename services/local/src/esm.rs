@@ -20,9 +20,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::faults::{CrashPoint, Faults};
 
-/// An SQS-triggered function: the event and the invocation's deadline.
-pub type SqsHandler =
-    Arc<dyn Fn(SqsEvent, Instant) -> BoxFuture<'static, SqsBatchResponse> + Send + Sync>;
+/// An SQS-triggered function: the event and the invocation's deadline; an
+/// `Err` is a failed invocation (a bootstrap's error response, crash or
+/// init error).
+pub type SqsHandler = Arc<
+    dyn Fn(SqsEvent, Instant) -> BoxFuture<'static, Result<SqsBatchResponse, InvocationFailure>>
+        + Send
+        + Sync,
+>;
 
 /// How long one receive call long-polls.
 const LONG_POLL: Duration = Duration::from_secs(20);
@@ -34,6 +39,9 @@ pub enum InvocationFailure {
     Failed(tokio::task::JoinError),
     #[error("invocation timed out")]
     TimedOut,
+    /// What a bootstrap's invocation ended with instead of a response.
+    #[error("{0}")]
+    Bootstrap(String),
 }
 
 /// Runs one invocation as Lambda does: on a task of its own, so a
@@ -41,11 +49,11 @@ pub enum InvocationFailure {
 /// poller, and killed at its deadline.
 pub async fn invoke_until<T: Send + 'static>(
     deadline: Instant,
-    work: impl Future<Output = T> + Send + 'static,
+    work: impl Future<Output = Result<T, InvocationFailure>> + Send + 'static,
 ) -> Result<T, InvocationFailure> {
     let mut task = tokio::spawn(work);
     match tokio::time::timeout_at(deadline, &mut task).await {
-        Ok(Ok(response)) => Ok(response),
+        Ok(Ok(response)) => response,
         Ok(Err(error)) => Err(InvocationFailure::Failed(error)),
         Err(_) => {
             task.abort();
@@ -234,7 +242,7 @@ mod tests {
                 ..QueueSettings::default()
             },
         );
-        send(&q, &["ok", "fail", "panic", "slow"]).await;
+        send(&q, &["ok", "fail", "panic", "slow", "error"]).await;
         let seen = Arc::new(Mutex::new(Vec::new()));
         let seen2 = seen.clone();
         let handler: SqsHandler = Arc::new(move |event: SqsEvent, _deadline| {
@@ -247,6 +255,10 @@ mod tests {
                     if body == "panic" {
                         panic!("handler crashed");
                     }
+                    if body == "error" {
+                        // A bootstrap's error response, crash or init error.
+                        return Err(InvocationFailure::Bootstrap("Runtime exited".into()));
+                    }
                     if body == "slow" {
                         // Past the 5 s function timeout: killed.
                         tokio::time::sleep(Duration::from_secs(10)).await;
@@ -257,7 +269,7 @@ mod tests {
                         response.batch_item_failures.push(f);
                     }
                 }
-                response
+                Ok(response)
             })
         });
         let mapping = EventSourceMapping {
@@ -279,11 +291,12 @@ mod tests {
         assert_eq!(q.message_count(), 0);
         let mut dead = dlq.peek_bodies();
         dead.sort();
-        assert_eq!(dead, ["fail", "panic", "slow"]);
+        assert_eq!(dead, ["error", "fail", "panic", "slow"]);
         let seen = seen.lock().unwrap();
         assert_eq!(seen.iter().filter(|b| *b == "ok").count(), 1);
         assert_eq!(seen.iter().filter(|b| *b == "fail").count(), 3);
         assert_eq!(seen.iter().filter(|b| *b == "panic").count(), 3);
         assert_eq!(seen.iter().filter(|b| *b == "slow").count(), 3);
+        assert_eq!(seen.iter().filter(|b| *b == "error").count(), 3);
     }
 }

@@ -21,8 +21,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use base64::Engine;
-use fanout_core::handlers::authorizer::{Unauthorized, authorize, is_allowed};
-use fanout_core::handlers::{CONTEXT_TOKEN_EXPIRES_AT, connect, disconnect, message};
+use fanout_core::handlers::CONTEXT_TOKEN_EXPIRES_AT;
+use fanout_core::handlers::authorizer::is_allowed;
 use fanout_core::ids::ConnectionId;
 use fanout_core::protocol::{ErrorCode, RequestError, TOKEN_EXPIRED_CLOSE_CODE};
 use fanout_core::routing::select_route;
@@ -31,6 +31,7 @@ use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 
 use crate::events::{ConnectionContext, EventKind, authorizer_request, websocket_request};
+use crate::functions::AuthorizerRefusal;
 use crate::registry::{LiveConnection, OUTBOUND_CAPACITY};
 use crate::state::AppState;
 
@@ -99,16 +100,13 @@ async fn upgrade(
             return json_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error");
         }
     };
-    let allowed_origins = &app.config.auth.allowed_origins;
-    match authorize(
-        &auth_request,
-        &app.verifier,
-        allowed_origins,
-        now_ms.div_euclid(1000),
-    )
-    .await
-    {
-        Err(Unauthorized) => return json_error(StatusCode::UNAUTHORIZED, "Unauthorized"),
+    match app.functions.authorize(&auth_request).await {
+        Err(AuthorizerRefusal::Unauthorized) => {
+            return json_error(StatusCode::UNAUTHORIZED, "Unauthorized");
+        }
+        Err(AuthorizerRefusal::Failed) => {
+            return json_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error");
+        }
         Ok(policy) if !is_allowed(&policy) => {
             return json_error(StatusCode::FORBIDDEN, "Forbidden");
         }
@@ -134,7 +132,7 @@ async fn upgrade(
             return json_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error");
         }
     };
-    let response = connect::handle(&connect_request, &app.gateway).await;
+    let response = app.functions.connect(&connect_request).await;
     if response.status_code != 200 {
         let status = StatusCode::from_u16(response.status_code as u16)
             .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -381,7 +379,11 @@ async fn route_message(
             return Some(RequestError::new(None, ErrorCode::Internal, "internal error").to_frame());
         }
     };
-    let response = message::handle(&request, &app.gateway).await;
+    let Some(response) = app.functions.message(&request).await else {
+        return Some(
+            RequestError::new(None, ErrorCode::Internal, "Internal server error").to_frame(),
+        );
+    };
     match response.body {
         Some(Body::Text(text)) => Some(text),
         Some(Body::Binary(bytes)) => String::from_utf8(bytes).ok(),
@@ -400,7 +402,7 @@ async fn run_disconnect(app: &AppState, ctx: &ConnectionContext, status_code: u1
         now,
     ) {
         Ok(request) => {
-            disconnect::handle(&request, &app.gateway).await;
+            app.functions.disconnect(&request).await;
         }
         Err(error) => {
             tracing::error!(%error, connection_id = %ctx.connection_id, "could not build the $disconnect request")

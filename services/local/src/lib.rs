@@ -11,6 +11,10 @@
 //! - [`server`]: the HTTP/1.1 server (header-read timeout, connection caps).
 //! - [`backend`]: the embedded adapters, or the AWS ones (`--backend aws`).
 //! - [`gateway`]: the WebSocket endpoint (API Gateway's behaviour).
+//! - [`functions`]: what the gateway invokes (authorizer, connect,
+//!   disconnect, message): in process, or the bootstraps.
+//! - [`lambdas`]: `--lambdas`: the built bootstraps as child processes on a
+//!   Lambda Runtime API this stack serves.
 //! - [`events`]: builds the API Gateway events handlers receive.
 //! - [`registry`]: open connections; the embedded connection poster.
 //! - [`management`]: the `@connections` management API.
@@ -36,9 +40,11 @@ pub mod devtoken;
 pub mod esm;
 pub mod events;
 pub mod faults;
+pub mod functions;
 pub mod gateway;
 pub mod history;
 pub mod inprocess;
+pub mod lambdas;
 pub mod management;
 pub mod presence;
 pub mod registry;

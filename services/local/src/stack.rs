@@ -4,6 +4,8 @@
 //! HTTP server for every surface's routes.
 
 use std::net::SocketAddr;
+
+use anyhow::Context;
 use std::sync::Arc;
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
@@ -32,10 +34,13 @@ use crate::config::{BackendKind, StackConfig};
 use crate::dashboard::{DashboardCache, DeliverySeries};
 use crate::esm::{EventSourceMapping, SqsHandler};
 use crate::faults::{Faults, FaultyPoster, QuotaPoster};
+use crate::functions::{GatewayFunctions, InProcessFunctions};
+use crate::lambdas::invokers::{BootstrapGateway, sqs_handler, stream_handler};
+use crate::lambdas::{Bootstraps, Output};
 use crate::registry::ConnectionRegistry;
 use crate::server::{self, ServerLimits};
 use crate::state::{AppState, QueueDirectory};
-use crate::stream_esm::StreamMapping;
+use crate::stream_esm::{StreamHandler, StreamMapping};
 use crate::{awsjson, dashboard, devtoken, gateway, history, management, presence, web};
 
 pub use crate::backend::{
@@ -100,6 +105,8 @@ pub struct RunningStack {
     pub resources: Resources,
     shutdown: CancellationToken,
     tasks: JoinSet<()>,
+    /// With `--lambdas`: the functions' execution environments.
+    pub bootstraps: Option<Arc<Bootstraps>>,
 }
 
 impl RunningStack {
@@ -136,6 +143,9 @@ impl RunningStack {
             {
                 tracing::error!(%error, "a stack task panicked");
             }
+        }
+        if let Some(bootstraps) = &self.bootstraps {
+            bootstraps.report();
         }
     }
 }
@@ -194,6 +204,22 @@ pub async fn start_with_clock(
             Err(error) => tracing::error!(source = %jwks.describe(), %error, "JWKS not loaded"),
         }
     }
+    let bootstraps = match &config.lambdas {
+        None => None,
+        Some(dir) => {
+            let aws = backend
+                .aws
+                .as_ref()
+                .context("--lambdas needs --backend aws")?;
+            let output = Arc::new(Output {
+                metrics: metrics.clone(),
+            });
+            let endpoint = format!("http://{addr}/{}", config.stage);
+            Some(Arc::new(
+                Bootstraps::prepare(dir, &config, aws, endpoint, output, &shutdown).await?,
+            ))
+        }
+    };
     let functions = Functions {
         config: &config,
         verifier: &verifier,
@@ -201,6 +227,7 @@ pub async fn start_with_clock(
         poster: &poster,
         metrics: &metrics,
         clock: &clock,
+        bootstraps: bootstraps.as_ref(),
     };
 
     let mut tasks = JoinSet::new();
@@ -211,6 +238,7 @@ pub async fn start_with_clock(
     let state = Arc::new(AppState {
         verifier: verifier.clone(),
         gateway: functions.gateway_deps(),
+        functions: functions.gateway_functions(),
         clock: clock.clone(),
         registry: registry.clone(),
         poster,
@@ -253,6 +281,7 @@ pub async fn start_with_clock(
         },
         shutdown,
         tasks,
+        bootstraps,
     })
 }
 
@@ -310,9 +339,29 @@ struct Functions<'a> {
     poster: &'a Arc<dyn ConnectionPoster>,
     metrics: &'a Arc<dyn MetricsSink>,
     clock: &'a Arc<dyn Clock>,
+    bootstraps: Option<&'a Arc<Bootstraps>>,
 }
 
 impl Functions<'_> {
+    /// What the gateway invokes: the bootstraps with `--lambdas`, else the
+    /// library handlers.
+    fn gateway_functions(&self) -> Arc<dyn GatewayFunctions> {
+        match self.bootstraps {
+            Some(b) => Arc::new(BootstrapGateway {
+                authorizer: b.pool("authorizer"),
+                connect: b.pool("connect"),
+                disconnect: b.pool("disconnect"),
+                message: b.pool("message"),
+            }),
+            None => Arc::new(InProcessFunctions {
+                verifier: self.verifier.clone(),
+                allowed_origins: self.config.auth.allowed_origins.clone(),
+                deps: self.gateway_deps(),
+                clock: self.clock.clone(),
+            }),
+        }
+    }
+
     fn gateway_deps(&self) -> GatewayDeps {
         GatewayDeps {
             store: self.backend.store.clone(),
@@ -385,10 +434,11 @@ impl Functions<'_> {
             faults.clone(),
         )
         .spawn(
-            |_worker| {
-                handler(self.planner_deps(), |event, deadline, deps| async move {
+            |_worker| match self.bootstraps {
+                Some(b) => sqs_handler(b.pool(planner::FUNCTION)),
+                None => handler(self.planner_deps(), |event, deadline, deps| async move {
                     planner::handle(event, deadline, &deps).await
-                })
+                }),
             },
             shutdown.clone(),
             tasks,
@@ -404,13 +454,14 @@ impl Functions<'_> {
             faults,
         )
         .spawn(
-            |_worker| {
-                handler(
+            |_worker| match self.bootstraps {
+                Some(b) => sqs_handler(b.pool(broadcaster::FUNCTION)),
+                None => handler(
                     self.broadcaster_deps(),
                     |event, deadline, deps| async move {
                         broadcaster::handle(event, deadline, &deps).await
                     },
-                )
+                ),
             },
             shutdown.clone(),
             tasks,
@@ -421,6 +472,13 @@ impl Functions<'_> {
     /// store, its TTL process (on AWS, DynamoDB's).
     fn spawn_sweeper(&self, shutdown: &CancellationToken, tasks: &mut JoinSet<()>) {
         let deps = Arc::new(self.gateway_deps());
+        let handler: StreamHandler = match self.bootstraps {
+            Some(b) => stream_handler(b.pool(sweeper::FUNCTION)),
+            None => Arc::new(move |event, _deadline| {
+                let deps = deps.clone();
+                Box::pin(async move { Ok(sweeper::handle(&event, &deps).await) })
+            }),
+        };
         StreamMapping {
             function: sweeper::FUNCTION,
             feed: self.backend.changes.clone(),
@@ -429,14 +487,7 @@ impl Functions<'_> {
             function_timeout: self.config.sweeper_timeout,
             on_failure: self.backend.sweeper_dlq.clone(),
         }
-        .spawn(
-            Arc::new(move |event, _deadline| {
-                let deps = deps.clone();
-                Box::pin(async move { sweeper::handle(&event, &deps).await })
-            }),
-            shutdown.clone(),
-            tasks,
-        );
+        .spawn(handler, shutdown.clone(), tasks);
         if let Some(store) = self.backend.expiring.clone() {
             let interval = self.config.expiry_scan_interval;
             let shutdown = shutdown.clone();
@@ -493,7 +544,10 @@ where
     Fut: Future<Output = SqsBatchResponse> + Send + 'static,
 {
     let deps = Arc::new(deps);
-    Arc::new(move |event, deadline| Box::pin(handle(event, deadline, deps.clone())))
+    Arc::new(move |event, deadline| {
+        let response = handle(event, deadline, deps.clone());
+        Box::pin(async move { Ok(response.await) })
+    })
 }
 
 /// One HTTP server for every surface: the WebSocket gateway, @connections,

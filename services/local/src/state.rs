@@ -13,14 +13,18 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::StackConfig;
 use crate::dashboard::{DashboardCache, DeliverySeries};
+use crate::functions::GatewayFunctions;
 use crate::registry::ConnectionRegistry;
 
 pub struct AppState {
     pub config: StackConfig,
     pub clock: Arc<dyn Clock>,
     pub verifier: Arc<TokenVerifier>,
-    /// What the connect, disconnect and message functions run with.
+    /// The store and settings the connect, disconnect and message
+    /// functions run with (the read endpoints use them too).
     pub gateway: GatewayDeps,
+    /// The authorizer and the route functions, in process or bootstraps.
+    pub functions: Arc<dyn GatewayFunctions>,
     pub registry: Arc<ConnectionRegistry>,
     /// What @connections calls go through: the registry, behind the fault
     /// injection and quota emulation when they are on.

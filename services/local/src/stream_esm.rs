@@ -19,14 +19,18 @@ use fanout_core::changes::{SWEEPER_FILTER_PATTERN, is_connection_removal};
 use fanout_core::ports::{ChangeFeed, OutgoingMessage, Queue};
 use futures::future::BoxFuture;
 
-use crate::esm::invoke_until;
+use crate::esm::{InvocationFailure, invoke_until};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-/// A stream-triggered function: the event and the invocation's deadline.
-pub type StreamHandler =
-    Arc<dyn Fn(Event, Instant) -> BoxFuture<'static, DynamoDbEventResponse> + Send + Sync>;
+/// A stream-triggered function: the event and the invocation's deadline;
+/// an `Err` is a failed invocation.
+pub type StreamHandler = Arc<
+    dyn Fn(Event, Instant) -> BoxFuture<'static, Result<DynamoDbEventResponse, InvocationFailure>>
+        + Send
+        + Sync,
+>;
 
 /// How long one read of the feed waits for a first record.
 const READ_WAIT: Duration = Duration::from_secs(1);
@@ -237,7 +241,7 @@ mod tests {
                         break;
                     }
                 }
-                response
+                Ok(response)
             })
         });
         let dlq = MemoryQueue::new("sweeper-dlq", QueueSettings::default());

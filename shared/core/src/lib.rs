@@ -15,6 +15,8 @@
 //!   room capabilities and the default policy.
 //! - [`limits`]: AWS limits.
 //! - [`settings`]: every tunable, defined once (flags and environment).
+//! - [`variables`]: each settings group written back as the environment
+//!   variables a Lambda reads (the local stack's bootstrap mode).
 //! - [`routing`]: API Gateway's route selection (`$request.body.action`).
 //! - [`pattern`]: EventBridge event patterns.
 //! - [`stream`]: room streams: stored events, history pages and replays.
@@ -53,3 +55,4 @@ pub mod routing;
 pub mod settings;
 pub mod stream;
 pub mod token;
+pub mod variables;

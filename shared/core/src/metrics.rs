@@ -42,6 +42,28 @@ pub const REFUSED_EDITS: &str = "RefusedEdits";
 /// room was in the same batch.
 pub const COALESCED_SIGNALS: &str = "CoalescedSignals";
 
+/// Every metric name, for reading EMF lines back ([`parse_emf_line`]).
+pub const ALL: [&str; 18] = [
+    DELIVERED,
+    GONE,
+    THROTTLED,
+    RETRIED,
+    FAILED,
+    MISCONFIGURED,
+    REQUEUED,
+    DEAD_LETTERED,
+    PUBLISH_TO_POST_LATENCY,
+    PLANNED_CONNECTIONS,
+    JOBS,
+    DUPLICATE_EVENTS,
+    DIRECT_DELIVERIES,
+    CROSS_TENANT_TARGETS,
+    REFUSED_SOURCES,
+    STREAMED_EVENTS,
+    REFUSED_EDITS,
+    COALESCED_SIGNALS,
+];
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unit {
     Count,
@@ -113,6 +135,50 @@ pub fn emf_line(function: &str, event_id: &str, timestamp_ms: i64, metrics: &[Me
         line.insert(m.name.into(), json!(m.value));
     }
     Value::Object(line).to_string()
+}
+
+/// One EMF line read back: what CloudWatch would make of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmfRecord {
+    pub function: String,
+    pub event_id: String,
+    pub metrics: Vec<Metric>,
+}
+
+/// Reads a line [`emf_line`] wrote (the local stack does, from the
+/// bootstraps' stdout); `None` for any other line. Metrics of unknown
+/// names are left out.
+pub fn parse_emf_line(line: &str) -> Option<EmfRecord> {
+    let value: Value = serde_json::from_str(line.trim()).ok()?;
+    let directive = value.get("_aws")?.get("CloudWatchMetrics")?.get(0)?;
+    let metrics = directive
+        .get("Metrics")?
+        .as_array()?
+        .iter()
+        .filter_map(|definition| {
+            let name = ALL
+                .into_iter()
+                .find(|n| Some(*n) == definition["Name"].as_str())?;
+            let unit = match definition["Unit"].as_str()? {
+                "Milliseconds" => Unit::Milliseconds,
+                _ => Unit::Count,
+            };
+            Some(Metric {
+                name,
+                value: value.get(name)?.as_f64()?,
+                unit,
+            })
+        })
+        .collect();
+    Some(EmfRecord {
+        function: value.get("Function")?.as_str()?.to_string(),
+        event_id: value
+            .get("eventId")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
+        metrics,
+    })
 }
 
 /// Writes one EMF line per record to `out`. The binaries give it stdout,
@@ -216,6 +282,21 @@ impl MetricsSink for Tee {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_emf_line_reads_back_as_written() {
+        let metrics = [
+            Metric::count(DELIVERED, 3),
+            Metric::millis(PUBLISH_TO_POST_LATENCY, 42),
+        ];
+        let line = emf_line("broadcaster", "e-1", 1_700_000_000_000, &metrics);
+        let record = parse_emf_line(&line).unwrap();
+        assert_eq!(record.function, "broadcaster");
+        assert_eq!(record.event_id, "e-1");
+        assert_eq!(record.metrics, metrics);
+        assert_eq!(parse_emf_line(r#"{"level":"INFO","message":"hi"}"#), None);
+        assert_eq!(parse_emf_line("not json"), None);
+    }
 
     #[test]
     fn emf_line_declares_every_metric_it_carries() {

@@ -1,6 +1,7 @@
 //! What the end-to-end suites share: the local stack on port 0 (on the
-//! AWS adapters against moto when `FANOUT_E2E_BACKEND=aws`), real
-//! WebSocket clients, and small helpers to talk to it.
+//! AWS adapters against moto when `FANOUT_E2E_BACKEND=aws`, and with the
+//! built bootstraps as its functions when `FANOUT_E2E_LAMBDAS` names
+//! them), real WebSocket clients, and small helpers to talk to it.
 
 #![allow(dead_code)] // each suite uses its own subset
 
@@ -60,8 +61,30 @@ pub fn config_with(extra: &[&str]) -> StackConfig {
             .map(String::from),
         );
     }
+    if let Some(dir) = lambdas_dir() {
+        args.extend([
+            "--lambdas".into(),
+            dir,
+            "--lambda-log-level".into(),
+            "warn".into(),
+        ]);
+    }
     args.extend(extra.iter().map(|a| a.to_string()));
     <StackConfig as clap::Parser>::parse_from(args)
+}
+
+/// `FANOUT_E2E_LAMBDAS`: the directory of built bootstraps the stack runs
+/// instead of its in-process handlers (with `FANOUT_E2E_BACKEND=aws`).
+fn lambdas_dir() -> Option<String> {
+    std::env::var("FANOUT_E2E_LAMBDAS")
+        .ok()
+        .filter(|d| !d.is_empty())
+}
+
+/// Whether the functions run as bootstraps (child processes on the system
+/// clock, with their own limiters and caches).
+pub fn on_lambdas() -> bool {
+    lambdas_dir().is_some()
 }
 
 /// Whether the suite runs on the AWS adapters (moto).

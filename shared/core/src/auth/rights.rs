@@ -133,7 +133,8 @@ impl RoomPattern {
         }
     }
 
-    fn text(&self) -> String {
+    /// The pattern as written (what [`RoomPattern::parse`] reads back).
+    pub fn text(&self) -> String {
         match self {
             RoomPattern::Exact(r) => r.clone(),
             RoomPattern::Prefix(p) => format!("{p}*"),

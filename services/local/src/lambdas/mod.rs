@@ -1,0 +1,402 @@
+//! `--lambdas DIR`: the built bootstrap binaries, run as Lambda runs them.
+//! Each function has a pool of execution environments (child processes,
+//! started on demand up to a maximum, like cold starts), each polling a
+//! Lambda Runtime API of its own ([`runtime_api`]) with the environment
+//! the template gives the function ([`environment`]). The gateway, the
+//! event source mappings and the stream mapping invoke them through
+//! [`invokers`] instead of calling the library handlers.
+
+pub mod environment;
+pub mod invokers;
+pub mod runtime_api;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use fanout_core::metrics::{MetricsSink, parse_emf_line};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use runtime_api::Invocation;
+
+/// The functions, by the name their binary and the template use
+/// (`fanout-<function>`).
+pub const FUNCTIONS: [&str; 7] = [
+    "authorizer",
+    "connect",
+    "disconnect",
+    "message",
+    "planner",
+    "broadcaster",
+    "sweeper",
+];
+
+/// Why an invocation produced no response.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum InvokeError {
+    /// The function answered with an error (`/invocation/{id}/error`).
+    #[error("{error_type}: {message}")]
+    Function { error_type: String, message: String },
+    #[error("{0}")]
+    Crashed(String),
+    #[error("Task timed out after {0:?}")]
+    TimedOut(Duration),
+    #[error("init error: {0}")]
+    Init(String),
+    #[error("the stack is stopping")]
+    Stopped,
+    #[error("the response is not the JSON the caller expects: {0}")]
+    BadResponse(String),
+}
+
+/// What a function runs as: its binary, environment and limits.
+pub struct FunctionSpec {
+    pub function: &'static str,
+    pub binary: PathBuf,
+    pub arn: String,
+    pub environment: Vec<(String, String)>,
+    pub timeout: Duration,
+    pub max_environments: usize,
+}
+
+/// Where the bootstraps' output goes: EMF lines to the stack's metrics
+/// (which print them again with `--emf`), log lines to stderr.
+pub struct Output {
+    pub metrics: Arc<dyn MetricsSink>,
+}
+
+impl Output {
+    /// Whether `line` was an EMF record (and was recorded).
+    fn metric_line(&self, line: &str) -> bool {
+        let Some(record) = parse_emf_line(line) else {
+            return false;
+        };
+        self.metrics
+            .record(&record.function, &record.event_id, &record.metrics);
+        true
+    }
+
+    fn log_line(&self, environment: &str, line: &str) {
+        eprintln!("{environment} {line}");
+    }
+}
+
+/// A function's execution environments and the invocations waiting for
+/// them.
+pub struct FunctionPool {
+    pub spec: FunctionSpec,
+    output: Arc<Output>,
+    shutdown: CancellationToken,
+    sender: mpsc::UnboundedSender<Invocation>,
+    receiver: tokio::sync::Mutex<mpsc::UnboundedReceiver<Invocation>>,
+    /// Invocations sent and not yet taken by an environment.
+    waiting: AtomicUsize,
+    /// Environments inside `/next`, ready for one.
+    idle: AtomicUsize,
+    live: AtomicUsize,
+    started: AtomicUsize,
+    init_errors: AtomicU64,
+    init_times: Mutex<Vec<Duration>>,
+}
+
+impl FunctionPool {
+    pub fn new(spec: FunctionSpec, output: Arc<Output>, shutdown: CancellationToken) -> Arc<Self> {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        Arc::new(Self {
+            spec,
+            output,
+            shutdown,
+            sender,
+            receiver: tokio::sync::Mutex::new(receiver),
+            waiting: AtomicUsize::new(0),
+            idle: AtomicUsize::new(0),
+            live: AtomicUsize::new(0),
+            started: AtomicUsize::new(0),
+            init_errors: AtomicU64::new(0),
+            init_times: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Invokes the function with `payload` (serialized as Lambda would)
+    /// and parses its response.
+    pub async fn invoke<T: serde::de::DeserializeOwned>(
+        self: &Arc<Self>,
+        payload: &impl serde::Serialize,
+    ) -> Result<T, InvokeError> {
+        let payload = serde_json::to_vec(payload)
+            .map_err(|e| InvokeError::BadResponse(format!("the event does not serialize: {e}")))?;
+        let (reply, response) = oneshot::channel();
+        let invocation = Invocation {
+            request_id: uuid::Uuid::new_v4().to_string(),
+            payload: Bytes::from(payload),
+            timeout: self.spec.timeout,
+            reply,
+        };
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        if self.sender.send(invocation).is_err() {
+            return Err(InvokeError::Stopped);
+        }
+        self.scale();
+        let body = response.await.map_err(|_| InvokeError::Stopped)??;
+        serde_json::from_slice(&body).map_err(|e| {
+            InvokeError::BadResponse(format!("{e}: {}", String::from_utf8_lossy(&body)))
+        })
+    }
+
+    /// Starts an environment when invocations outnumber the idle ones and
+    /// the pool has room: a cold start.
+    fn scale(self: &Arc<Self>) {
+        if self.shutdown.is_cancelled() {
+            return;
+        }
+        let waiting = self.waiting.load(Ordering::SeqCst);
+        let idle = self.idle.load(Ordering::SeqCst);
+        if waiting <= idle {
+            return;
+        }
+        let live = self.live.fetch_add(1, Ordering::SeqCst);
+        if live >= self.spec.max_environments {
+            self.live.fetch_sub(1, Ordering::SeqCst);
+            return;
+        }
+        let index = self.started.fetch_add(1, Ordering::SeqCst);
+        tokio::spawn(runtime_api::run(self.clone(), index));
+    }
+
+    /// The next invocation for an environment in `/next`; `None` when the
+    /// environment ends first.
+    async fn take(&self, ended: &CancellationToken) -> Option<Invocation> {
+        self.idle.fetch_add(1, Ordering::SeqCst);
+        let invocation = tokio::select! {
+            _ = ended.cancelled() => None,
+            _ = self.shutdown.cancelled() => None,
+            invocation = async { self.receiver.lock().await.recv().await } => invocation,
+        };
+        self.idle.fetch_sub(1, Ordering::SeqCst);
+        if invocation.is_some() {
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+        }
+        invocation
+    }
+
+    /// Fails the longest-waiting invocation (the one a failed init was
+    /// started for).
+    fn fail_one_waiting(&self, error: InvokeError) {
+        let Ok(mut receiver) = self.receiver.try_lock() else {
+            return;
+        };
+        if let Ok(invocation) = receiver.try_recv() {
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            let _ = invocation.reply.send(Err(error));
+        }
+    }
+
+    fn environment_ended(self: &Arc<Self>) {
+        self.live.fetch_sub(1, Ordering::SeqCst);
+        self.scale();
+    }
+
+    fn record_init(&self, init: Duration) {
+        self.init_times
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(init);
+    }
+
+    /// Each environment's init time so far (process start → first
+    /// `/next`), in start order.
+    pub fn init_times(&self) -> Vec<Duration> {
+        self.init_times
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Environments whose process ended before its first `/next`.
+    pub fn init_errors(&self) -> u64 {
+        self.init_errors.load(Ordering::Relaxed)
+    }
+}
+
+/// Finds `fanout-<function>` in `dir`: `cargo lambda build`'s
+/// `fanout-<function>/bootstrap`, or `cargo build`'s `fanout-<function>`.
+pub fn locate(dir: &Path, function: &str) -> Result<PathBuf, String> {
+    let candidates = [
+        dir.join(format!("fanout-{function}")).join("bootstrap"),
+        dir.join(format!("fanout-{function}")),
+    ];
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .ok_or_else(|| {
+            format!(
+                "--lambdas {}: no bootstrap for {function} (looked for {} and {}); build them with `cargo build --bins` or `cargo lambda build`",
+                dir.display(),
+                candidates[0].display(),
+                candidates[1].display()
+            )
+        })
+}
+
+/// Every function's pool, started with the stack.
+pub struct Bootstraps {
+    pub pools: Vec<Arc<FunctionPool>>,
+}
+
+impl Bootstraps {
+    /// Finds the binaries, stores the token key in Secrets Manager (as the
+    /// template does), and builds each function's pool; environments
+    /// start at their first invocation.
+    pub async fn prepare(
+        dir: &Path,
+        config: &crate::config::StackConfig,
+        aws: &crate::backend::AwsResources,
+        management_endpoint: String,
+        output: Arc<Output>,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<Self> {
+        use anyhow::Context;
+        use aws_credential_types::provider::ProvideCredentials;
+
+        let secret = config
+            .jwt_secret
+            .clone()
+            .unwrap_or_else(|| fanout_core::token::DEV_JWT_SECRET.to_string());
+        let secret_name = format!("{}fanout-jwt-secret", config.resource_prefix);
+        let jwt_secret_arn = store_secret(&aws.sdk, &secret_name, &secret)
+            .await
+            .with_context(|| format!("--lambdas: storing the token key as secret {secret_name}"))?;
+        let mut credentials = Vec::new();
+        if let Some(provider) = aws.sdk.credentials_provider() {
+            let found = provider
+                .provide_credentials()
+                .await
+                .context("--lambdas: the stack's AWS credentials, which the functions get")?;
+            credentials.push(("AWS_ACCESS_KEY_ID".into(), found.access_key_id().into()));
+            credentials.push((
+                "AWS_SECRET_ACCESS_KEY".into(),
+                found.secret_access_key().into(),
+            ));
+            if let Some(token) = found.session_token() {
+                credentials.push(("AWS_SESSION_TOKEN".into(), token.into()));
+            }
+        }
+        let region = aws
+            .sdk
+            .region()
+            .map(|r| r.to_string())
+            .unwrap_or_else(|| "us-east-1".into());
+        let wiring = environment::Wiring {
+            table: aws.table.clone(),
+            event_bus: aws.event_bus.clone(),
+            management_endpoint,
+            deliver_queue_url: aws.deliver_queue_url.clone(),
+            deliver_dlq_url: aws.deliver_dlq_url.clone(),
+            plan_dlq_url: aws.plan_dlq_url.clone(),
+            jwt_secret_arn,
+            development_secret: secret == fanout_core::token::DEV_JWT_SECRET,
+            region: region.clone(),
+            endpoint_url: config.endpoint_url.clone(),
+            credentials,
+            prefix: config.resource_prefix.clone(),
+            log_level: config.lambda_log_level.clone(),
+        };
+        let mut pools = Vec::new();
+        for function in FUNCTIONS {
+            let (timeout, max_environments) = match function {
+                "planner" => (config.planner_timeout, config.planner_concurrency),
+                "broadcaster" => (
+                    config.broadcaster_timeout,
+                    config.budget.broadcaster_concurrency,
+                ),
+                "sweeper" => (config.sweeper_timeout, 1),
+                _ => (
+                    environment::GATEWAY_FUNCTION_TIMEOUT,
+                    config.lambda_environments,
+                ),
+            };
+            let name = environment::function_name(&wiring, function);
+            let spec = FunctionSpec {
+                function,
+                binary: locate(dir, function).map_err(anyhow::Error::msg)?,
+                arn: format!("arn:aws:lambda:{region}:123456789012:function:{name}"),
+                environment: environment::environment(function, config, &wiring)
+                    .map_err(anyhow::Error::msg)?,
+                timeout,
+                max_environments,
+            };
+            pools.push(FunctionPool::new(spec, output.clone(), shutdown.clone()));
+        }
+        Ok(Self { pools })
+    }
+
+    pub fn pool(&self, function: &str) -> Arc<FunctionPool> {
+        self.pools
+            .iter()
+            .find(|p| p.spec.function == function)
+            .cloned()
+            .expect("every function has a pool")
+    }
+
+    /// Logs each function's environments and init times (at shutdown).
+    pub fn report(&self) {
+        for pool in &self.pools {
+            let mut times = pool.init_times();
+            if times.is_empty() && pool.init_errors() == 0 {
+                continue;
+            }
+            times.sort();
+            let median = times.get(times.len() / 2).copied().unwrap_or_default();
+            let max = times.last().copied().unwrap_or_default();
+            tracing::info!(
+                function = pool.spec.function,
+                environments = times.len(),
+                init_errors = pool.init_errors(),
+                init_median = ?median,
+                init_max = ?max,
+                "bootstrap init times (process start to first /next)"
+            );
+        }
+    }
+}
+
+/// Creates (or updates) the secret holding the token key; its ARN.
+async fn store_secret(
+    sdk: &aws_config::SdkConfig,
+    name: &str,
+    value: &str,
+) -> anyhow::Result<String> {
+    let client = aws_sdk_secretsmanager::Client::new(sdk);
+    match client
+        .create_secret()
+        .name(name)
+        .secret_string(value)
+        .send()
+        .await
+    {
+        Ok(created) => created
+            .arn
+            .ok_or_else(|| anyhow::anyhow!("CreateSecret returned no ARN")),
+        Err(error)
+            if error
+                .as_service_error()
+                .is_some_and(|e| e.is_resource_exists_exception()) =>
+        {
+            let updated = client
+                .put_secret_value()
+                .secret_id(name)
+                .secret_string(value)
+                .send()
+                .await
+                .map_err(|e| anyhow::anyhow!(fanout_aws::describe(&e)))?;
+            updated
+                .arn
+                .ok_or_else(|| anyhow::anyhow!("PutSecretValue returned no ARN"))
+        }
+        Err(error) => Err(anyhow::anyhow!(fanout_aws::describe(&error))),
+    }
+}
