@@ -8,7 +8,8 @@
 # server on a free loopback port) and end-to-end; and the client SDK's
 # tests (Node.js, npm packages from its lockfile) against the real local
 # stack, with the demo and dashboard pages in headless Chromium (installed
-# with apt-get when missing).
+# with apt-get when missing); and the end-to-end suite once more with the
+# built Lambda bootstraps as the stack's functions (`--lambdas`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -133,3 +134,7 @@ FANOUT_SDK_TEST_BACKEND=aws FANOUT_LOCAL_BIN="$TARGET_DIR/debug/fanout-local" np
 
 step "end-to-end suite again, on the AWS backend (DynamoDB, EventBridge, SQS on moto)"
 FANOUT_E2E_BACKEND=aws cargo test -p fanout-local --locked --test e2e --test auth --test streams --test signals --test presence --test sweeper --test pages
+
+step "end-to-end suite again, with the built bootstraps as the functions (their Lambda Runtime API served by the stack; DynamoDB, EventBridge, SQS and Secrets Manager on moto)"
+cargo build --workspace --bins --locked
+FANOUT_E2E_BACKEND=aws FANOUT_E2E_LAMBDAS="$TARGET_DIR/debug" cargo test -p fanout-local --locked --test e2e --test auth --test streams --test signals --test presence --test sweeper --test pages

@@ -70,6 +70,11 @@ pub fn environment(
         ("AWS_DEFAULT_REGION", wiring.region.clone()),
         ("AWS_EXECUTION_ENV", "AWS_Lambda_provided.al2023".into()),
         ("TZ", ":UTC".into()),
+        // Lambda sets a PATH too; bootstraps that run tools need one.
+        (
+            "PATH",
+            std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into()),
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
