@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use fanout_lambda::config::{
-    AuthorizerConfig, BroadcasterConfig, Env, GatewayConfig, MessageConfig, PlannerConfig,
+    AuthorizerFunctionConfig, BroadcasterConfig, Env, GatewayConfig, MessageConfig, PlannerConfig,
     SweeperConfig, load, variables,
 };
 use fanout_local::StackConfig;
@@ -277,7 +277,7 @@ fn every_function_is_a_cargo_lambda_package_whose_binary_accepts_its_environment
         let env = environment(&t, f);
         let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let reads = match package {
-            "authorizer" => variables::<AuthorizerConfig>(),
+            "authorizer" => variables::<AuthorizerFunctionConfig>(),
             "message" => variables::<MessageConfig>(),
             "connect" | "disconnect" => variables::<GatewayConfig>(),
             "sweeper" => variables::<SweeperConfig>(),
@@ -294,7 +294,8 @@ fn every_function_is_a_cargo_lambda_package_whose_binary_accepts_its_environment
         let env = Env::from_pairs(&pairs);
         let local = StackConfig::defaults();
         let read = match package {
-            "authorizer" => load::<AuthorizerConfig>(&env).map(|a| {
+            "authorizer" => load::<AuthorizerFunctionConfig>(&env).map(|f| {
+                let a = f.keys;
                 assert_eq!(a.auth.tenant_claim, local.auth.tenant_claim);
                 assert_eq!(a.auth.max_token_lifetime, local.auth.max_token_lifetime);
             }),
@@ -592,6 +593,126 @@ fn route_changes_reach_the_stage() {
         assert!(
             depends.contains(&name),
             "the stage does not wait for {name}"
+        );
+    }
+}
+
+/// The metric directive every function writes, and what each alarm and
+/// the dashboard read: this stack's namespace and `Service` dimension, so
+/// two stacks in one account and region never share a series.
+#[test]
+fn metrics_and_alarms_belong_to_their_stack() {
+    let t = template();
+    let globals = &t["Globals"]["Function"]["Environment"]["Variables"];
+    let reference = |v: &Value| match v {
+        Value::Tagged(tagged) if tagged.tag == "!Ref" => {
+            tagged.value.as_str().unwrap().to_string()
+        }
+        other => panic!("expected a !Ref, got {other:?}"),
+    };
+    assert_eq!(reference(&globals["FANOUT_SERVICE_NAME"]), "AWS::StackName");
+    assert_eq!(
+        reference(&globals["FANOUT_METRICS_NAMESPACE"]),
+        "MetricsNamespace"
+    );
+    for (name, f) in of_type(&t, "AWS::Serverless::Function") {
+        let vars = &f["Properties"]["Environment"]["Variables"];
+        for key in ["FANOUT_SERVICE_NAME", "FANOUT_METRICS_NAMESPACE"] {
+            assert!(vars[key].is_null(), "{name} overrides {key}");
+        }
+    }
+
+    let mut custom = 0;
+    for (name, alarm) in of_type(&t, "AWS::CloudWatch::Alarm") {
+        let p = &alarm["Properties"];
+        let mut metrics = vec![p.clone()];
+        if let Some(queries) = p["Metrics"].as_sequence() {
+            metrics.extend(queries.iter().map(|q| q["MetricStat"]["Metric"].clone()));
+        }
+        for m in metrics.iter().filter(|m| !m["Namespace"].is_null()) {
+            if let Value::String(ns) = &m["Namespace"] {
+                assert!(
+                    ns.starts_with("AWS/"),
+                    "{name} reads namespace {ns}, not the stack's"
+                );
+                continue;
+            }
+            custom += 1;
+            assert_eq!(reference(&m["Namespace"]), "MetricsNamespace", "{name}");
+            let service = m["Dimensions"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .find(|d| d["Name"] == "Service")
+                .unwrap_or_else(|| panic!("{name} has no Service dimension"));
+            assert_eq!(reference(&service["Value"]), "AWS::StackName", "{name}");
+        }
+    }
+    assert!(
+        custom >= 3,
+        "the throttle and misconfiguration alarms read EMF metrics"
+    );
+
+    let body =
+        of_type(&t, "AWS::CloudWatch::Dashboard")[0].1["Properties"]["DashboardBody"].clone();
+    let Value::Tagged(body) = body else {
+        panic!("the dashboard body is a !Sub")
+    };
+    let body = body.value.as_str().unwrap();
+    let lines = body.matches("\"${MetricsNamespace}\"").count();
+    assert!(lines >= 10, "the dashboard charts the stack's own metrics");
+    assert_eq!(lines, body.matches("\"${MetricsNamespace}\",").count());
+    assert_eq!(
+        body.matches("\"Service\",\"${AWS::StackName}\"").count(),
+        lines,
+        "every custom metric on the dashboard is this stack's"
+    );
+    assert!(!body.contains("[\"fanout\""), "no fixed namespace left");
+    assert!(body.contains("\"ColdStart\""), "cold starts are charted");
+}
+
+/// Lambda's advanced logging controls, a retention for every function's
+/// lines, optional X-Ray, and no way to accept the public development key.
+#[test]
+fn functions_log_json_with_a_level_and_a_retention() {
+    let t = template();
+    let globals = &t["Globals"]["Function"];
+    assert_eq!(globals["LoggingConfig"]["LogFormat"], "JSON");
+    assert!(matches!(
+        &globals["LoggingConfig"]["ApplicationLogLevel"],
+        Value::Tagged(_)
+    ));
+    assert!(
+        matches!(&globals["Tracing"], Value::Tagged(_)),
+        "X-Ray is a parameter"
+    );
+    assert_eq!(default_of(&t, "TracingMode"), "PassThrough");
+    assert!(
+        globals["Environment"]["Variables"]["RUST_LOG"].is_null(),
+        "the level comes from LoggingConfig"
+    );
+    let groups: Vec<String> = of_type(&t, "AWS::Logs::LogGroup")
+        .into_iter()
+        .map(|(name, g)| {
+            assert!(
+                !g["Properties"]["RetentionInDays"].is_null(),
+                "{name} keeps lines forever"
+            );
+            let Value::Tagged(group) = &g["Properties"]["LogGroupName"] else {
+                panic!("{name} names its function's group with !Sub");
+            };
+            group.value.as_str().unwrap().to_string()
+        })
+        .collect();
+    for (name, f) in of_type(&t, "AWS::Serverless::Function") {
+        assert!(
+            groups.contains(&format!("/aws/lambda/${{{name}}}")),
+            "{name} has no log group with a retention"
+        );
+        assert!(
+            f["Properties"]["Environment"]["Variables"]["FANOUT_ALLOW_DEVELOPMENT_SECRET"]
+                .is_null(),
+            "{name} must never accept the public development key"
         );
     }
 }

@@ -3,15 +3,16 @@
 
 use aws_lambda_events::apigw::ApiGatewayCustomAuthorizerRequestTypeRequest;
 use fanout_core::handlers::authorizer::authorize;
-use fanout_lambda::config::AuthorizerConfig;
+use fanout_lambda::config::AuthorizerFunctionConfig;
 use fanout_lambda::{Error, LambdaEvent, config_or_exit, run, service_fn, setup};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     setup::init_logging();
-    let config = config_or_exit::<AuthorizerConfig>();
-    let verifier = setup::token_verifier(&setup::sdk_config().await, &config).await?;
-    let (verifier, origins) = (&verifier, &config.auth.allowed_origins);
+    let config = config_or_exit::<AuthorizerFunctionConfig>();
+    setup::metrics(&config.metrics, "authorizer");
+    let verifier = setup::token_verifier(&setup::sdk_config().await, &config.keys).await?;
+    let (verifier, origins) = (&verifier, &config.keys.auth.allowed_origins);
     run(service_fn(
         move |event: LambdaEvent<ApiGatewayCustomAuthorizerRequestTypeRequest>| async move {
             let now = chrono::Utc::now().timestamp();

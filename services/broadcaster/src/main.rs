@@ -10,7 +10,7 @@ async fn main() -> Result<(), Error> {
     setup::init_logging();
     let config = config_or_exit::<BroadcasterConfig>();
     let sdk = setup::sdk_config().await;
-    let deps = setup::broadcaster_deps(&sdk, &config.store, &config.delivery)?;
+    let deps = setup::broadcaster_deps(&sdk, &config)?;
     let deps = &deps;
     run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         let deadline = deadline(&event.context);

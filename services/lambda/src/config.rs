@@ -12,7 +12,7 @@ use clap::{Args, Command, FromArgMatches};
 use fanout_core::rate::Rate;
 use fanout_core::settings::{
     AbuseSettings, AuthSettings, BroadcasterSettings, BudgetSettings, GatewaySettings, JobSettings,
-    PlannerSettings, PresenceSettings, StoreSettings, StreamSettings,
+    MetricsSettings, PlannerSettings, PresenceSettings, StoreSettings, StreamSettings,
 };
 use fanout_core::token::check_secret;
 
@@ -235,6 +235,18 @@ impl AuthorizerConfig {
     }
 }
 
+/// The authorizer function: the token keys and claim rules, and where
+/// its `ColdStart` metric goes. (The message function reads the same keys
+/// beside the gateway's settings, which carry the metrics already.)
+#[derive(Debug, Clone, Args)]
+pub struct AuthorizerFunctionConfig {
+    #[command(flatten)]
+    pub keys: AuthorizerConfig,
+
+    #[command(flatten)]
+    pub metrics: MetricsSettings,
+}
+
 /// connect, disconnect and message.
 #[derive(Debug, Clone, Args)]
 pub struct GatewayConfig {
@@ -251,6 +263,9 @@ pub struct GatewayConfig {
     /// Presence (message and disconnect announce changes).
     #[command(flatten)]
     pub presence: PresenceSettings,
+
+    #[command(flatten)]
+    pub metrics: MetricsSettings,
 }
 
 /// The message function: the gateway's resources, the token keys (for
@@ -351,6 +366,9 @@ pub struct BroadcasterConfig {
     pub store: StoreConfig,
 
     #[command(flatten)]
+    pub metrics: MetricsSettings,
+
+    #[command(flatten)]
     pub delivery: DeliveryConfig,
 }
 
@@ -358,6 +376,9 @@ pub struct BroadcasterConfig {
 pub struct PlannerConfig {
     #[command(flatten)]
     pub store: StoreConfig,
+
+    #[command(flatten)]
+    pub metrics: MetricsSettings,
 
     /// The plan dead-letter queue: events that retrying cannot fix go
     /// there at once.
@@ -382,6 +403,12 @@ pub trait Validate {
 impl Validate for AuthorizerConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         self.jwt_secret().map(|_| ())
+    }
+}
+
+impl Validate for AuthorizerFunctionConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.keys.validate()
     }
 }
 

@@ -68,13 +68,18 @@ pub fn config_or_exit<T: Args + config::FromEnv + config::Validate>() -> T {
 /// connect's whole `main`: logs, configuration, the store and bus built
 /// once, then the Lambda runtime loop.
 pub async fn run_connect() -> Result<(), Error> {
-    run_gateway_route(|request, deps| async move { connect::handle(&request, &deps).await }).await
+    run_gateway_route("connect", |request, deps| async move {
+        connect::handle(&request, &deps).await
+    })
+    .await
 }
 
 /// disconnect's whole `main`.
 pub async fn run_disconnect() -> Result<(), Error> {
-    run_gateway_route(|request, deps| async move { disconnect::handle(&request, &deps).await })
-        .await
+    run_gateway_route("disconnect", |request, deps| async move {
+        disconnect::handle(&request, &deps).await
+    })
+    .await
 }
 
 /// message's whole `main`: also the token verifier, the abuse limits and
@@ -82,6 +87,7 @@ pub async fn run_disconnect() -> Result<(), Error> {
 pub async fn run_message() -> Result<(), Error> {
     setup::init_logging();
     let config = config_or_exit::<config::MessageConfig>();
+    setup::metrics(&config.gateway.metrics, "message");
     let deps = setup::message_deps(&setup::sdk_config().await, &config).await?;
     serve_route(deps, |request, deps| async move {
         message::handle(&request, &deps).await
@@ -95,6 +101,7 @@ pub async fn run_message() -> Result<(), Error> {
 pub async fn run_sweeper() -> Result<(), Error> {
     setup::init_logging();
     let config = config_or_exit::<config::SweeperConfig>();
+    setup::metrics(&config.gateway.metrics, sweeper::FUNCTION);
     let deps = Arc::new(setup::sweeper_deps(&setup::sdk_config().await, &config));
     run(service_fn(move |event: LambdaEvent<StreamEvent>| {
         let deps = deps.clone();
@@ -103,13 +110,14 @@ pub async fn run_sweeper() -> Result<(), Error> {
     .await
 }
 
-async fn run_gateway_route<H, F>(handle: H) -> Result<(), Error>
+async fn run_gateway_route<H, F>(function: &str, handle: H) -> Result<(), Error>
 where
     H: Fn(ApiGatewayWebsocketProxyRequest, Arc<GatewayDeps>) -> F + Copy + Send,
     F: Future<Output = ApiGatewayProxyResponse> + Send,
 {
     setup::init_logging();
     let config = config_or_exit::<config::GatewayConfig>();
+    setup::metrics(&config.metrics, function);
     let deps = setup::gateway_deps(&setup::sdk_config().await, &config);
     serve_route(deps, handle).await
 }

@@ -10,15 +10,17 @@ use fanout_core::clock::{Clock, SystemClock};
 use fanout_core::handlers::GatewayDeps;
 use fanout_core::handlers::broadcaster::BroadcasterDeps;
 use fanout_core::handlers::planner::PlannerDeps;
-use fanout_core::metrics::EmfWriter;
+use fanout_core::metrics::{COLD_START, EmfWriter, Metric, MetricsSink};
 use fanout_core::ports::QueueError;
 use fanout_core::rate::RateGate;
-use fanout_core::settings::BroadcasterSettings;
+use fanout_core::settings::{BroadcasterSettings, MetricsSettings};
 use fanout_core::token::check_secret;
 
+use fanout_core::handlers::{broadcaster, planner};
+
 use crate::config::{
-    AuthorizerConfig, DeliveryConfig, GatewayConfig, JwtSecretSource, MessageConfig, PlannerConfig,
-    StoreConfig, SweeperConfig,
+    AuthorizerConfig, BroadcasterConfig, DeliveryConfig, GatewayConfig, JwtSecretSource,
+    MessageConfig, PlannerConfig, StoreConfig, SweeperConfig,
 };
 
 /// How a function logs, from Lambda's advanced logging controls.
@@ -85,6 +87,15 @@ where
         // CloudWatch stamps each line itself.
         Box::new(builder.without_time().finish())
     }
+}
+
+/// This environment's metrics: EMF lines on stdout under the stack's
+/// namespace and service. Records the `ColdStart` of `function` first:
+/// it is built once per execution environment, at its start.
+pub fn metrics(settings: &MetricsSettings, function: &str) -> Arc<EmfWriter<std::io::Stdout>> {
+    let writer = Arc::new(EmfWriter::new(std::io::stdout(), settings.into()));
+    writer.record(function, "", &[Metric::count(COLD_START, 1)]);
+    writer
 }
 
 /// The SDK configuration from the Lambda environment (region, role
@@ -203,11 +214,17 @@ pub fn sweeper_deps(sdk: &SdkConfig, config: &SweeperConfig) -> GatewayDeps {
 /// this environment's rate gate.
 pub fn broadcaster_deps(
     sdk: &SdkConfig,
-    store_config: &StoreConfig,
-    config: &DeliveryConfig,
+    config: &BroadcasterConfig,
 ) -> Result<BroadcasterDeps, QueueError> {
     let sqs = aws_sdk_sqs::Client::new(sdk);
-    delivery_deps(store(sdk, store_config), &sqs, sdk, config)
+    let metrics = metrics(&config.metrics, broadcaster::FUNCTION);
+    delivery_deps(
+        store(sdk, &config.store),
+        &sqs,
+        sdk,
+        &config.delivery,
+        metrics,
+    )
 }
 
 /// What delivering needs, on clients the caller already built (the
@@ -217,6 +234,7 @@ fn delivery_deps(
     sqs: &aws_sdk_sqs::Client,
     sdk: &SdkConfig,
     config: &DeliveryConfig,
+    metrics: Arc<dyn MetricsSink>,
 ) -> Result<BroadcasterDeps, QueueError> {
     Ok(BroadcasterDeps {
         store,
@@ -228,7 +246,7 @@ fn delivery_deps(
         deliver_queue: Arc::new(SqsQueue::at_url(sqs.clone(), &config.deliver_queue_url)?),
         dead_letter_queue: Arc::new(SqsQueue::at_url(sqs.clone(), &config.deliver_dlq_url)?),
         gate: config.worker_rate().map(|r| Arc::new(RateGate::new(r))),
-        metrics: Arc::new(EmfWriter::new(std::io::stdout())),
+        metrics,
         clock: clock(),
         settings: config.broadcaster.clone(),
         jobs: config.jobs.clone(),
@@ -241,7 +259,8 @@ fn delivery_deps(
 pub fn planner_deps(sdk: &SdkConfig, config: &PlannerConfig) -> Result<PlannerDeps, QueueError> {
     let store = store(sdk, &config.store);
     let sqs = aws_sdk_sqs::Client::new(sdk);
-    let direct = delivery_deps(store.clone(), &sqs, sdk, &config.delivery)?;
+    let metrics: Arc<dyn MetricsSink> = metrics(&config.metrics, planner::FUNCTION);
+    let direct = delivery_deps(store.clone(), &sqs, sdk, &config.delivery, metrics.clone())?;
     Ok(PlannerDeps {
         store: store.clone(),
         dedupe: store.clone(),
@@ -250,7 +269,7 @@ pub fn planner_deps(sdk: &SdkConfig, config: &PlannerConfig) -> Result<PlannerDe
         deliver_queue: direct.deliver_queue.clone(),
         dead_letter_queue: Arc::new(SqsQueue::at_url(sqs, &config.plan_dlq_url)?),
         clock: clock(),
-        metrics: Arc::new(EmfWriter::new(std::io::stdout())),
+        metrics,
         direct: (config.settings.direct_max_connections > 0).then(|| Arc::new(direct)),
         settings: config.settings.clone(),
         jobs: config.delivery.jobs.clone(),

@@ -9,8 +9,8 @@ use fanout_core::limits::{MAX_FRAME_BYTES, MAX_MESSAGE_BYTES};
 use fanout_core::rate::Rate;
 use fanout_core::settings::{
     AbuseSettings, AuthSettings, BroadcasterSettings, BudgetSettings, GatewaySettings, JobSettings,
-    PlannerSettings, PresenceSettings, StoreSettings, StreamSettings, parse_duration,
-    positive_duration,
+    MetricsSettings, PlannerSettings, PresenceSettings, StoreSettings, StreamSettings,
+    parse_duration, positive_duration,
 };
 
 use crate::faults::FaultSettings;
@@ -209,6 +209,9 @@ pub struct StackConfig {
 
     #[command(flatten, next_help_heading = "@connections budget")]
     pub budget: BudgetSettings,
+
+    #[command(flatten, next_help_heading = "Metrics (EMF, with --emf)")]
+    pub metrics: MetricsSettings,
 
     /// Which adapters to run on: in-process (`embedded`), or DynamoDB,
     /// EventBridge and SQS (`aws`), creating the table, bus, rule, queues

@@ -180,7 +180,10 @@ pub async fn start_with_clock(
     let series = DeliverySeries::new(clock.clone());
     let mut sinks: Vec<Arc<dyn MetricsSink>> = vec![totals.clone(), series.clone()];
     if config.emf {
-        sinks.push(Arc::new(EmfWriter::new(std::io::stdout())));
+        sinks.push(Arc::new(EmfWriter::new(
+            std::io::stdout(),
+            (&config.metrics).into(),
+        )));
     }
     let metrics: Arc<dyn MetricsSink> = Arc::new(Tee(sinks));
     let verifier = Arc::new(

@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{Map, Value, json};
 
-/// The CloudWatch namespace every fanout metric is published under.
-pub const NAMESPACE: &str = "fanout";
+/// Every function: one per execution environment, at its start.
+pub const COLD_START: &str = "ColdStart";
 
 // Broadcaster.
 pub const DELIVERED: &str = "Delivered";
@@ -43,7 +43,8 @@ pub const REFUSED_EDITS: &str = "RefusedEdits";
 pub const COALESCED_SIGNALS: &str = "CoalescedSignals";
 
 /// Every metric name, for reading EMF lines back ([`parse_emf_line`]).
-pub const ALL: [&str; 18] = [
+pub const ALL: [&str; 19] = [
+    COLD_START,
     DELIVERED,
     GONE,
     THROTTLED,
@@ -110,9 +111,33 @@ pub trait MetricsSink: Send + Sync {
     fn record(&self, function: &str, event_id: &str, metrics: &[Metric]);
 }
 
-/// One EMF line (without the newline): dimension `Function`, the event id
-/// as a searchable property, and each metric as a top-level member.
-pub fn emf_line(function: &str, event_id: &str, timestamp_ms: i64, metrics: &[Metric]) -> String {
+/// Where metrics go: the namespace and the `Service` dimension
+/// (`fanout_core::settings::MetricsSettings`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsTarget {
+    pub namespace: String,
+    pub service: String,
+}
+
+impl From<&crate::settings::MetricsSettings> for MetricsTarget {
+    fn from(settings: &crate::settings::MetricsSettings) -> Self {
+        Self {
+            namespace: settings.metrics_namespace.clone(),
+            service: settings.service_name.clone(),
+        }
+    }
+}
+
+/// One EMF line (without the newline): dimensions `Service` and
+/// `Function`, the event id as a searchable property, and each metric as a
+/// top-level member.
+pub fn emf_line(
+    target: &MetricsTarget,
+    function: &str,
+    event_id: &str,
+    timestamp_ms: i64,
+    metrics: &[Metric],
+) -> String {
     let definitions: Vec<Value> = metrics
         .iter()
         .map(|m| json!({"Name": m.name, "Unit": m.unit.as_str()}))
@@ -123,12 +148,13 @@ pub fn emf_line(function: &str, event_id: &str, timestamp_ms: i64, metrics: &[Me
         json!({
             "Timestamp": timestamp_ms,
             "CloudWatchMetrics": [{
-                "Namespace": NAMESPACE,
-                "Dimensions": [["Function"]],
+                "Namespace": target.namespace,
+                "Dimensions": [["Service", "Function"]],
                 "Metrics": definitions,
             }],
         }),
     );
+    line.insert("Service".into(), target.service.clone().into());
     line.insert("Function".into(), function.into());
     line.insert("eventId".into(), event_id.into());
     for m in metrics {
@@ -189,12 +215,14 @@ pub struct EmfWriter<W> {
     // std Mutex: held for one write, never across an await; it keeps lines
     // from interleaving.
     out: Mutex<W>,
+    target: MetricsTarget,
 }
 
 impl<W: Write + Send> EmfWriter<W> {
-    pub fn new(out: W) -> Self {
+    pub fn new(out: W, target: MetricsTarget) -> Self {
         Self {
             out: Mutex::new(out),
+            target,
         }
     }
 }
@@ -205,6 +233,7 @@ impl<W: Write + Send> MetricsSink for EmfWriter<W> {
             return;
         }
         let mut line = emf_line(
+            &self.target,
             function,
             event_id,
             chrono::Utc::now().timestamp_millis(),
@@ -289,7 +318,7 @@ mod tests {
             Metric::count(DELIVERED, 3),
             Metric::millis(PUBLISH_TO_POST_LATENCY, 42),
         ];
-        let line = emf_line("broadcaster", "e-1", 1_700_000_000_000, &metrics);
+        let line = emf_line(&target(), "broadcaster", "e-1", 1_700_000_000_000, &metrics);
         let record = parse_emf_line(&line).unwrap();
         assert_eq!(record.function, "broadcaster");
         assert_eq!(record.event_id, "e-1");
@@ -298,9 +327,17 @@ mod tests {
         assert_eq!(parse_emf_line("not json"), None);
     }
 
+    fn target() -> MetricsTarget {
+        MetricsTarget {
+            namespace: "acme/fanout".into(),
+            service: "fanout-staging".into(),
+        }
+    }
+
     #[test]
-    fn emf_line_declares_every_metric_it_carries() {
+    fn emf_line_declares_every_metric_it_carries_under_its_stacks_namespace_and_service() {
         let line = emf_line(
+            &target(),
             "broadcaster",
             "e-1",
             1_700_000_000_000,
@@ -312,8 +349,9 @@ mod tests {
         let v: Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["_aws"]["Timestamp"], 1_700_000_000_000i64);
         let directive = &v["_aws"]["CloudWatchMetrics"][0];
-        assert_eq!(directive["Namespace"], NAMESPACE);
-        assert_eq!(directive["Dimensions"], json!([["Function"]]));
+        assert_eq!(directive["Namespace"], "acme/fanout");
+        assert_eq!(directive["Dimensions"], json!([["Service", "Function"]]));
+        assert_eq!(v["Service"], "fanout-staging");
         assert_eq!(
             directive["Metrics"],
             json!([{"Name":"Delivered","Unit":"Count"},{"Name":"PublishToPostLatency","Unit":"Milliseconds"}])

@@ -467,6 +467,31 @@ impl BudgetSettings {
     }
 }
 
+/// Where a function's metrics go: the CloudWatch namespace and the
+/// `Service` dimension every metric carries beside `Function`. The
+/// template sets the service to the stack's name, so two stacks in one
+/// account and region write apart, and each stack's alarms watch its own.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct MetricsSettings {
+    /// The CloudWatch namespace of the EMF metrics.
+    #[arg(long, env = "FANOUT_METRICS_NAMESPACE", value_name = "NAMESPACE",
+          default_value = "fanout", value_parser = non_blank)]
+    pub metrics_namespace: String,
+
+    /// The `Service` dimension of every metric (the stack's name when
+    /// deployed).
+    #[arg(long, env = "FANOUT_SERVICE_NAME", value_name = "NAME",
+          default_value = "fanout", value_parser = non_blank)]
+    pub service_name: String,
+}
+
+fn non_blank(text: &str) -> Result<String, String> {
+    if text.trim().is_empty() {
+        return Err("must not be blank".into());
+    }
+    Ok(text.trim().to_string())
+}
+
 macro_rules! defaults_from_the_definitions {
     ($($group:ty),*) => {$(
         impl Default for $group {
@@ -490,7 +515,8 @@ defaults_from_the_definitions!(
     StreamSettings,
     PresenceSettings,
     BroadcasterSettings,
-    BudgetSettings
+    BudgetSettings,
+    MetricsSettings
 );
 
 /// A group's declared defaults: parsed from no arguments with every

@@ -17,7 +17,7 @@ use crate::auth::{DefaultPolicy, RoomPattern};
 use crate::ids::TenantId;
 use crate::settings::{
     AbuseSettings, AuthSettings, BroadcasterSettings, BudgetSettings, GatewaySettings, JobSettings,
-    PlannerSettings, PresenceSettings, StoreSettings, StreamSettings,
+    MetricsSettings, PlannerSettings, PresenceSettings, StoreSettings, StreamSettings,
 };
 
 /// A setting's value as its variable holds it; `None` leaves the variable
@@ -125,6 +125,7 @@ setting_values! {
         deadline_margin,
     }
     BudgetSettings { api_budget_rps, api_budget_burst, broadcaster_concurrency }
+    MetricsSettings { metrics_namespace, service_name }
 }
 
 /// The group as `(variable, value)` pairs, every set value included.
@@ -246,6 +247,10 @@ mod tests {
         assert_round_trip(BudgetSettings {
             api_budget_rps: 0,
             ..Default::default()
+        });
+        assert_round_trip(MetricsSettings {
+            metrics_namespace: "acme/fanout".into(),
+            service_name: "fanout-staging".into(),
         });
     }
 

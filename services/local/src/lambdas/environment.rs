@@ -9,7 +9,8 @@ use std::time::Duration;
 use clap::Args;
 use fanout_core::variables::variables;
 use fanout_lambda::config::{
-    AuthorizerConfig, BroadcasterConfig, GatewayConfig, MessageConfig, PlannerConfig, SweeperConfig,
+    AuthorizerFunctionConfig, BroadcasterConfig, GatewayConfig, MessageConfig, PlannerConfig,
+    SweeperConfig,
 };
 
 use crate::config::StackConfig;
@@ -84,7 +85,7 @@ pub fn environment(
     }
     env.extend(wiring.credentials.iter().cloned());
     let reads = match function {
-        "authorizer" => fanout_lambda::config::variables::<AuthorizerConfig>(),
+        "authorizer" => fanout_lambda::config::variables::<AuthorizerFunctionConfig>(),
         "connect" | "disconnect" => fanout_lambda::config::variables::<GatewayConfig>(),
         "message" => fanout_lambda::config::variables::<MessageConfig>(),
         "planner" => fanout_lambda::config::variables::<PlannerConfig>(),
@@ -113,6 +114,7 @@ fn settings_and_resources(config: &StackConfig, wiring: &Wiring) -> Vec<(String,
     all.extend(variables(&config.presence));
     all.extend(variables(&config.broadcaster));
     all.extend(variables(&config.budget));
+    all.extend(variables(&config.metrics));
     let resources = [
         ("FANOUT_TABLE", wiring.table.clone()),
         ("FANOUT_EVENT_BUS", wiring.event_bus.clone()),
@@ -175,7 +177,7 @@ mod tests {
         let config = StackConfig::defaults();
         let w = wiring();
         let env = |f| environment(f, &config, &w).unwrap();
-        check::<AuthorizerConfig>(&env("authorizer")).unwrap();
+        check::<AuthorizerFunctionConfig>(&env("authorizer")).unwrap();
         check::<GatewayConfig>(&env("connect")).unwrap();
         check::<GatewayConfig>(&env("disconnect")).unwrap();
         check::<MessageConfig>(&env("message")).unwrap();
