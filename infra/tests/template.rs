@@ -605,9 +605,7 @@ fn metrics_and_alarms_belong_to_their_stack() {
     let t = template();
     let globals = &t["Globals"]["Function"]["Environment"]["Variables"];
     let reference = |v: &Value| match v {
-        Value::Tagged(tagged) if tagged.tag == "!Ref" => {
-            tagged.value.as_str().unwrap().to_string()
-        }
+        Value::Tagged(tagged) if tagged.tag == "!Ref" => tagged.value.as_str().unwrap().to_string(),
         other => panic!("expected a !Ref, got {other:?}"),
     };
     assert_eq!(reference(&globals["FANOUT_SERVICE_NAME"]), "AWS::StackName");

@@ -287,9 +287,116 @@ async fn redrive(
             }
         }
     };
-    let to = SqsQueue::open(client.clone(), &destination)
+    let to_queue = SqsQueue::open(client.clone(), &destination)
         .await
         .with_context(|| format!("destination queue {destination}"))?;
+    if max.is_some() {
+        eprintln!("--max given: moving batch by batch (a move task always moves everything)");
+    } else {
+        // SQS's own redrive: one request starts it, SQS moves the messages
+        // (and whatever arrives meanwhile) and reports progress.
+        let destination_arn = to.map(|_| to_queue.arn());
+        match start_move_task(client, &from.arn(), destination_arn.as_deref(), rate).await? {
+            Ok(handle) => return follow_move_task(client, &from, &to_queue, &handle).await,
+            Err(reason) => eprintln!(
+                "StartMessageMoveTask is not available for {} ({reason}); moving batch by batch instead",
+                from.name()
+            ),
+        }
+    }
+    move_batches(&from, &to_queue, rate, max).await
+}
+
+/// Starts SQS's move task; `Err` with the service's reason when the
+/// endpoint or the queue does not support one (moto; a queue that is no
+/// queue's dead-letter queue, such as the bus's). Network errors fail.
+async fn start_move_task(
+    client: &aws_sdk_sqs::Client,
+    source_arn: &str,
+    destination_arn: Option<&str>,
+    rate: Option<u32>,
+) -> anyhow::Result<Result<String, String>> {
+    let started = client
+        .start_message_move_task()
+        .source_arn(source_arn)
+        .set_destination_arn(destination_arn.map(str::to_string))
+        .set_max_number_of_messages_per_second(rate.map(|r| r as i32))
+        .send()
+        .await;
+    match started {
+        Ok(output) => Ok(output
+            .task_handle
+            .ok_or_else(|| "StartMessageMoveTask returned no task handle".to_string())),
+        Err(aws_sdk_sqs::error::SdkError::ServiceError(e)) => {
+            Ok(Err(fanout_aws::describe(e.err())))
+        }
+        Err(other) => Err(anyhow::anyhow!(
+            "StartMessageMoveTask: {}",
+            fanout_aws::describe(&other)
+        )),
+    }
+}
+
+/// How often a running move task's progress is read.
+const MOVE_TASK_POLL: Duration = Duration::from_secs(1);
+
+/// Reports a move task's progress until it ends.
+async fn follow_move_task(
+    client: &aws_sdk_sqs::Client,
+    from: &SqsQueue,
+    to: &SqsQueue,
+    handle: &str,
+) -> anyhow::Result<()> {
+    eprintln!(
+        "move task started: {} -> {} (task {handle})",
+        from.name(),
+        to.name()
+    );
+    let mut last = None;
+    loop {
+        let listed = client
+            .list_message_move_tasks()
+            .source_arn(from.arn())
+            .max_results(1)
+            .send()
+            .await
+            .map_err(sdk_error("ListMessageMoveTasks"))?;
+        let Some(task) = listed.results.unwrap_or_default().into_iter().next() else {
+            bail!("the move task of {} is not listed", from.name());
+        };
+        let moved = task.approximate_number_of_messages_moved;
+        let to_move = task.approximate_number_of_messages_to_move.unwrap_or(0);
+        let status = task.status.unwrap_or_default();
+        if last != Some((moved, status.clone())) {
+            eprintln!("  {status}: moved {moved} of ~{to_move}");
+            last = Some((moved, status.clone()));
+        }
+        match status.as_str() {
+            "RUNNING" | "CANCELLING" => tokio::time::sleep(MOVE_TASK_POLL).await,
+            "COMPLETED" => {
+                println!(
+                    "redrove {moved} message(s) from {} to {}",
+                    from.name(),
+                    to.name()
+                );
+                return Ok(());
+            }
+            other => bail!(
+                "the move task ended {other} after {moved} message(s): {}",
+                task.failure_reason
+                    .unwrap_or_else(|| "no reason given".into())
+            ),
+        }
+    }
+}
+
+/// Receive, send, delete: where no move task can run, or with --max.
+async fn move_batches(
+    from: &SqsQueue,
+    to: &SqsQueue,
+    rate: Option<u32>,
+    max: Option<usize>,
+) -> anyhow::Result<()> {
     let total = from.depth().await?.visible;
     let limit = max.unwrap_or(usize::MAX);
     eprintln!(
@@ -307,7 +414,7 @@ async fn redrive(
     let mut moved = 0;
     while moved < limit {
         let batch = (limit - moved).min(100);
-        let n = dlq::redrive(&from, &to, batch, rate).await?;
+        let n = dlq::redrive(from, to, batch, rate).await?;
         if n == 0 {
             break;
         }

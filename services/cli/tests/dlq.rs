@@ -30,8 +30,8 @@ fn fanout(args: &[&str]) -> (bool, String, String) {
 const DEAD_JOB: &str = r#"{"eventId":"ev-42","attempt":5,"deadLetter":{"reason":"retries_exhausted","code":"throttled","detail":"throttled (429): LimitExceededException","attempts":5,"at":"2026-11-22T09:00:00.000Z"},"connections":["c1=","c2="],"frame":{"type":"message","id":"ev-42","data":{}}}"#;
 
 /// The three commands on a dead-letter queue holding [`DEAD_JOB`], whose
-/// source queue is `source`.
-fn exercise(endpoint: &str, prefix: &str, dlq: &str, source: &str) {
+/// source queue is `source`; the redrive's progress lines say `redrive_by`.
+fn exercise(endpoint: &str, prefix: &str, dlq: &str, source: &str, redrive_by: &str) {
     let (ok, out, err) = fanout(&["dlq", "--endpoint", endpoint, "list", "--prefix", prefix]);
     assert!(ok, "{err}");
     let row = out
@@ -73,6 +73,7 @@ fn exercise(endpoint: &str, prefix: &str, dlq: &str, source: &str) {
         out.contains(&format!("redrove 1 message(s) from {dlq} to {source}")),
         "{out}"
     );
+    assert!(err.contains(redrive_by), "{err}");
 
     let (ok, _, err) = fanout(&["dlq", "--endpoint", endpoint, "redrive", "no-such-queue"]);
     assert!(!ok);
@@ -96,11 +97,106 @@ async fn against_the_local_stack() {
     let (stack, dlq) = local_stack_with_a_dead_job().await;
     let endpoint = stack.http_url();
     tokio::task::spawn_blocking(move || {
-        exercise(&endpoint, "fanout", "fanout-deliver-dlq", "fanout-deliver")
+        // The stack's endpoint runs SQS's own move tasks.
+        exercise(
+            &endpoint,
+            "fanout",
+            "fanout-deliver-dlq",
+            "fanout-deliver",
+            "move task started",
+        )
     })
     .await
     .unwrap();
     assert_eq!(dlq.depth().await.unwrap().total(), 0);
+
+    // A longer redrive reports its progress and moves everything.
+    let many: Vec<OutgoingMessage> = (0..10)
+        .map(|i| OutgoingMessage::new(i.to_string(), DEAD_JOB))
+        .collect();
+    for _ in 0..3 {
+        dlq.send_batch(&many).await.unwrap();
+    }
+    let (ok, out, err) = tokio::task::spawn_blocking({
+        let endpoint = stack.http_url();
+        move || {
+            fanout(&[
+                "dlq",
+                "--endpoint",
+                &endpoint,
+                "redrive",
+                "fanout-deliver-dlq",
+                "--rate",
+                "20",
+            ])
+        }
+    })
+    .await
+    .unwrap();
+    assert!(ok, "{err}");
+    assert!(out.contains("redrove 30 message(s)"), "{out}");
+    assert!(
+        err.contains("RUNNING: moved"),
+        "progress while it runs: {err}"
+    );
+    assert_eq!(dlq.depth().await.unwrap().total(), 0);
+
+    // --max moves batch by batch: a move task cannot stop early.
+    dlq.send_batch(&many[..3]).await.unwrap();
+    let (ok, out, err) = tokio::task::spawn_blocking({
+        let endpoint = stack.http_url();
+        move || {
+            fanout(&[
+                "dlq",
+                "--endpoint",
+                &endpoint,
+                "redrive",
+                "fanout-deliver-dlq",
+                "--max",
+                "2",
+            ])
+        }
+    })
+    .await
+    .unwrap();
+    assert!(ok, "{err}");
+    assert!(out.contains("redrove 2 message(s)"), "{out}");
+    assert!(err.contains("--max given"), "{err}");
+    assert_eq!(dlq.depth().await.unwrap().total(), 1);
+
+    // The bus's dead-letter queue is no queue's: SQS refuses a move task
+    // for it, and the command moves it batch by batch to --to.
+    stack
+        .resources
+        .bus_dlq
+        .send_batch(&[OutgoingMessage::new("0", DEAD_JOB)])
+        .await
+        .unwrap();
+    let (ok, out, err) = tokio::task::spawn_blocking({
+        let endpoint = stack.http_url();
+        move || {
+            fanout(&[
+                "dlq",
+                "--endpoint",
+                &endpoint,
+                "redrive",
+                "fanout-bus-dlq",
+                "--to",
+                "fanout-deliver-dlq",
+            ])
+        }
+    })
+    .await
+    .unwrap();
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("redrove 1 message(s) from fanout-bus-dlq to fanout-deliver-dlq"),
+        "{out}"
+    );
+    assert!(
+        err.contains("Source queue must be configured as a Dead Letter Queue"),
+        "{err}"
+    );
     let (ok, out, _) = tokio::task::spawn_blocking({
         let endpoint = stack.http_url();
         move || fanout(&["dlq", "--endpoint", &endpoint, "redrive", "fanout-bus-dlq"])
@@ -135,9 +231,18 @@ async fn against_moto() {
     dlq.send_batch(&[OutgoingMessage::new("0", DEAD_JOB)])
         .await
         .unwrap();
-    tokio::task::spawn_blocking(move || exercise(&endpoint, &prefix, &dlq_name, &source_name))
-        .await
-        .unwrap();
+    // moto does not serve StartMessageMoveTask: the command falls back.
+    tokio::task::spawn_blocking(move || {
+        exercise(
+            &endpoint,
+            &prefix,
+            &dlq_name,
+            &source_name,
+            "StartMessageMoveTask is not available",
+        )
+    })
+    .await
+    .unwrap();
     assert_eq!(dlq.depth().await.unwrap().total(), 0);
 }
 

@@ -11,6 +11,7 @@ use fanout_core::handlers::GatewayDeps;
 use fanout_core::ports::{ConnectionPoster, Queue};
 use tokio_util::sync::CancellationToken;
 
+use crate::awsjson::move_task::MoveTasks;
 use crate::config::StackConfig;
 use crate::dashboard::{DashboardCache, DeliverySeries};
 use crate::functions::GatewayFunctions;
@@ -49,6 +50,8 @@ pub struct QueueDirectory {
     /// Names of the dead-letter queues (redrive targets, and the bus's
     /// and sweeper's, which a rule or a mapping writes to).
     dead_letter: HashSet<String>,
+    /// The redrive tasks started through the SQS endpoint.
+    pub move_tasks: MoveTasks,
 }
 
 impl QueueDirectory {
@@ -67,6 +70,7 @@ impl QueueDirectory {
                 .iter()
                 .map(|(source, dlq, max)| (source.to_string(), (dlq.to_string(), *max)))
                 .collect(),
+            move_tasks: MoveTasks::default(),
         }
     }
 
@@ -84,6 +88,15 @@ impl QueueDirectory {
 
     pub fn by_name(&self, name: &str) -> Option<&Arc<dyn Queue>> {
         self.queues.iter().find(|q| q.name() == name)
+    }
+
+    /// The queue whose redrive policy targets `dead_letter_queue`.
+    pub fn dead_letters_into(&self, dead_letter_queue: &str) -> Option<&Arc<dyn Queue>> {
+        let (source, _) = self
+            .redrive
+            .iter()
+            .find(|(_, (dlq, _))| dlq == dead_letter_queue)?;
+        self.by_name(source)
     }
 
     /// The queue `source` dead-letters to, and after how many receives.

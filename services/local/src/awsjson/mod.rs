@@ -4,6 +4,7 @@
 //! what the DLQ tools need). Requests are not signature-checked locally.
 
 pub mod eventbridge;
+pub mod move_task;
 pub mod sqs;
 
 use std::sync::Arc;
@@ -33,7 +34,7 @@ async fn dispatch(State(app): State<Arc<AppState>>, headers: HeaderMap, body: By
     }
     if let Some(operation) = target.strip_prefix(sqs::TARGET_PREFIX) {
         let host = host_of(&headers, &app.domain_name);
-        return sqs::handle(&app.queues, &host, operation, body).await;
+        return sqs::handle(&app.queues, &host, operation, body, app.clock.now_ms()).await;
     }
     error_response(
         Protocol::Json11,

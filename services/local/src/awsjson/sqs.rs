@@ -3,7 +3,8 @@
 //! inspect and redrive the local stack's dead-letter queues with the same
 //! SQS client they use on AWS. It serves what those need: ListQueues,
 //! GetQueueUrl, GetQueueAttributes, ReceiveMessage, ChangeMessageVisibility,
-//! SendMessageBatch and DeleteMessageBatch.
+//! SendMessageBatch and DeleteMessageBatch; and the dead-letter redrive
+//! tasks (StartMessageMoveTask, ListMessageMoveTasks, in [`super::move_task`]).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -17,6 +18,7 @@ use md5::{Digest, Md5};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use super::move_task::{self, MoveRequest};
 use super::{Protocol, error_response, json_response};
 use crate::state::QueueDirectory;
 
@@ -24,11 +26,11 @@ use crate::state::QueueDirectory;
 pub const TARGET_PREFIX: &str = "AmazonSQS.";
 const ACCOUNT: &str = "000000000000";
 
-fn ok(body: Value) -> Response {
+pub(super) fn ok(body: Value) -> Response {
     json_response(Protocol::Json10, StatusCode::OK, body)
 }
 
-fn error(code: &str, message: &str) -> Response {
+pub(super) fn error(code: &str, message: &str) -> Response {
     error_response(
         Protocol::Json10,
         &format!("com.amazonaws.sqs#{code}"),
@@ -78,7 +80,19 @@ pub async fn handle(
     host: &str,
     operation: &str,
     body: Bytes,
+    now_ms: i64,
 ) -> Response {
+    if matches!(operation, "StartMessageMoveTask" | "ListMessageMoveTasks") {
+        let request: MoveRequest = match serde_json::from_slice(&body) {
+            Ok(request) => request,
+            Err(e) => return error("InvalidParameterValue", &e.to_string()),
+        };
+        return if operation == "StartMessageMoveTask" {
+            move_task::start(directory, request, now_ms).await
+        } else {
+            move_task::list(directory, request)
+        };
+    }
     let request = match parse_request(&body) {
         Ok(request) => request,
         Err(message) => return error("InvalidParameterValue", &message),
