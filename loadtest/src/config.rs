@@ -170,9 +170,18 @@ pub struct Prices {
     /// Memory of every function, for GB-seconds.
     #[arg(long, default_value_t = 256)]
     pub lambda_memory_mb: u32,
-    /// Assumed billed duration of one invocation, in ms.
+    /// Assumed billed duration of one invocation of every function but
+    /// the broadcaster (authorizer, connect, message, disconnect,
+    /// planner), in ms.
     #[arg(long, default_value_t = 20)]
     pub lambda_ms_per_invocation: u32,
+    /// The broadcaster's CPU time per delivered post, in µs of one vCPU:
+    /// measured through its @connections client (SigV4 and HTTP) by
+    /// `cargo bench -p fanout-local --bench poster` (BENCHMARKS.md). A job
+    /// is billed that time per post scaled to the function's vCPU share
+    /// (memory / 1,769 MB), or 1 ms at least.
+    #[arg(long, default_value_t = 52.3)]
+    pub broadcaster_cpu_us_per_post: f64,
 }
 
 impl Scenario {

@@ -1,8 +1,9 @@
 //! What the run would cost on AWS, from the scenario's counts and the
 //! prices given (defaults from the price list the project designs to).
-//! An estimate: per-request Lambda durations are an assumption
-//! (`--lambda-ms-per-invocation`), and DynamoDB reads assume ~100-byte
-//! membership items.
+//! An estimate: the broadcaster's duration comes from its measured CPU
+//! time per post (`--broadcaster-cpu-us-per-post`), the other functions'
+//! from an assumption (`--lambda-ms-per-invocation`), and DynamoDB reads
+//! assume ~100-byte membership items.
 
 use serde::Serialize;
 
@@ -66,9 +67,14 @@ pub fn estimate(u: &Usage, p: &Prices) -> Cost {
     // connection; a message per client publish; planner per broadcast;
     // broadcaster per job.
     let invocations = 4.0 * n + client_publish + m + jobs;
-    let gb_seconds = invocations * f64::from(p.lambda_ms_per_invocation) / 1000.0
-        * f64::from(p.lambda_memory_mb)
-        / 1024.0;
+    let other_seconds = (invocations - jobs) * f64::from(p.lambda_ms_per_invocation) / 1000.0;
+    let job_ms = broadcaster_job_ms(
+        u.deliveries as f64 / jobs.max(1.0),
+        p.broadcaster_cpu_us_per_post,
+        p.lambda_memory_mb,
+    );
+    let broadcaster_seconds = jobs * job_ms / 1000.0;
+    let gb_seconds = (other_seconds + broadcaster_seconds) * f64::from(p.lambda_memory_mb) / 1024.0;
     // DynamoDB: connect 2, join 2, disconnect ~4 writes per connection;
     // a dedupe claim and completion per broadcast. Reads: a membership
     // check per client publish, and per broadcast the room's member pages
@@ -88,8 +94,8 @@ pub fn estimate(u: &Usage, p: &Prices) -> Cost {
         dynamodb_reads: reads / 1e6 * p.price_dynamodb_reads_per_million,
         total_usd: 0.0,
         assumptions: format!(
-            "{} ms and {} MB per Lambda invocation; {jobs_per_message} delivery job(s) per broadcast; ~100-byte membership items",
-            p.lambda_ms_per_invocation, p.lambda_memory_mb
+            "{} MB functions; {} ms per invocation, broadcaster {job_ms:.0} ms per job ({} µs CPU per post, measured); {jobs_per_message} delivery job(s) per broadcast; ~100-byte membership items",
+            p.lambda_memory_mb, p.lambda_ms_per_invocation, p.broadcaster_cpu_us_per_post
         ),
     };
     cost.total_usd = cost.api_gateway_messages
@@ -101,6 +107,17 @@ pub fn estimate(u: &Usage, p: &Prices) -> Cost {
         + cost.dynamodb_writes
         + cost.dynamodb_reads;
     cost
+}
+
+/// Lambda's CPU share: one vCPU at 1,769 MB, proportional below.
+const MB_PER_VCPU: f64 = 1769.0;
+
+/// A broadcaster job's billed ms: its posts' CPU time at the function's
+/// vCPU share (the posts are CPU-bound at 64 in flight; waiting on
+/// API Gateway overlaps with it), 1 ms at least.
+fn broadcaster_job_ms(posts: f64, cpu_us_per_post: f64, memory_mb: u32) -> f64 {
+    let share = f64::from(memory_mb) / MB_PER_VCPU;
+    (posts * cpu_us_per_post / share / 1000.0).ceil().max(1.0)
 }
 
 #[cfg(test)]
@@ -127,5 +144,39 @@ mod tests {
         assert!((c.api_gateway_messages - 1.02).abs() < 1e-9, "{c:?}");
         assert!((c.eventbridge_events - 0.0301).abs() < 1e-9, "{c:?}");
         assert!(c.total_usd > c.api_gateway_messages);
+    }
+
+    #[test]
+    fn the_broadcasters_time_follows_its_measured_cpu_per_post() {
+        // 500 posts at 52.3 µs on 256 MB (0.145 vCPU): 181 ms.
+        assert_eq!(broadcaster_job_ms(500.0, 52.3, 256), 181.0);
+        // Twice the memory, about half the time.
+        assert_eq!(broadcaster_job_ms(500.0, 52.3, 512), 91.0);
+        assert_eq!(broadcaster_job_ms(1.0, 52.3, 256), 1.0);
+        let prices = crate::config::Scenario::parse_from(["x"]).prices;
+        let usage = |deliveries| Usage {
+            connections: 10_000,
+            connection_minutes: 10_000.0,
+            messages_published: 100,
+            deliveries,
+            frame_bytes: 200,
+            rooms: 1,
+            shards: 4,
+            max_connections_per_job: 500,
+            via: Via::Events,
+        };
+        let (few, many) = (
+            estimate(&usage(100), &prices),
+            estimate(&usage(1_000_000), &prices),
+        );
+        assert!(
+            many.lambda_gb_seconds > few.lambda_gb_seconds,
+            "{few:?} {many:?}"
+        );
+        assert!(
+            many.assumptions.contains("µs CPU per post"),
+            "{}",
+            many.assumptions
+        );
     }
 }
