@@ -44,7 +44,10 @@ pub enum DlqCommand {
         #[arg(short = 'n', long, default_value_t = 10)]
         count: usize,
     },
-    /// Move messages back to the queue that dead-lettered them (or --to),
+    /// Move messages back to the queue that dead-lettered them (or --to).
+    /// Starts SQS's own redrive (StartMessageMoveTask) and prints its
+    /// progress; where that cannot run (moto, a queue that is no queue's
+    /// DLQ such as the bus's, or with --max) moves them in batches,
     /// deleting each from the dead-letter queue only once it is sent.
     Redrive {
         /// Dead-letter queue name or URL.
