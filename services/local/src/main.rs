@@ -25,6 +25,7 @@ async fn main() -> anyhow::Result<()> {
     let dev_secret = config.jwt_secret.is_none();
     let sdk_built = fanout_local::web::sdk_built(&config);
     let notes = config_notes(&config);
+    let lambdas = config.lambdas.clone();
     let mut stack = fanout_local::start(config, listener).await?;
 
     let port = stack.addr.port();
@@ -42,6 +43,12 @@ async fn main() -> anyhow::Result<()> {
     println!("  Dashboard      {}/dashboard", stack.http_url());
     if dev_secret {
         println!("  Demo chat      {}/demo", stack.http_url());
+    }
+    if let Some(dir) = &lambdas {
+        println!(
+            "  Functions      the bootstraps in {} (started on first use)",
+            dir.display()
+        );
     }
     println!();
     if dev_secret && !sdk_built {

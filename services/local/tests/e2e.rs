@@ -1274,3 +1274,47 @@ async fn protocol_violations_get_a_close_frame_with_rfc_6455_codes() {
     }
     stack.stop().await;
 }
+
+/// With `--lambdas` (`FANOUT_E2E_LAMBDAS`), a publish went through the
+/// real bootstraps: each function used started an execution environment
+/// (its init time measured), recorded its `ColdStart`, and the planner's
+/// EMF lines reached the stack's metrics. Without bootstraps there is
+/// nothing to check: the suite runs again with them in `./scripts/test.sh`.
+#[tokio::test]
+async fn a_publish_runs_through_the_bootstraps_when_they_are_the_functions() {
+    if !on_lambdas() {
+        eprintln!("skipped: the in-process handlers are the functions (FANOUT_E2E_LAMBDAS unset)");
+        return;
+    }
+    let stack = start().await;
+    let mut alice = connect(&stack, "acme", "alice").await;
+    join(&mut alice, "lobby").await;
+    request(
+        &mut alice,
+        r#"{"action":"publish","room":"lobby","data":{"text":"hi"},"requestId":"p1"}"#,
+    )
+    .await;
+    assert!(matches!(
+        next(&mut alice).await,
+        ReceivedFrame::Message { .. }
+    ));
+
+    let bootstraps = stack.bootstraps.clone().expect("--lambdas is on");
+    for function in ["authorizer", "connect", "message", "planner"] {
+        let pool = bootstraps.pool(function);
+        assert_eq!(pool.init_errors(), 0, "{function}");
+        assert!(
+            !pool.init_times().is_empty(),
+            "{function} started an environment"
+        );
+    }
+    let metrics = &stack.resources.metrics;
+    assert!(
+        eventually(|| async { metrics.count("ColdStart") >= 4 && metrics.count("Delivered") >= 1 })
+            .await,
+        "ColdStart {} Delivered {}",
+        metrics.count("ColdStart"),
+        metrics.count("Delivered")
+    );
+    stack.stop().await;
+}

@@ -40,6 +40,16 @@ async fn whoami(ws: &mut Socket) -> ConnectionId {
 
 #[tokio::test]
 async fn a_connection_that_stops_heartbeating_is_swept() {
+    if on_lambdas() {
+        // The test moves the stack's clock twelve minutes on; bootstraps
+        // are other processes on the system clock, so bob's heartbeat
+        // would be stamped twelve minutes in the stack's past. The other
+        // two modes run it.
+        eprintln!(
+            "skipped with --lambdas: it moves the stack's clock, which the bootstraps do not share"
+        );
+        return;
+    }
     let clock = ManualClock::at_ms(chrono::Utc::now().timestamp_millis());
     let stack = start_on_clock(
         &["--expiry-scan-interval", "200ms"],
