@@ -156,7 +156,11 @@ async fn upgrade(
         .read_buffer_size(READ_BUFFER_BYTES)
         .write_buffer_size(0)
         .on_failed_upgrade(on_fail)
-        .on_upgrade(move |socket| serve_connection(app, ctx, socket))
+        .on_upgrade(move |socket| {
+            // Tracked, so the stack's shutdown waits for its $disconnect.
+            let sockets = app.sockets.clone();
+            sockets.track_future(serve_connection(app, ctx, socket))
+        })
 }
 
 /// Why a connection ended: the close code and reason `$disconnect` gets.

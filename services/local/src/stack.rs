@@ -28,6 +28,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::backend::{self, Backend};
 use crate::config::{BackendKind, StackConfig};
@@ -98,6 +99,9 @@ impl Resources {
     }
 }
 
+/// How long stopping waits for the sockets' `$disconnect`.
+const SOCKETS_DRAIN: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A started stack. Dropping it does not stop it; call [`RunningStack::stop`].
 pub struct RunningStack {
     pub addr: SocketAddr,
@@ -105,6 +109,8 @@ pub struct RunningStack {
     pub resources: Resources,
     shutdown: CancellationToken,
     tasks: JoinSet<()>,
+    /// The sockets' tasks: shutdown waits for their `$disconnect`.
+    sockets: TaskTracker,
     /// With `--lambdas`: the functions' execution environments.
     pub bootstraps: Option<Arc<Bootstraps>>,
 }
@@ -144,8 +150,20 @@ impl RunningStack {
                 tracing::error!(%error, "a stack task panicked");
             }
         }
+        // Every socket closes on shutdown and runs `$disconnect` (through
+        // the bootstraps, with --lambdas, which stop after it).
+        self.sockets.close();
+        if tokio::time::timeout(SOCKETS_DRAIN, self.sockets.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                open = self.sockets.len(),
+                "sockets still closing after {SOCKETS_DRAIN:?}; stopping without their $disconnect"
+            );
+        }
         if let Some(bootstraps) = &self.bootstraps {
-            bootstraps.report();
+            bootstraps.stop().await;
         }
     }
 }
@@ -219,7 +237,7 @@ pub async fn start_with_clock(
             });
             let endpoint = format!("http://{addr}/{}", config.stage);
             Some(Arc::new(
-                Bootstraps::prepare(dir, &config, aws, endpoint, output, &shutdown).await?,
+                Bootstraps::prepare(dir, &config, aws, endpoint, output).await?,
             ))
         }
     };
@@ -238,6 +256,7 @@ pub async fn start_with_clock(
     functions.spawn_mappings(crash_faults, &shutdown, &mut tasks);
     functions.spawn_sweeper(&shutdown, &mut tasks);
 
+    let sockets = TaskTracker::new();
     let state = Arc::new(AppState {
         verifier: verifier.clone(),
         gateway: functions.gateway_deps(),
@@ -248,6 +267,7 @@ pub async fn start_with_clock(
         queues: queue_directory(&config, &backend),
         domain_name: addr.to_string(),
         shutdown: shutdown.clone(),
+        sockets: sockets.clone(),
         series,
         dashboard: DashboardCache::default(),
         config: config.clone(),
@@ -284,6 +304,7 @@ pub async fn start_with_clock(
         },
         shutdown,
         tasks,
+        sockets,
         bootstraps,
     })
 }

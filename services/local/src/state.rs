@@ -10,6 +10,7 @@ use fanout_core::clock::Clock;
 use fanout_core::handlers::GatewayDeps;
 use fanout_core::ports::{ConnectionPoster, Queue};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::awsjson::move_task::MoveTasks;
 use crate::config::StackConfig;
@@ -35,6 +36,8 @@ pub struct AppState {
     /// `host:port` as API Gateway's `domainName`.
     pub domain_name: String,
     pub shutdown: CancellationToken,
+    /// Every upgraded socket's task, through its `$disconnect`.
+    pub sockets: TaskTracker,
     /// Deliveries and latency over the last minutes, for the dashboard.
     pub series: Arc<DeliverySeries>,
     /// The dashboard's slow reads (room count, dead letters), reused.

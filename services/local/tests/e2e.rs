@@ -1316,5 +1316,15 @@ async fn a_publish_runs_through_the_bootstraps_when_they_are_the_functions() {
         metrics.count("ColdStart"),
         metrics.count("Delivered")
     );
+
+    // Stopping closes alice's socket, and her `$disconnect` still runs
+    // through its bootstrap before the environments stop.
+    let alice_id = match request(&mut alice, r#"{"action":"whoami"}"#).await {
+        ReceivedFrame::Whoami { connection_id, .. } => ConnectionId::new(&connection_id).unwrap(),
+        other => panic!("expected whoami, got {other:?}"),
+    };
+    let store = stack.resources.store.clone();
     stack.stop().await;
+    assert_eq!(bootstraps.pool("disconnect").init_times().len(), 1);
+    assert!(store.get_connection(&alice_id).await.unwrap().is_none());
 }

@@ -126,6 +126,9 @@ impl FunctionPool {
         self: &Arc<Self>,
         payload: &impl serde::Serialize,
     ) -> Result<T, InvokeError> {
+        if self.shutdown.is_cancelled() {
+            return Err(InvokeError::Stopped);
+        }
         let payload = serde_json::to_vec(payload)
             .map_err(|e| InvokeError::BadResponse(format!("the event does not serialize: {e}")))?;
         let (reply, response) = oneshot::channel();
@@ -219,6 +222,25 @@ impl FunctionPool {
     pub fn init_errors(&self) -> u64 {
         self.init_errors.load(Ordering::Relaxed)
     }
+
+    /// Environments running now.
+    pub fn live(&self) -> usize {
+        self.live.load(Ordering::SeqCst)
+    }
+
+    /// Fails what still waits for an environment (the pool is stopping).
+    fn fail_waiting(&self) {
+        while self.waiting.load(Ordering::SeqCst) > 0 {
+            let Ok(mut receiver) = self.receiver.try_lock() else {
+                return;
+            };
+            let Ok(invocation) = receiver.try_recv() else {
+                return;
+            };
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            let _ = invocation.reply.send(Err(InvokeError::Stopped));
+        }
+    }
 }
 
 /// Finds `fanout-<function>` in `dir`: `cargo lambda build`'s
@@ -242,9 +264,15 @@ pub fn locate(dir: &Path, function: &str) -> Result<PathBuf, String> {
         })
 }
 
-/// Every function's pool, started with the stack.
+/// How long stopping waits for the environments' processes to end.
+const STOP_WAIT: Duration = Duration::from_secs(5);
+
+/// Every function's pool, started with the stack. They stop after the
+/// stack's own tasks, so the `$disconnect` of connections open at
+/// shutdown still runs through the bootstraps.
 pub struct Bootstraps {
     pub pools: Vec<Arc<FunctionPool>>,
+    shutdown: CancellationToken,
 }
 
 impl Bootstraps {
@@ -257,8 +285,8 @@ impl Bootstraps {
         aws: &crate::backend::AwsResources,
         management_endpoint: String,
         output: Arc<Output>,
-        shutdown: &CancellationToken,
     ) -> anyhow::Result<Self> {
+        let shutdown = CancellationToken::new();
         use anyhow::Context;
         use aws_credential_types::provider::ProvideCredentials;
 
@@ -331,7 +359,24 @@ impl Bootstraps {
             };
             pools.push(FunctionPool::new(spec, output.clone(), shutdown.clone()));
         }
-        Ok(Self { pools })
+        Ok(Self { pools, shutdown })
+    }
+
+    /// Stops every environment (waiting up to 5 s for their processes)
+    /// and logs the init times.
+    pub async fn stop(&self) {
+        if self.shutdown.is_cancelled() {
+            return;
+        }
+        self.shutdown.cancel();
+        let started = tokio::time::Instant::now();
+        while self.pools.iter().any(|p| p.live() > 0) && started.elapsed() < STOP_WAIT {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        for pool in &self.pools {
+            pool.fail_waiting();
+        }
+        self.report();
     }
 
     pub fn pool(&self, function: &str) -> Arc<FunctionPool> {
@@ -343,7 +388,7 @@ impl Bootstraps {
     }
 
     /// Logs each function's environments and init times (at shutdown).
-    pub fn report(&self) {
+    fn report(&self) {
         for pool in &self.pools {
             let mut times = pool.init_times();
             if times.is_empty() && pool.init_errors() == 0 {

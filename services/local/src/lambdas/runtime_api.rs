@@ -247,9 +247,9 @@ fn finish(env: &Environment, ending: Ending) {
             .unwrap_or_else(|e| e.into_inner())
             .drain(..)
             .collect();
-        let why = match (&ending, reported) {
-            (_, Some(reported)) => format!("{reported} ({error})"),
-            (_, None) => error.to_string(),
+        let why = match reported {
+            Some(reported) => format!("{reported} ({error})"),
+            None => error.to_string(),
         };
         tracing::error!(function, environment = %env.name, error = %why, output = %output.join("\n"),
             "init error: the function could not start");
