@@ -6,16 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Every deployed function's package.
-const FUNCTIONS: [&str; 7] = [
-    "authorizer",
-    "connect",
-    "disconnect",
-    "message",
-    "planner",
-    "broadcaster",
-    "sweeper",
-];
+/// Every deployed function's package (as the local stack runs them).
+use fanout_local::lambdas::FUNCTIONS;
+
 /// aws-config features a Lambda bootstrap must not carry.
 const OPERATOR_ONLY_FEATURES: [&str; 2] = ["sso", "credentials-process"];
 

@@ -26,6 +26,17 @@ fn fanout(args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// [`fanout`] from async code, on a blocking thread.
+async fn fanout_off_thread(args: &[&str]) -> (bool, String, String) {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        fanout(&args)
+    })
+    .await
+    .unwrap()
+}
+
 /// A delivery job the broadcaster gave up on, as it writes them.
 const DEAD_JOB: &str = r#"{"eventId":"ev-42","attempt":5,"deadLetter":{"reason":"retries_exhausted","code":"throttled","detail":"throttled (429): LimitExceededException","attempts":5,"at":"2026-11-22T09:00:00.000Z"},"connections":["c1=","c2="],"frame":{"type":"message","id":"ev-42","data":{}}}"#;
 
@@ -110,6 +121,7 @@ async fn against_the_local_stack() {
     .unwrap();
     assert_eq!(dlq.depth().await.unwrap().total(), 0);
 
+    let endpoint = stack.http_url();
     // A longer redrive reports its progress and moves everything.
     let many: Vec<OutgoingMessage> = (0..10)
         .map(|i| OutgoingMessage::new(i.to_string(), DEAD_JOB))
@@ -117,22 +129,16 @@ async fn against_the_local_stack() {
     for _ in 0..3 {
         dlq.send_batch(&many).await.unwrap();
     }
-    let (ok, out, err) = tokio::task::spawn_blocking({
-        let endpoint = stack.http_url();
-        move || {
-            fanout(&[
-                "dlq",
-                "--endpoint",
-                &endpoint,
-                "redrive",
-                "fanout-deliver-dlq",
-                "--rate",
-                "20",
-            ])
-        }
-    })
-    .await
-    .unwrap();
+    let (ok, out, err) = fanout_off_thread(&[
+        "dlq",
+        "--endpoint",
+        &endpoint,
+        "redrive",
+        "fanout-deliver-dlq",
+        "--rate",
+        "20",
+    ])
+    .await;
     assert!(ok, "{err}");
     assert!(out.contains("redrove 30 message(s)"), "{out}");
     assert!(
@@ -143,22 +149,16 @@ async fn against_the_local_stack() {
 
     // --max moves batch by batch: a move task cannot stop early.
     dlq.send_batch(&many[..3]).await.unwrap();
-    let (ok, out, err) = tokio::task::spawn_blocking({
-        let endpoint = stack.http_url();
-        move || {
-            fanout(&[
-                "dlq",
-                "--endpoint",
-                &endpoint,
-                "redrive",
-                "fanout-deliver-dlq",
-                "--max",
-                "2",
-            ])
-        }
-    })
-    .await
-    .unwrap();
+    let (ok, out, err) = fanout_off_thread(&[
+        "dlq",
+        "--endpoint",
+        &endpoint,
+        "redrive",
+        "fanout-deliver-dlq",
+        "--max",
+        "2",
+    ])
+    .await;
     assert!(ok, "{err}");
     assert!(out.contains("redrove 2 message(s)"), "{out}");
     assert!(err.contains("--max given"), "{err}");
@@ -172,22 +172,16 @@ async fn against_the_local_stack() {
         .send_batch(&[OutgoingMessage::new("0", DEAD_JOB)])
         .await
         .unwrap();
-    let (ok, out, err) = tokio::task::spawn_blocking({
-        let endpoint = stack.http_url();
-        move || {
-            fanout(&[
-                "dlq",
-                "--endpoint",
-                &endpoint,
-                "redrive",
-                "fanout-bus-dlq",
-                "--to",
-                "fanout-deliver-dlq",
-            ])
-        }
-    })
-    .await
-    .unwrap();
+    let (ok, out, err) = fanout_off_thread(&[
+        "dlq",
+        "--endpoint",
+        &endpoint,
+        "redrive",
+        "fanout-bus-dlq",
+        "--to",
+        "fanout-deliver-dlq",
+    ])
+    .await;
     assert!(ok, "{err}");
     assert!(
         out.contains("redrove 1 message(s) from fanout-bus-dlq to fanout-deliver-dlq"),
@@ -197,12 +191,8 @@ async fn against_the_local_stack() {
         err.contains("Source queue must be configured as a Dead Letter Queue"),
         "{err}"
     );
-    let (ok, out, _) = tokio::task::spawn_blocking({
-        let endpoint = stack.http_url();
-        move || fanout(&["dlq", "--endpoint", &endpoint, "redrive", "fanout-bus-dlq"])
-    })
-    .await
-    .unwrap();
+    let (ok, out, _) =
+        fanout_off_thread(&["dlq", "--endpoint", &endpoint, "redrive", "fanout-bus-dlq"]).await;
     assert!(
         !ok,
         "the bus DLQ has no source queue: --to is required\n{out}"

@@ -36,7 +36,7 @@ use crate::dashboard::{DashboardCache, DeliverySeries};
 use crate::esm::{EventSourceMapping, SqsHandler};
 use crate::faults::{Faults, FaultyPoster, QuotaPoster};
 use crate::functions::{GatewayFunctions, InProcessFunctions};
-use crate::lambdas::invokers::{BootstrapGateway, sqs_handler, stream_handler};
+use crate::lambdas::invokers::{BootstrapGateway, mapping_handler};
 use crate::lambdas::{Bootstraps, Output};
 use crate::registry::ConnectionRegistry;
 use crate::server::{self, ServerLimits};
@@ -459,7 +459,7 @@ impl Functions<'_> {
         )
         .spawn(
             |_worker| match self.bootstraps {
-                Some(b) => sqs_handler(b.pool(planner::FUNCTION)),
+                Some(b) => mapping_handler(b.pool(planner::FUNCTION)),
                 None => handler(self.planner_deps(), |event, deadline, deps| async move {
                     planner::handle(event, deadline, &deps).await
                 }),
@@ -479,7 +479,7 @@ impl Functions<'_> {
         )
         .spawn(
             |_worker| match self.bootstraps {
-                Some(b) => sqs_handler(b.pool(broadcaster::FUNCTION)),
+                Some(b) => mapping_handler(b.pool(broadcaster::FUNCTION)),
                 None => handler(
                     self.broadcaster_deps(),
                     |event, deadline, deps| async move {
@@ -497,7 +497,7 @@ impl Functions<'_> {
     fn spawn_sweeper(&self, shutdown: &CancellationToken, tasks: &mut JoinSet<()>) {
         let deps = Arc::new(self.gateway_deps());
         let handler: StreamHandler = match self.bootstraps {
-            Some(b) => stream_handler(b.pool(sweeper::FUNCTION)),
+            Some(b) => mapping_handler(b.pool(sweeper::FUNCTION)),
             None => Arc::new(move |event, _deadline| {
                 let deps = deps.clone();
                 Box::pin(async move { Ok(sweeper::handle(&event, &deps).await) })

@@ -10,13 +10,12 @@ use aws_lambda_events::apigw::{
     ApiGatewayCustomAuthorizerRequestTypeRequest, ApiGatewayCustomAuthorizerResponse,
     ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest,
 };
-use aws_lambda_events::dynamodb::Event as StreamEvent;
-use aws_lambda_events::sqs::SqsEvent;
+use futures::future::BoxFuture;
+use tokio::time::Instant;
 
 use super::{FunctionPool, InvokeError};
-use crate::esm::{InvocationFailure, SqsHandler};
+use crate::esm::InvocationFailure;
 use crate::functions::{AuthorizerRefusal, GatewayFunctions};
-use crate::stream_esm::StreamHandler;
 
 /// The WebSocket functions as bootstraps.
 pub struct BootstrapGateway {
@@ -79,23 +78,17 @@ impl GatewayFunctions for BootstrapGateway {
     }
 }
 
-/// An SQS mapping's handler: the batch to the bootstrap; any failure
-/// fails the invocation, so the batch reappears after the visibility
-/// timeout.
-pub fn sqs_handler(pool: Arc<FunctionPool>) -> SqsHandler {
-    Arc::new(move |event: SqsEvent, _deadline| {
-        let pool = pool.clone();
-        Box::pin(async move {
-            pool.invoke(&event)
-                .await
-                .map_err(|e| InvocationFailure::Bootstrap(e.to_string()))
-        })
-    })
-}
-
-/// The stream mapping's handler: a failure retries the batch.
-pub fn stream_handler(pool: Arc<FunctionPool>) -> StreamHandler {
-    Arc::new(move |event: StreamEvent, _deadline| {
+/// A mapping's handler (SQS or the table's stream): the batch to the
+/// bootstrap; any failure fails the invocation, so an SQS batch reappears
+/// after its visibility timeout and a stream batch is retried.
+pub fn mapping_handler<E, R>(
+    pool: Arc<FunctionPool>,
+) -> Arc<dyn Fn(E, Instant) -> BoxFuture<'static, Result<R, InvocationFailure>> + Send + Sync>
+where
+    E: serde::Serialize + Send + Sync + 'static,
+    R: serde::de::DeserializeOwned + Send + 'static,
+{
+    Arc::new(move |event: E, _deadline| {
         let pool = pool.clone();
         Box::pin(async move {
             pool.invoke(&event)
