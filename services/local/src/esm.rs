@@ -20,14 +20,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::faults::{CrashPoint, Faults};
 
-/// An SQS-triggered function: the event and the invocation's deadline; an
-/// `Err` is a failed invocation (a bootstrap's error response, crash or
-/// init error).
-pub type SqsHandler = Arc<
-    dyn Fn(SqsEvent, Instant) -> BoxFuture<'static, Result<SqsBatchResponse, InvocationFailure>>
-        + Send
-        + Sync,
->;
+/// A mapping-triggered function: the event and the invocation's
+/// deadline; an `Err` is a failed invocation (a bootstrap's error
+/// response, crash or init error).
+pub type MappingHandler<E, R> =
+    Arc<dyn Fn(E, Instant) -> BoxFuture<'static, Result<R, InvocationFailure>> + Send + Sync>;
+
+/// An SQS-triggered function.
+pub type SqsHandler = MappingHandler<SqsEvent, SqsBatchResponse>;
 
 /// How long one receive call long-polls.
 const LONG_POLL: Duration = Duration::from_secs(20);

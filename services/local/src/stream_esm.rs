@@ -17,20 +17,14 @@ use aws_lambda_events::streams::DynamoDbEventResponse;
 use fanout_core::backoff::Backoff;
 use fanout_core::changes::{SWEEPER_FILTER_PATTERN, is_connection_removal};
 use fanout_core::ports::{ChangeFeed, OutgoingMessage, Queue};
-use futures::future::BoxFuture;
 
-use crate::esm::{InvocationFailure, invoke_until};
+use crate::esm::{MappingHandler, invoke_until};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-/// A stream-triggered function: the event and the invocation's deadline;
-/// an `Err` is a failed invocation.
-pub type StreamHandler = Arc<
-    dyn Fn(Event, Instant) -> BoxFuture<'static, Result<DynamoDbEventResponse, InvocationFailure>>
-        + Send
-        + Sync,
->;
+/// A stream-triggered function.
+pub type StreamHandler = MappingHandler<Event, DynamoDbEventResponse>;
 
 /// How long one read of the feed waits for a first record.
 const READ_WAIT: Duration = Duration::from_secs(1);

@@ -10,11 +10,9 @@ use aws_lambda_events::apigw::{
     ApiGatewayCustomAuthorizerRequestTypeRequest, ApiGatewayCustomAuthorizerResponse,
     ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest,
 };
-use futures::future::BoxFuture;
-use tokio::time::Instant;
 
 use super::{FunctionPool, InvokeError};
-use crate::esm::InvocationFailure;
+use crate::esm::{InvocationFailure, MappingHandler};
 use crate::functions::{AuthorizerRefusal, GatewayFunctions};
 
 /// The WebSocket functions as bootstraps.
@@ -81,9 +79,7 @@ impl GatewayFunctions for BootstrapGateway {
 /// A mapping's handler (SQS or the table's stream): the batch to the
 /// bootstrap; any failure fails the invocation, so an SQS batch reappears
 /// after its visibility timeout and a stream batch is retried.
-pub fn mapping_handler<E, R>(
-    pool: Arc<FunctionPool>,
-) -> Arc<dyn Fn(E, Instant) -> BoxFuture<'static, Result<R, InvocationFailure>> + Send + Sync>
+pub fn mapping_handler<E, R>(pool: Arc<FunctionPool>) -> MappingHandler<E, R>
 where
     E: serde::Serialize + Send + Sync + 'static,
     R: serde::de::DeserializeOwned + Send + 'static,
