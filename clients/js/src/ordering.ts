@@ -6,9 +6,12 @@
  * - A `seq` at or below the last delivered one is a duplicate: dropped.
  * - A `seq` above `last + 1` waits in a bounded reorder buffer.
  * - A gap still open after `waitMs` (or a buffer past `maxBuffered`) is
- *   filled from history, `after` the last delivered `seq`; a `seq` a
- *   history page covers but does not return is absent for good (a
- *   planner died between numbering and storing it) and is skipped.
+ *   filled from history, `after` the last delivered `seq`.
+ * - A `seq` a history page covers but does not return may still be on its
+ *   way: concurrent planners number a room's events first and store them
+ *   next, so a later number can be stored (and delivered) before an
+ *   earlier one. It is waited for over `maxFills` tries, and skipped only
+ *   on the last (its planner died between numbering and storing it).
  * - A gap that history cannot explain after `maxFills` tries is skipped
  *   too, so one lost number never stalls a room.
  */
@@ -154,11 +157,11 @@ export class SeqOrderer {
       for (const event of returned) {
         if (!this.#buffer.has(event.seq)) this.#buffer.set(event.seq, event);
       }
-      // The page covers (after, its last seq]: anything in there that it
-      // did not return is not stored, and will never be.
-      const covered = returned.length > 0 ? returned[returned.length - 1]!.seq : after;
-      this.#skipAbsent(covered);
       if (this.#fills >= this.#options.maxFills) {
+        // The page covers (after, its last seq]: on the last try, anything
+        // in there it did not return is taken as never stored.
+        const covered = returned.length > 0 ? returned[returned.length - 1]!.seq : after;
+        this.#skipAbsent(covered);
         // Still open after every try: skip to the first event we hold.
         const first = Math.min(...this.#buffer.keys(), this.#head + 1);
         if (this.#last !== undefined && first > this.#last + 1) {
