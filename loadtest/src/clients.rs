@@ -76,6 +76,8 @@ pub async fn open(url: &str, token: &str, source: Ipv4Addr) -> Result<Socket, St
             socket
                 .set_reuseaddr(true)
                 .map_err(|e| format!("socket: {e}"))?;
+            crate::system::bind_address_no_port(&socket)
+                .map_err(|e| format!("socket: IP_BIND_ADDRESS_NO_PORT: {e}"))?;
             socket
                 .bind(SocketAddr::new(IpAddr::V4(source), 0))
                 .map_err(|e| format!("bind {source}: {e}"))?;

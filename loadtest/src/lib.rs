@@ -106,6 +106,36 @@ fn resident_bytes() -> Option<u64> {
 }
 
 /// Runs the scenario end to end and returns its report.
+/// CPU and wall time per phase of a run, as they end.
+struct Phases {
+    cpu: system::CpuSplit,
+    at: Instant,
+    done: Vec<report::PhaseCpu>,
+}
+
+impl Phases {
+    fn start() -> Self {
+        Self {
+            cpu: system::CpuSplit::now(),
+            at: Instant::now(),
+            done: Vec::new(),
+        }
+    }
+
+    fn end(&mut self, phase: &'static str) {
+        let cpu = system::CpuSplit::now();
+        let used = cpu.since(self.cpu);
+        self.done.push(report::PhaseCpu {
+            phase,
+            wall_sec: self.at.elapsed().as_secs_f64(),
+            stack: used.stack,
+            generator: used.generator,
+        });
+        self.cpu = cpu;
+        self.at = Instant::now();
+    }
+}
+
 pub async fn run(scenario: &Scenario) -> anyhow::Result<(Report, Histogram<u64>)> {
     scenario.validate().map_err(anyhow::Error::msg)?;
     let started = Instant::now();
@@ -141,6 +171,7 @@ pub async fn run(scenario: &Scenario) -> anyhow::Result<(Report, Histogram<u64>)
     };
 
     // Ramp: open and join every connection at --ramp-rate.
+    let mut phases = Phases::start();
     let sources = scenario.source_address_count();
     let rss_before = resident_bytes();
     let ramp = bar(scenario, scenario.connections as u64, "connecting");
@@ -197,6 +228,7 @@ pub async fn run(scenario: &Scenario) -> anyhow::Result<(Report, Histogram<u64>)
         }
     }
     ramp.finish_and_clear();
+    phases.end("ramp");
     let connected = listeners.len();
     if connected == 0 {
         bail!("no connection succeeded (errors: {connect_errors:?})");
@@ -294,6 +326,7 @@ pub async fn run(scenario: &Scenario) -> anyhow::Result<(Report, Histogram<u64>)
         publishing.inc(1);
     }
     publishing.finish_and_clear();
+    phases.end("publish");
 
     // Wait for the deliveries, or the timeout.
     let waiting = bar(scenario, expected, "delivering");
@@ -323,6 +356,7 @@ pub async fn run(scenario: &Scenario) -> anyhow::Result<(Report, Histogram<u64>)
     for l in listeners {
         logs.push(l.await?);
     }
+    phases.end("drain");
     let cpu = system::cpu_seconds_by_thread_group();
     let quota = local
         .as_ref()
@@ -416,6 +450,7 @@ pub async fn run(scenario: &Scenario) -> anyhow::Result<(Report, Histogram<u64>)
                 *m.entry(side.to_string()).or_insert(0.0) += secs;
                 m
             }),
+        cpu_by_phase: phases.done,
         memory_per_connection_bytes: memory_per_connection,
         elapsed_sec: elapsed,
         estimated_aws_cost: cost::estimate(&usage, &scenario.prices),

@@ -12,6 +12,15 @@ use crate::config::{Mode, Via};
 use crate::cost::Cost;
 use crate::measure::Percentiles;
 
+/// CPU seconds of the stack and the generator during one phase.
+#[derive(Debug, Clone, Serialize)]
+pub struct PhaseCpu {
+    pub phase: &'static str,
+    pub wall_sec: f64,
+    pub stack: f64,
+    pub generator: f64,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Connect {
     pub succeeded: u64,
@@ -56,6 +65,9 @@ pub struct Report {
     pub errors: BTreeMap<String, u64>,
     /// CPU seconds of the local stack's threads and the generator's.
     pub cpu_seconds: BTreeMap<String, f64>,
+    /// The same, per phase: ramp (connect and join), publish, drain
+    /// (waiting for the last deliveries).
+    pub cpu_by_phase: Vec<PhaseCpu>,
     /// Resident memory added by the open connections (both ends when the
     /// stack runs in this process), per connection.
     pub memory_per_connection_bytes: Option<u64>,
@@ -138,6 +150,20 @@ impl Report {
             .map(|(k, v)| format!("{k} {v:.2} s"))
             .collect();
         println!("cpu                   {}", cpu.join(", "));
+        for p in &self.cpu_by_phase {
+            println!(
+                "  {:<8} {:>7.2} s wall: stack {:>6.2} s, generator {:>6.2} s{}",
+                p.phase,
+                p.wall_sec,
+                p.stack,
+                p.generator,
+                if p.generator > p.stack && p.stack > 0.0 {
+                    "  (the generator used more than the stack)"
+                } else {
+                    ""
+                }
+            );
+        }
         if let Some(m) = self.memory_per_connection_bytes {
             println!(
                 "memory/connection     {:.1} KiB (both ends)",
@@ -168,10 +194,12 @@ impl Report {
         let stem = path.with_extension("");
         let latency = PathBuf::from(format!("{}-latency.svg", stem.display()));
         let over_time = PathBuf::from(format!("{}-deliveries.svg", stem.display()));
+        let percentiles = PathBuf::from(format!("{}-percentiles.svg", stem.display()));
         latency_chart(&latency, latency_us).map_err(|e| anyhow::anyhow!("{e}"))?;
+        percentiles_chart(&percentiles, latency_us).map_err(|e| anyhow::anyhow!("{e}"))?;
         deliveries_chart(&over_time, &self.deliveries_per_100ms)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-        Ok(vec![latency, over_time])
+        Ok(vec![latency, percentiles, over_time])
     }
 }
 
@@ -209,6 +237,54 @@ fn latency_chart(path: &Path, h: &Histogram<u64>) -> ChartResult {
     Ok(())
 }
 
+/// Where the percentile axis ends: 1 / (1 − p) at p99.999.
+const PERCENTILE_AXIS_END: f64 = 1e5;
+
+/// The percentile a point of the log axis stands for (x = 1 / (1 − p)).
+fn percentile_label(x: &f64) -> String {
+    let p = 100.0 * (1.0 - 1.0 / x.max(1.0));
+    let digits = (x.log10().floor() as usize).saturating_sub(2);
+    format!("{p:.digits$}%")
+}
+
+/// The percentile distribution, HdrHistogram style: latency against the
+/// percentile on a log scale of 1 / (1 − p), so p99, p99.9 and p99.99 get
+/// as much room as the body, where the histogram beside it shows the body.
+fn percentiles_chart(path: &Path, h: &Histogram<u64>) -> ChartResult {
+    let points: Vec<(f64, f64)> = h
+        .iter_quantiles(5)
+        .map(|v| {
+            (
+                v.quantile_iterated_to(),
+                v.value_iterated_to() as f64 / 1000.0,
+            )
+        })
+        .filter(|(q, _)| *q < 1.0)
+        .map(|(q, ms)| ((1.0 / (1.0 - q)).min(PERCENTILE_AXIS_END), ms))
+        .collect();
+    let top = (h.max() as f64 / 1000.0).max(1.0) * 1.1;
+    let root = SVGBackend::new(path, (900, 500)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            "publish → receive latency by percentile",
+            ("sans-serif", 22),
+        )
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d((1.0..PERCENTILE_AXIS_END).log_scale(), 0.0..top)?;
+    chart
+        .configure_mesh()
+        .x_desc("percentile")
+        .y_desc("latency (ms)")
+        .x_label_formatter(&percentile_label)
+        .draw()?;
+    chart.draw_series(LineSeries::new(points, BLUE.stroke_width(2)))?;
+    root.present()?;
+    Ok(())
+}
+
 /// Deliveries per second over the run, in 100 ms steps.
 fn deliveries_chart(path: &Path, per_100ms: &[u64]) -> ChartResult {
     let rates: Vec<(f64, f64)> = per_100ms
@@ -234,4 +310,32 @@ fn deliveries_chart(path: &Path, per_100ms: &[u64]) -> ChartResult {
     chart.draw_series(LineSeries::new(rates, RED.stroke_width(2)))?;
     root.present()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_log_axis_is_labelled_in_percentiles() {
+        assert_eq!(percentile_label(&1.0), "0%");
+        assert_eq!(percentile_label(&10.0), "90%");
+        assert_eq!(percentile_label(&100.0), "99%");
+        assert_eq!(percentile_label(&1000.0), "99.9%");
+        assert_eq!(percentile_label(&10000.0), "99.99%");
+    }
+
+    #[test]
+    fn the_percentile_chart_reaches_the_tail() {
+        let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
+        for i in 1..=10_000u64 {
+            h.record(i * 100).unwrap();
+        }
+        let path = std::env::temp_dir().join(format!("percentiles-{}.svg", std::process::id()));
+        percentiles_chart(&path, &h).unwrap();
+        let svg = std::fs::read_to_string(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        assert!(svg.starts_with("<svg"));
+        assert!(svg.contains("99.9%"), "the tail is labelled");
+    }
 }
