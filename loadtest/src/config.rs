@@ -69,6 +69,12 @@ pub struct Scenario {
     #[arg(long)]
     pub publish_endpoint: Option<String>,
 
+    /// With --url at a stack on this machine (`fanout-local` in its own
+    /// process): its process id, so the report shows its CPU per phase
+    /// beside the generator's (read from /proc/<pid>/stat).
+    #[arg(long, value_name = "PID", requires = "url")]
+    pub stack_pid: Option<u32>,
+
     /// Event bus for --via events.
     #[arg(long, default_value = "fanout")]
     pub bus: String,

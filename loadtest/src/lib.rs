@@ -105,25 +105,26 @@ fn resident_bytes() -> Option<u64> {
     Some(kib * 1024)
 }
 
-/// Runs the scenario end to end and returns its report.
 /// CPU and wall time per phase of a run, as they end.
 struct Phases {
+    stack_pid: Option<u32>,
     cpu: system::CpuSplit,
     at: Instant,
     done: Vec<report::PhaseCpu>,
 }
 
 impl Phases {
-    fn start() -> Self {
+    fn start(stack_pid: Option<u32>) -> Self {
         Self {
-            cpu: system::CpuSplit::now(),
+            stack_pid,
+            cpu: system::CpuSplit::now(stack_pid),
             at: Instant::now(),
             done: Vec::new(),
         }
     }
 
     fn end(&mut self, phase: &'static str) {
-        let cpu = system::CpuSplit::now();
+        let cpu = system::CpuSplit::now(self.stack_pid);
         let used = cpu.since(self.cpu);
         self.done.push(report::PhaseCpu {
             phase,
@@ -136,6 +137,7 @@ impl Phases {
     }
 }
 
+/// Runs the scenario end to end and returns its report.
 pub async fn run(scenario: &Scenario) -> anyhow::Result<(Report, Histogram<u64>)> {
     scenario.validate().map_err(anyhow::Error::msg)?;
     let started = Instant::now();
@@ -171,7 +173,7 @@ pub async fn run(scenario: &Scenario) -> anyhow::Result<(Report, Histogram<u64>)
     };
 
     // Ramp: open and join every connection at --ramp-rate.
-    let mut phases = Phases::start();
+    let mut phases = Phases::start(scenario.stack_pid);
     let sources = scenario.source_address_count();
     let rss_before = resident_bytes();
     let ramp = bar(scenario, scenario.connections as u64, "connecting");

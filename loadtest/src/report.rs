@@ -150,6 +150,13 @@ impl Report {
             .map(|(k, v)| format!("{k} {v:.2} s"))
             .collect();
         println!("cpu                   {}", cpu.join(", "));
+        if self.cpu_by_phase.iter().all(|p| p.stack == 0.0)
+            && self.target != "local stack (in process)"
+        {
+            println!(
+                "                      (the stack's CPU: give --stack-pid for a stack on this machine)"
+            );
+        }
         for p in &self.cpu_by_phase {
             println!(
                 "  {:<8} {:>7.2} s wall: stack {:>6.2} s, generator {:>6.2} s{}",

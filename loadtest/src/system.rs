@@ -48,12 +48,28 @@ pub fn raise_fd_limit(needed: u64) -> Result<u64, String> {
     Ok(limit.rlim_cur)
 }
 
+/// The user and system ticks in a `/proc/.../stat` line, in seconds.
+fn stat_cpu_seconds(stat: &str) -> Option<f64> {
+    // Fields: pid (comm) state ... utime(14) stime(15); comm may contain
+    // spaces, so split after its closing parenthesis.
+    let close = stat.rfind(')')?;
+    let fields: Vec<&str> = stat.get(close + 2..)?.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Some((utime + stime) / ticks)
+}
+
+/// CPU seconds used so far by process `pid` (all its threads).
+pub fn process_cpu_seconds(pid: u32) -> Option<f64> {
+    stat_cpu_seconds(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
 /// CPU seconds (user + system) used so far by this process's threads,
 /// grouped by thread-name prefix (the part before the first '-').
 pub fn cpu_seconds_by_thread_group() -> BTreeMap<String, f64> {
     let mut groups = BTreeMap::new();
-    // SAFETY: sysconf has no preconditions.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
         return groups;
     };
@@ -61,18 +77,13 @@ pub fn cpu_seconds_by_thread_group() -> BTreeMap<String, f64> {
         let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
             continue;
         };
-        // Fields: pid (comm) state ... utime(14) stime(15); comm may
-        // contain spaces, so split after its closing parenthesis.
         let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
             continue;
         };
-        let comm = &stat[open + 1..close];
-        let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
-        let (Some(utime), Some(stime)) = (fields.get(11), fields.get(12)) else {
+        let Some(secs) = stat_cpu_seconds(&stat) else {
             continue;
         };
-        let secs =
-            (utime.parse::<f64>().unwrap_or(0.0) + stime.parse::<f64>().unwrap_or(0.0)) / ticks;
+        let comm = &stat[open + 1..close];
         let group = comm.split('-').next().unwrap_or(comm).to_string();
         *groups.entry(group).or_insert(0.0) += secs;
     }
@@ -88,9 +99,14 @@ pub struct CpuSplit {
 }
 
 impl CpuSplit {
-    /// This process's CPU so far.
-    pub fn now() -> Self {
-        Self::of(&cpu_seconds_by_thread_group())
+    /// This process's CPU so far, and the stack's: its threads here, or
+    /// the process `stack_pid` (a stack in its own process).
+    pub fn now(stack_pid: Option<u32>) -> Self {
+        let mut split = Self::of(&cpu_seconds_by_thread_group());
+        if let Some(pid) = stack_pid {
+            split.stack = process_cpu_seconds(pid).unwrap_or(0.0);
+        }
+        split
     }
 
     fn of(groups: &BTreeMap<String, f64>) -> Self {
@@ -169,6 +185,17 @@ mod tests {
                 generator: 0.0
             }
         );
+    }
+
+    #[test]
+    fn cpu_is_read_after_a_command_name_with_spaces_and_parentheses() {
+        // SAFETY: sysconf has no preconditions.
+        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        let stat = "42 (a (b) c) S 1 42 42 0 -1 4194560 100 0 0 0 300 200 0 0 20 0 1 0";
+        assert_eq!(stat_cpu_seconds(stat), Some(500.0 / ticks));
+        assert_eq!(stat_cpu_seconds("42 (truncated"), None);
+        assert!(process_cpu_seconds(std::process::id()).is_some());
+        assert_eq!(process_cpu_seconds(u32::MAX), None);
     }
 
     #[test]
