@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
@@ -33,7 +33,7 @@ pub async fn run(
     rate: f64,
     stay: Duration,
     source: Ipv4Addr,
-    start: Instant,
+    time_base_us: u64,
 ) -> ChurnLog {
     let pace = Duration::from_secs_f64(1.0 / rate);
     let began = tokio::time::Instant::now();
@@ -46,13 +46,13 @@ pub async fn run(
                 r#"{{"action":"join","room":"{}","presence":true}}"#,
                 room_name(0)
             );
-            let joined_at = start.elapsed().as_micros() as u64;
+            let joined_at = crate::system::monotonic_us().saturating_sub(time_base_us);
             ws.send(Message::Text(join.into()))
                 .await
                 .map_err(|e| format!("send join: {e}"))?;
             // Drain what arrives (the room's notices) while staying.
             let _ = tokio::time::timeout(stay, async { while ws.next().await.is_some() {} }).await;
-            let left_at = start.elapsed().as_micros() as u64;
+            let left_at = crate::system::monotonic_us().saturating_sub(time_base_us);
             let _ = ws.close(None).await;
             Ok::<_, String>((user, joined_at, left_at))
         }

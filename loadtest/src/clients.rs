@@ -2,13 +2,11 @@
 //! 127.0.0.x source addresses on loopback, each joining one room and
 //! recording which messages arrived and when.
 
+use futures::{SinkExt, StreamExt};
+use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
-
-use futures::{SinkExt, StreamExt};
-use serde::Deserialize;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::Message;
@@ -17,8 +15,8 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-/// What one client saw.
-#[derive(Debug, Default)]
+/// What one client saw (sent back by a worker process as JSON).
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct ClientLog {
     pub room: usize,
     /// Per message frame: the harness's message number, µs since the
@@ -132,11 +130,12 @@ pub async fn join(ws: &mut Socket, room: &str) -> Result<(), String> {
 }
 
 /// Reads frames until `stop` turns true, recording every message frame's
-/// sequence number and arrival time; counts them in `delivered`.
+/// sequence number and arrival time (monotonic µs since `time_base_us`);
+/// counts them in `delivered`.
 pub async fn listen(
     mut ws: Socket,
     room: usize,
-    start: Instant,
+    time_base_us: u64,
     delivered: Arc<AtomicU64>,
     mut stop: watch::Receiver<bool>,
 ) -> ClientLog {
@@ -149,7 +148,7 @@ pub async fn listen(
             _ = stop.changed() => break,
             message = ws.next() => match message {
                 Some(Ok(Message::Text(text))) => {
-                    let at = start.elapsed().as_micros() as u64;
+                    let at = crate::system::monotonic_us().saturating_sub(time_base_us);
                     match serde_json::from_str::<Frame>(&text) {
                         Ok(Frame { kind, data: Some(Data { seq: Some(n) }), seq, .. }) if kind == "message" => {
                             log.received.push((n, at, seq));

@@ -124,6 +124,21 @@ pub struct Scenario {
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     pub streams: bool,
 
+    /// Spread the client connections over this many worker processes
+    /// (this binary again), each with its own open-file limit and runtime;
+    /// 0 holds them in this process. Their CPU counts as the generator's.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub workers: usize,
+
+    /// Run as one of the generator's worker processes (the generator
+    /// starts these itself; the ramp plan comes on stdin).
+    #[arg(long, hide = true)]
+    pub worker: bool,
+
+    /// The binary worker processes run (default: this one).
+    #[arg(long, hide = true, value_name = "PATH")]
+    pub worker_binary: Option<PathBuf>,
+
     /// Hide the progress bars (tests, logs).
     #[arg(long)]
     pub quiet: bool,
@@ -207,6 +222,12 @@ impl Scenario {
         }
         if self.mode == Mode::Direct && self.url.is_some() {
             return Err("--mode direct needs the in-process local stack (no --url)".into());
+        }
+        if self.workers > self.connections {
+            return Err(format!(
+                "--workers {} is more than --connections {}",
+                self.workers, self.connections
+            ));
         }
         if self.source_addresses > 254 {
             return Err("--source-addresses is at most 254 (127.0.0.1–127.0.0.254)".into());

@@ -6,6 +6,8 @@
 //! - [`config`]: the flags (scenario, target, prices).
 //! - [`system`]: the open-file limit and per-thread-group CPU time.
 //! - [`clients`]: opening, joining and listening connections.
+//! - [`ramp`]: opening a share of the run's connections at its rate.
+//! - [`workers`]: `--workers N`, the clients spread over worker processes.
 //! - [`publish`]: PutEvents, client publishes, or direct posts.
 //! - [`churn`]: presence churn (joins and leaves at a steady rate).
 //! - [`measure`]: latency, throughput, loss, duplicates, order.
@@ -20,11 +22,12 @@ pub mod config;
 pub mod cost;
 pub mod measure;
 pub mod publish;
+pub mod ramp;
 pub mod report;
 pub mod system;
+pub mod workers;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -33,10 +36,8 @@ use fanout_core::ids::{TenantId, UserId};
 use fanout_core::settings::{JobSettings, StoreSettings};
 use fanout_core::token::{DEV_JWT_SECRET, TokenSigner, check_secret};
 use fanout_local::{RunningStack, StackConfig};
-use futures::StreamExt;
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
-use tokio::sync::watch;
 
 use crate::config::{Mode, Scenario, Via};
 use crate::measure::Percentiles;
@@ -45,9 +46,6 @@ use crate::report::{Connect, Report};
 
 /// How long the listeners keep listening after the last churner left.
 const PRESENCE_DRAIN: Duration = Duration::from_secs(2);
-
-/// Connections opened at once while ramping (the ramp rate paces starts).
-const CONNECTS_IN_FLIGHT: usize = 512;
 
 /// The local stack, on its own runtime so its CPU time is its own.
 struct LocalStack {
@@ -98,33 +96,28 @@ fn bar(scenario: &Scenario, len: u64, what: &str) -> ProgressBar {
     bar
 }
 
-fn resident_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
-}
-
 /// CPU and wall time per phase of a run, as they end.
 struct Phases {
     stack_pid: Option<u32>,
+    worker_pids: Vec<u32>,
     cpu: system::CpuSplit,
     at: Instant,
     done: Vec<report::PhaseCpu>,
 }
 
 impl Phases {
-    fn start(stack_pid: Option<u32>) -> Self {
+    fn start(stack_pid: Option<u32>, worker_pids: Vec<u32>) -> Self {
         Self {
+            cpu: system::CpuSplit::now(stack_pid, &worker_pids),
             stack_pid,
-            cpu: system::CpuSplit::now(stack_pid),
+            worker_pids,
             at: Instant::now(),
             done: Vec::new(),
         }
     }
 
     fn end(&mut self, phase: &'static str) {
-        let cpu = system::CpuSplit::now(self.stack_pid);
+        let cpu = system::CpuSplit::now(self.stack_pid, &self.worker_pids);
         let used = cpu.since(self.cpu);
         self.done.push(report::PhaseCpu {
             phase,
@@ -135,6 +128,46 @@ impl Phases {
         self.cpu = cpu;
         self.at = Instant::now();
     }
+}
+
+/// The run's clients: held here, or by worker processes.
+enum Clients {
+    Here(ramp::HeldClients),
+    Workers(workers::Workers),
+}
+
+impl Clients {
+    fn delivered(&self) -> u64 {
+        match self {
+            Clients::Here(held) => held.delivered.load(Ordering::Relaxed),
+            Clients::Workers(workers) => workers.delivered(),
+        }
+    }
+
+    async fn stop(&mut self) -> anyhow::Result<Vec<clients::ClientLog>> {
+        match self {
+            Clients::Here(held) => held.stop().await,
+            Clients::Workers(workers) => workers.stop().await,
+        }
+    }
+
+    async fn finish(self) -> anyhow::Result<()> {
+        match self {
+            Clients::Here(_) => Ok(()),
+            Clients::Workers(workers) => workers.finish().await,
+        }
+    }
+}
+
+/// The stack's CPU per delivery, µs: its CPU while publishing and
+/// delivering (not ramping) over the deliveries.
+fn stack_cpu_per_delivery(phases: &[report::PhaseCpu], deliveries: u64) -> Option<f64> {
+    let stack: f64 = phases
+        .iter()
+        .filter(|p| p.phase != "ramp")
+        .map(|p| p.stack)
+        .sum();
+    (deliveries > 0 && stack > 0.0).then(|| stack * 1e6 / deliveries as f64)
 }
 
 /// Runs the scenario end to end and returns its report.
@@ -163,80 +196,88 @@ pub async fn run(scenario: &Scenario) -> anyhow::Result<(Report, Histogram<u64>)
     let secret = scenario.jwt_secret.as_deref().unwrap_or(DEV_JWT_SECRET);
     check_secret(secret, false).context("--jwt-secret")?;
     let signer = TokenSigner::new(secret.as_bytes());
-    let token_for = |i: usize| -> anyhow::Result<String> {
-        if let Some(t) = &scenario.token {
-            return Ok(t.clone());
-        }
-        let user = UserId::new(format!("load{i}"))?;
-        let now = chrono::Utc::now().timestamp();
-        Ok(signer.mint(&tenant, &user, now, Duration::from_secs(2 * 3600))?)
+    let tokens = ramp::Tokens {
+        tenant: scenario.tenant.clone(),
+        secret: secret.to_string(),
+        token: scenario.token.clone(),
     };
 
     // Ramp: open and join every connection at --ramp-rate.
-    let mut phases = Phases::start(scenario.stack_pid);
     let sources = scenario.source_address_count();
-    let rss_before = resident_bytes();
+    let time_base_us = system::monotonic_us();
+    let plan = ramp::RampPlan {
+        url: url.clone(),
+        tokens: tokens.clone(),
+        first: 0,
+        count: scenario.connections,
+        rooms: scenario.rooms,
+        rate: f64::from(scenario.ramp_rate),
+        sources,
+        time_base_us,
+        // Worker processes need a moment to start.
+        start_at_us: time_base_us + if scenario.workers > 0 { 300_000 } else { 0 },
+    };
+    let stack_rss = || match (&local, scenario.stack_pid) {
+        (Some(_), _) => system::resident_bytes("self"),
+        (None, Some(pid)) => system::resident_bytes(&pid.to_string()),
+        (None, None) => None,
+    };
+    let rss_before = stack_rss();
     let ramp = bar(scenario, scenario.connections as u64, "connecting");
-    let start = Instant::now();
-    let delivered = Arc::new(AtomicU64::new(0));
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let interval = Duration::from_secs_f64(1.0 / f64::from(scenario.ramp_rate));
-    let mut connect_latency = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
-    let mut connect_errors: BTreeMap<String, u64> = BTreeMap::new();
-    let mut listeners = Vec::with_capacity(scenario.connections);
-    // Joined connections per room: who a message to that room must reach.
-    let mut members = vec![0u64; scenario.rooms];
-    let mut attempts = Vec::with_capacity(scenario.connections);
-    for i in 0..scenario.connections {
-        attempts.push((i, token_for(i)?));
-    }
-    let ramp_start = tokio::time::Instant::now();
-    let opened = futures::stream::iter(attempts)
-        .map(|(i, token)| {
-            let url = url.clone();
-            async move {
-                tokio::time::sleep_until(ramp_start + interval * i as u32).await;
-                let began = Instant::now();
-                let room = i % scenario.rooms;
-                let mut ws =
-                    clients::open(&url, &token, clients::source_address(i, sources)).await?;
-                clients::join(&mut ws, &room_name(room)).await?;
-                Ok::<_, String>((room, ws, began.elapsed()))
+    let (ramped, mut listeners, mut phases) = if scenario.workers > 0 {
+        let binary = match &scenario.worker_binary {
+            Some(path) => path.clone(),
+            None => std::env::current_exe().context("this binary's path, for --workers")?,
+        };
+        let plans = workers::split(&plan, scenario.connections, scenario.workers);
+        let mut workers = workers::Workers::start(&binary, plans).await?;
+        let phases = Phases::start(scenario.stack_pid, workers.pids());
+        let ramped = {
+            let attempted = workers.attempted_counters();
+            let progress = async {
+                loop {
+                    ramp.set_position(attempted.iter().map(|c| c.load(Ordering::Relaxed)).sum());
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            };
+            tokio::select! {
+                _ = progress => unreachable!("the progress loop never ends"),
+                ramped = workers.ramped(scenario.rooms) => ramped?,
             }
-        })
-        .buffer_unordered(CONNECTS_IN_FLIGHT);
-    tokio::pin!(opened);
-    while let Some(result) = opened.next().await {
-        ramp.inc(1);
-        match result {
-            Ok((room, ws, took)) => {
-                let _ = connect_latency.record(took.as_micros().max(1) as u64);
-                members[room] += 1;
-                listeners.push(tokio::spawn(clients::listen(
-                    ws,
-                    room,
-                    start,
-                    delivered.clone(),
-                    stop_rx.clone(),
-                )));
-            }
-            Err(error) => {
-                let kind = error.split(':').next().unwrap_or("connect").to_string();
-                *connect_errors.entry(format!("connect_{kind}")).or_default() += 1;
-                if connect_errors.values().sum::<u64>() == 1 {
-                    ramp.println(format!("first connection error: {error}"));
+        };
+        (ramped, Clients::Workers(workers), phases)
+    } else {
+        let phases = Phases::start(scenario.stack_pid, Vec::new());
+        let attempted = AtomicU64::new(0);
+        let opening = ramp::open_here(&plan, &attempted);
+        tokio::pin!(opening);
+        let (ramped, held) = loop {
+            tokio::select! {
+                done = &mut opening => break done?,
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {
+                    ramp.set_position(attempted.load(Ordering::Relaxed));
                 }
             }
-        }
-    }
+        };
+        (ramped, Clients::Here(held), phases)
+    };
     ramp.finish_and_clear();
     phases.end("ramp");
-    let connected = listeners.len();
+    if let Some(error) = &ramped.first_error {
+        eprintln!("first connection error: {error}");
+    }
+    let connected = ramped.connect_latency_us.len();
+    let connect_errors = ramped.connect_errors;
+    let members = ramped.members;
+    let mut connect_latency = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
+    for us in &ramped.connect_latency_us {
+        let _ = connect_latency.record(*us);
+    }
     if connected == 0 {
         bail!("no connection succeeded (errors: {connect_errors:?})");
     }
     let memory_per_connection = rss_before
-        .zip(resident_bytes())
+        .zip(stack_rss())
         .map(|(before, after)| after.saturating_sub(before) / connected as u64);
 
     // Publish.
@@ -263,7 +304,7 @@ pub async fn run(scenario: &Scenario) -> anyhow::Result<(Report, Histogram<u64>)
         (Mode::Pipeline, Via::Client) => {
             let mut sockets = Vec::new();
             for room in 0..scenario.rooms {
-                let token = token_for(scenario.connections + room)?;
+                let token = tokens.for_client(scenario.connections + room)?;
                 let mut ws = clients::open(&url, &token, clients::source_address(room, sources))
                     .await
                     .map_err(anyhow::Error::msg)?;
@@ -296,7 +337,7 @@ pub async fn run(scenario: &Scenario) -> anyhow::Result<(Report, Histogram<u64>)
             scenario.presence_churn,
             scenario.churn_stay,
             clients::source_address(scenario.connections, sources),
-            start,
+            time_base_us,
         )))
     } else {
         None
@@ -313,7 +354,7 @@ pub async fn run(scenario: &Scenario) -> anyhow::Result<(Report, Histogram<u64>)
         let room = seq % scenario.rooms;
         room_of.push(room);
         let payload = publish::data(seq as u32, scenario.payload_bytes);
-        let at = start.elapsed().as_micros() as u64;
+        let at = system::monotonic_us() - time_base_us;
         match publisher.publish(seq as u32, room, &payload).await {
             Ok(()) => {
                 published_us.push(Some(at));
@@ -334,7 +375,7 @@ pub async fn run(scenario: &Scenario) -> anyhow::Result<(Report, Histogram<u64>)
     let waiting = bar(scenario, expected, "delivering");
     let deadline = Instant::now() + Duration::from_secs(scenario.timeout);
     loop {
-        let got = delivered.load(Ordering::Relaxed);
+        let got = listeners.delivered();
         waiting.set_position(got.min(expected));
         if got >= expected || Instant::now() >= deadline {
             break;
@@ -353,13 +394,9 @@ pub async fn run(scenario: &Scenario) -> anyhow::Result<(Report, Histogram<u64>)
         }
         None => None,
     };
-    let _ = stop_tx.send(true);
-    let mut logs = Vec::with_capacity(listeners.len());
-    for l in listeners {
-        logs.push(l.await?);
-    }
+    let logs = listeners.stop().await?;
     phases.end("drain");
-    let cpu = system::cpu_seconds_by_thread_group();
+    listeners.finish().await?;
     let quota = local
         .as_ref()
         .and_then(|l| l.stack.resources.quota.as_ref())
@@ -439,21 +476,24 @@ pub async fn run(scenario: &Scenario) -> anyhow::Result<(Report, Histogram<u64>)
         seq_inversions: d.seq_inversions,
         seq_gaps: d.seq_gaps,
         errors,
-        // The stack's runtime threads are `stack-*`; everything else in
-        // this process is the generator.
-        cpu_seconds: cpu
-            .into_iter()
-            .fold(BTreeMap::new(), |mut m, (group, secs)| {
-                let side = if group == "stack" {
-                    "stack"
-                } else {
-                    "generator"
-                };
-                *m.entry(side.to_string()).or_insert(0.0) += secs;
-                m
-            }),
+        cpu_seconds: BTreeMap::from([
+            (
+                "stack".to_string(),
+                phases.done.iter().map(|p| p.stack).sum(),
+            ),
+            (
+                "generator".to_string(),
+                phases.done.iter().map(|p| p.generator).sum(),
+            ),
+        ]),
+        stack_cpu_us_per_delivery: stack_cpu_per_delivery(&phases.done, d.delivered),
         cpu_by_phase: phases.done,
         memory_per_connection_bytes: memory_per_connection,
+        memory_of: if scenario.url.is_none() && scenario.workers == 0 {
+            "stack and clients"
+        } else {
+            "stack"
+        },
         elapsed_sec: elapsed,
         estimated_aws_cost: cost::estimate(&usage, &scenario.prices),
         quota,

@@ -1,6 +1,7 @@
 //! `fanout-loadtest`: parses flags, runs the scenario on a runtime whose
 //! threads are named `gen-…` (so its CPU time is told apart from the
-//! stack's), prints the table, and writes the report and charts.
+//! stack's), prints the table, and writes the report and charts. With the
+//! hidden `--worker` flag it is one of the generator's worker processes.
 
 use clap::Parser;
 use fanout_loadtest::config::Scenario;
@@ -16,6 +17,13 @@ fn main() {
         .enable_all()
         .build()
         .expect("a Tokio runtime");
+    if scenario.worker {
+        if let Err(error) = runtime.block_on(fanout_loadtest::workers::serve()) {
+            eprintln!("error: worker: {error:#}");
+            std::process::exit(1);
+        }
+        return;
+    }
     let outcome = runtime.block_on(async {
         let (report, latency) = fanout_loadtest::run(&scenario).await?;
         report.print_table();

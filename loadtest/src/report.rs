@@ -68,9 +68,15 @@ pub struct Report {
     /// The same, per phase: ramp (connect and join), publish, drain
     /// (waiting for the last deliveries).
     pub cpu_by_phase: Vec<PhaseCpu>,
-    /// Resident memory added by the open connections (both ends when the
-    /// stack runs in this process), per connection.
+    /// The stack's CPU while publishing and delivering, per delivery (µs;
+    /// when the stack's CPU is known).
+    pub stack_cpu_us_per_delivery: Option<f64>,
+    /// Resident memory the open connections added to the stack's process
+    /// (--stack-pid, or this process), per connection.
     pub memory_per_connection_bytes: Option<u64>,
+    /// Whose memory that is: "stack" alone, or "stack and clients" when
+    /// both ends were in this process.
+    pub memory_of: &'static str,
     pub elapsed_sec: f64,
     pub estimated_aws_cost: Cost,
     /// @connections calls the in-process stack's quota emulation accepted
@@ -171,10 +177,14 @@ impl Report {
                 }
             );
         }
+        if let Some(us) = self.stack_cpu_us_per_delivery {
+            println!("stack cpu/delivery    {us:.2} µs (publish and drain)");
+        }
         if let Some(m) = self.memory_per_connection_bytes {
             println!(
-                "memory/connection     {:.1} KiB (both ends)",
-                m as f64 / 1024.0
+                "memory/connection     {:.1} KiB ({})",
+                m as f64 / 1024.0,
+                self.memory_of
             );
         }
         if let Some(q) = &self.quota {

@@ -61,6 +61,28 @@ fn stat_cpu_seconds(stat: &str) -> Option<f64> {
     Some((utime + stime) / ticks)
 }
 
+/// Microseconds on the machine's monotonic clock (CLOCK_MONOTONIC): one
+/// clock for every process on the machine, so the generator's worker
+/// processes and the publisher time sends and receipts on the same axis.
+pub fn monotonic_us() -> u64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the struct we pass; CLOCK_MONOTONIC is
+    // always available on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    now.tv_sec as u64 * 1_000_000 + now.tv_nsec as u64 / 1_000
+}
+
+/// Resident memory of process `pid` ("self" for this one), in bytes.
+pub fn resident_bytes(pid: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
 /// CPU seconds used so far by process `pid` (all its threads).
 pub fn process_cpu_seconds(pid: u32) -> Option<f64> {
     stat_cpu_seconds(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
@@ -90,8 +112,9 @@ pub fn cpu_seconds_by_thread_group() -> BTreeMap<String, f64> {
     groups
 }
 
-/// CPU seconds of the in-process stack's threads (`stack-*`) and of the
-/// generator (every other thread of this process).
+/// CPU seconds of the stack (the in-process stack's `stack-*` threads, or
+/// the process --stack-pid names) and of the generator (every other thread
+/// of this process, and its worker processes).
 #[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
 pub struct CpuSplit {
     pub stack: f64,
@@ -99,13 +122,17 @@ pub struct CpuSplit {
 }
 
 impl CpuSplit {
-    /// This process's CPU so far, and the stack's: its threads here, or
-    /// the process `stack_pid` (a stack in its own process).
-    pub fn now(stack_pid: Option<u32>) -> Self {
+    /// CPU so far: this process's threads, the stack's (its threads here,
+    /// or the process `stack_pid`), and the generator's `worker_pids`.
+    pub fn now(stack_pid: Option<u32>, worker_pids: &[u32]) -> Self {
         let mut split = Self::of(&cpu_seconds_by_thread_group());
         if let Some(pid) = stack_pid {
             split.stack = process_cpu_seconds(pid).unwrap_or(0.0);
         }
+        split.generator += worker_pids
+            .iter()
+            .filter_map(|&pid| process_cpu_seconds(pid))
+            .sum::<f64>();
         split
     }
 

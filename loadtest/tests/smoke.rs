@@ -6,10 +6,14 @@
 use clap::Parser;
 use fanout_loadtest::config::Scenario;
 
-async fn smoke(via: &str) {
-    let dir = std::env::temp_dir().join(format!("fanout-smoke-{via}-{}", std::process::id()));
+async fn smoke(via: &str, extra: &[&str]) {
+    let dir = std::env::temp_dir().join(format!(
+        "fanout-smoke-{via}-{}-{}",
+        extra.len(),
+        std::process::id()
+    ));
     let report_path = dir.join("report.json");
-    let scenario = Scenario::parse_from([
+    let mut args = vec![
         "fanout-loadtest",
         "--connections",
         "300",
@@ -24,7 +28,9 @@ async fn smoke(via: &str) {
         "--quiet",
         "--report",
         report_path.to_str().unwrap(),
-    ]);
+    ];
+    args.extend(extra);
+    let scenario = Scenario::parse_from(args);
     let (report, latency) = fanout_loadtest::run(&scenario).await.unwrap();
     assert_eq!(report.connect.succeeded, 300, "{report:?}");
     assert_eq!(report.expected, 300 * 24 / 3);
@@ -35,6 +41,16 @@ async fn smoke(via: &str) {
     // every client can restore a gap-free order from it.
     assert_eq!(report.with_seq, report.deliveries, "{report:?}");
     assert_eq!(report.seq_gaps, 0, "{report:?}");
+    let phases: Vec<_> = report.cpu_by_phase.iter().map(|p| p.phase).collect();
+    assert_eq!(phases, ["ramp", "publish", "drain"]);
+    let generator: f64 = report.cpu_by_phase.iter().map(|p| p.generator).sum();
+    assert!(generator > 0.0, "the clients' CPU is counted: {report:?}");
+    // Receipts and publishes are timed on one clock: no delivery took
+    // longer than the whole run.
+    assert!(
+        report.latency_ms.max <= report.elapsed_sec * 1000.0,
+        "{report:?}"
+    );
     let charts = report.write(&report_path, &latency).unwrap();
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&report_path).unwrap()).unwrap();
@@ -61,10 +77,29 @@ async fn smoke(via: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn smoke_via_events_loses_and_duplicates_nothing() {
-    smoke("events").await;
+    smoke("events", &[]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn smoke_via_client_publish_loses_and_duplicates_nothing() {
-    smoke("client").await;
+    smoke("client", &[]).await;
+}
+
+/// The clients in two worker processes: their receipts merge with the
+/// publisher's times (one clock), and their CPU counts as the generator's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smoke_with_worker_processes_loses_and_duplicates_nothing() {
+    let binary = env!("CARGO_BIN_EXE_fanout-loadtest");
+    smoke(
+        "events",
+        &[
+            "--workers",
+            "2",
+            "--worker-binary",
+            binary,
+            "--ramp-rate",
+            "2000",
+        ],
+    )
+    .await;
 }
