@@ -11,6 +11,7 @@ use crate::clients::ClientLog;
 /// Latency percentiles, in milliseconds.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Percentiles {
+    pub min: f64,
     pub p50: f64,
     pub p90: f64,
     pub p99: f64,
@@ -22,6 +23,7 @@ impl Percentiles {
     pub fn of(h: &Histogram<u64>, unit_per_ms: f64) -> Self {
         let at = |q: f64| h.value_at_quantile(q) as f64 / unit_per_ms;
         Self {
+            min: h.min() as f64 / unit_per_ms,
             p50: at(0.50),
             p90: at(0.90),
             p99: at(0.99),

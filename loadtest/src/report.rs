@@ -120,8 +120,8 @@ impl Report {
         );
         println!("deliveries/s          {:.0}", self.deliveries_per_sec);
         println!(
-            "latency (ms)          p50 {:.1}  p90 {:.1}  p99 {:.1}  p99.9 {:.1}  max {:.1}",
-            l.p50, l.p90, l.p99, l.p999, l.max
+            "latency (ms)          min {:.1}  p50 {:.1}  p90 {:.1}  p99 {:.1}  p99.9 {:.1}  max {:.1}",
+            l.min, l.p50, l.p90, l.p99, l.p999, l.max
         );
         println!(
             "lost / duplicates     {} / {}  (out of order {})",

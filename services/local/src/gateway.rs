@@ -26,7 +26,7 @@ use fanout_core::handlers::authorizer::is_allowed;
 use fanout_core::ids::ConnectionId;
 use fanout_core::protocol::{ErrorCode, RequestError, TOKEN_EXPIRED_CLOSE_CODE};
 use fanout_core::routing::select_route;
-use futures::{SinkExt, StreamExt};
+use futures::SinkExt;
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 
@@ -41,6 +41,14 @@ pub const MESSAGE_ROUTES: &[&str] = &["join", "leave", "publish", "ping"];
 
 /// Initial read buffer of each connection.
 pub const READ_BUFFER_BYTES: usize = 4 * 1024;
+
+/// Frames are buffered up to this many bytes before tungstenite writes
+/// them to the socket; the flush after a batch writes the rest.
+const WRITE_BUFFER_BYTES: usize = 4 * 1024;
+
+/// Most queued bytes one batch takes before flushing, so one busy socket
+/// does not hold its worker thread for long.
+const WRITE_BATCH_BYTES: usize = 64 * 1024;
 
 /// A new connection id in API Gateway's shape: 10 random bytes, base64.
 pub fn new_connection_id() -> String {
@@ -154,7 +162,7 @@ async fn upgrade(
     ws.max_frame_size(app.config.max_frame_bytes)
         .max_message_size(app.config.max_message_bytes)
         .read_buffer_size(READ_BUFFER_BYTES)
-        .write_buffer_size(0)
+        .write_buffer_size(WRITE_BUFFER_BYTES)
         .on_failed_upgrade(on_fail)
         .on_upgrade(move |socket| {
             // Tracked, so the stack's shutdown waits for its $disconnect.
@@ -200,46 +208,53 @@ async fn serve_connection(app: Arc<AppState>, ctx: ConnectionContext, socket: We
     });
     app.registry.insert(id.clone(), live.clone());
 
-    let (mut sink, mut stream) = socket.split();
+    // One socket, not split into halves: the loop below reads and writes
+    // it in turn, and the halves' shared lock cost a lock and a waker
+    // registration per poll.
+    let mut socket = socket;
     let max_life = tokio::time::sleep(app.config.gateway.max_connection_duration);
     tokio::pin!(max_life);
     let idle = tokio::time::sleep(app.config.idle_timeout);
     tokio::pin!(idle);
     let token_expiry = tokio::time::sleep(until_ms(&app, token_expires_at_ms(&ctx)));
     tokio::pin!(token_expiry);
+    // Created once: a fresh `cancelled()` each turn of the loop would
+    // create and register a new waiter every time.
+    let kicked_out = kick.cancelled();
+    tokio::pin!(kicked_out);
 
     let ending = loop {
         tokio::select! {
-            _ = kick.cancelled() => break kicked(&app, &live),
+            _ = &mut kicked_out => break kicked(&app, &live),
             _ = &mut max_life => break Ending::server(close_code::AWAY, "Going away: maximum connection duration reached"),
             _ = &mut idle => break Ending::server(close_code::AWAY, "Going away: idle timeout"),
             _ = &mut token_expiry => match refreshed_expiry_ms(&app, &id).await {
                 Some(later) => token_expiry.as_mut().reset(tokio::time::Instant::now() + until_ms(&app, Some(later))),
                 None => {
                     let frame = RequestError::token_expired(None).to_frame();
-                    let _ = tokio::time::timeout(Duration::from_secs(1), sink.send(Message::Text(frame.into()))).await;
+                    let _ = tokio::time::timeout(Duration::from_secs(1), socket.send(Message::Text(frame.into()))).await;
                     break Ending::server(TOKEN_EXPIRED_CLOSE_CODE, "Token expired");
                 }
             },
             Some(frame) = frames.recv() => {
-                let size = frame_len(&frame);
-                // A client that does not read blocks this send; a kick (a
+                // A client that does not read blocks this write; a kick (a
                 // slow consumer, DELETE, shutdown) still ends it.
-                // Biased: a send that completes at once (the usual case)
-                // never registers a waiter on the kick token.
+                // Biased: a write that completes at once (the usual case)
+                // never polls the kick.
+                let mut taken = 0;
                 let sent = tokio::select! {
                     biased;
-                    result = sink.send(frame) => Some(result.is_ok()),
-                    _ = kick.cancelled() => None,
+                    result = write_queued(&mut socket, Some(frame), &mut frames, None, &mut taken) => Some(result.is_ok()),
+                    _ = &mut kicked_out => None,
                 };
-                live.queued_bytes.fetch_sub(size, Ordering::AcqRel);
+                live.queued_bytes.fetch_sub(taken, Ordering::AcqRel);
                 match sent {
                     Some(true) => {}
                     Some(false) => break Ending { code: close_code::ABNORMAL, reason: "send failed", send_close: false },
                     None => break kicked(&app, &live),
                 }
             }
-            incoming = stream.next() => {
+            incoming = socket.recv() => {
                 let now = app.clock.now_ms();
                 match incoming {
                     None => break Ending { code: close_code::ABNORMAL, reason: "connection lost", send_close: false },
@@ -252,13 +267,11 @@ async fn serve_connection(app: Arc<AppState>, ctx: ConnectionContext, socket: We
                             // replay) go out before its reply, as on API
                             // Gateway, where the route response follows the
                             // integration's own posts.
-                            let mut sent = true;
-                            while sent && let Ok(frame) = frames.try_recv() {
-                                let size = frame_len(&frame);
-                                sent = sink.send(frame).await.is_ok();
-                                live.queued_bytes.fetch_sub(size, Ordering::AcqRel);
-                            }
-                            if !sent || sink.send(Message::Text(reply.into())).await.is_err() {
+                            let mut taken = 0;
+                            let reply = Message::Text(reply.into());
+                            let sent = write_queued(&mut socket, None, &mut frames, Some(reply), &mut taken).await;
+                            live.queued_bytes.fetch_sub(taken, Ordering::AcqRel);
+                            if sent.is_err() {
                                 break Ending { code: close_code::ABNORMAL, reason: "send failed", send_close: false };
                             }
                         }
@@ -266,7 +279,7 @@ async fn serve_connection(app: Arc<AppState>, ctx: ConnectionContext, socket: We
                     Some(Ok(Message::Binary(_))) => {
                         idle.as_mut().reset(tokio::time::Instant::now() + app.config.idle_timeout);
                         let reply = RequestError::new(None, ErrorCode::BadRequest, "binary frames are not supported; send JSON text frames").to_frame();
-                        if sink.send(Message::Text(reply.into())).await.is_err() {
+                        if socket.send(Message::Text(reply.into())).await.is_err() {
                             break Ending { code: close_code::ABNORMAL, reason: "send failed", send_close: false };
                         }
                     }
@@ -286,7 +299,7 @@ async fn serve_connection(app: Arc<AppState>, ctx: ConnectionContext, socket: We
             reason: ending.reason.into(),
         }));
         // The client may already be gone; there is nobody to tell then.
-        let _ = tokio::time::timeout(Duration::from_secs(1), sink.send(close)).await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), socket.send(close)).await;
     }
     run_disconnect(&app, &ctx, ending.code, ending.reason).await;
 }
@@ -412,6 +425,33 @@ async fn run_disconnect(app: &AppState, ctx: &ConnectionContext, status_code: u1
             tracing::error!(%error, connection_id = %ctx.connection_id, "could not build the $disconnect request")
         }
     }
+}
+
+/// Writes `first`, then every frame already queued (up to
+/// [`WRITE_BATCH_BYTES`]), then `last`, with one flush: one task wake-up
+/// and, for small frames, one `write` for the lot. `taken` counts the
+/// queued bytes taken off the queue, written or not.
+async fn write_queued(
+    socket: &mut WebSocket,
+    first: Option<Message>,
+    frames: &mut mpsc::Receiver<Message>,
+    last: Option<Message>,
+    taken: &mut usize,
+) -> Result<(), axum::Error> {
+    if let Some(frame) = first {
+        *taken += frame_len(&frame);
+        socket.feed(frame).await?;
+    }
+    while *taken < WRITE_BATCH_BYTES
+        && let Ok(frame) = frames.try_recv()
+    {
+        *taken += frame_len(&frame);
+        socket.feed(frame).await?;
+    }
+    if let Some(frame) = last {
+        socket.feed(frame).await?;
+    }
+    socket.flush().await
 }
 
 /// Bytes a queued frame counts against the connection's outbound limit.
