@@ -1,6 +1,6 @@
 //! In-process connections: registered in the gateway's registry and the
 //! store exactly as `$connect` and `join` would register a socket, but with
-//! the outbound frames kept in a channel instead of written to a socket.
+//! the outbound frames left in their queue instead of written to a socket.
 //! The pipeline tests and the quota benchmark use them to exercise
 //! planning and delivery at sizes and speeds where sockets and paused time
 //! do not mix; everything after the registry is the real path.
@@ -13,15 +13,15 @@ use fanout_core::ids::{ConnectionId, RoomId, TenantId, UserId};
 use fanout_core::limits::connection_ttl_secs;
 use fanout_core::ports::{ConnectionRecord, StoreError};
 use fanout_core::settings::GatewaySettings;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::outbound::Outbound;
 use crate::registry::LiveConnection;
 use crate::stack::Resources;
 
 pub struct InProcessClient {
     pub id: ConnectionId,
-    frames: mpsc::Receiver<Message>,
+    live: Arc<LiveConnection>,
 }
 
 impl InProcessClient {
@@ -39,26 +39,23 @@ impl InProcessClient {
         stuck: bool,
     ) -> Result<Self, StoreError> {
         let now = chrono::Utc::now().timestamp_millis();
-        let (outbound, frames) = mpsc::channel(capacity.max(1));
+        let live = Arc::new(LiveConnection {
+            outbound: Outbound::new(capacity),
+            kick: CancellationToken::new(),
+            queued_bytes: AtomicUsize::new(0),
+            // In-process clients bound their queue by frames only, so a
+            // stuck one answers 429 like API Gateway's LimitExceeded.
+            max_queued_bytes: usize::MAX,
+            slow_consumer: AtomicBool::new(false),
+            connected_at_ms: now,
+            last_active_ms: AtomicI64::new(now),
+            source_ip: "127.0.0.1".into(),
+            user_agent: None,
+        });
         if stuck {
-            while outbound.try_send(Message::Text("unread".into())).is_ok() {}
+            while live.outbound.push(Message::Text("unread".into())).is_ok() {}
         }
-        resources.registry.insert(
-            id.clone(),
-            Arc::new(LiveConnection {
-                outbound,
-                kick: CancellationToken::new(),
-                queued_bytes: AtomicUsize::new(0),
-                // In-process clients bound their queue by frames only, so a
-                // stuck one answers 429 like API Gateway's LimitExceeded.
-                max_queued_bytes: usize::MAX,
-                slow_consumer: AtomicBool::new(false),
-                connected_at_ms: now,
-                last_active_ms: AtomicI64::new(now),
-                source_ip: "127.0.0.1".into(),
-                user_agent: None,
-            }),
-        );
+        resources.registry.insert(id.clone(), live.clone());
         let ttl = connection_ttl_secs(now, GatewaySettings::default().max_connection_duration);
         let record = ConnectionRecord {
             id: id.clone(),
@@ -78,13 +75,13 @@ impl InProcessClient {
             .store
             .join_room(&record, room, fanout_core::auth::Rights::NONE)
             .await?;
-        Ok(Self { id, frames })
+        Ok(Self { id, live })
     }
 
     /// Event ids of the message frames received since the last call.
     pub fn received(&mut self) -> Vec<String> {
         let mut ids = Vec::new();
-        while let Ok(message) = self.frames.try_recv() {
+        while let Some(message) = self.live.outbound.pop() {
             let Message::Text(text) = message else {
                 continue;
             };

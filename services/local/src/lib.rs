@@ -17,6 +17,7 @@
 //!   Lambda Runtime API this stack serves.
 //! - [`events`]: builds the API Gateway events handlers receive.
 //! - [`registry`]: open connections; the embedded connection poster.
+//! - [`outbound`]: each connection's queue of frames posted and not yet written.
 //! - [`management`]: the `@connections` management API.
 //! - [`awsjson`]: `POST /` for AWS JSON operations: EventBridge `PutEvents`
 //!   and the SQS operations the DLQ tools need.
@@ -46,6 +47,7 @@ pub mod history;
 pub mod inprocess;
 pub mod lambdas;
 pub mod management;
+pub mod outbound;
 pub mod presence;
 pub mod registry;
 pub mod server;

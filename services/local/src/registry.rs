@@ -18,7 +18,8 @@ use bytes::Bytes;
 use fanout_core::clock::Clock;
 use fanout_core::ids::ConnectionId;
 use fanout_core::ports::{ConnectionInfo, ConnectionPoster, PostError};
-use tokio::sync::mpsc;
+
+use crate::outbound::{Outbound, Refused};
 use tokio_util::sync::CancellationToken;
 
 /// Frames queued for one socket. Generous: the byte limit
@@ -27,7 +28,7 @@ pub const OUTBOUND_CAPACITY: usize = 65_536;
 
 /// One open connection, as the socket task registered it.
 pub struct LiveConnection {
-    pub outbound: mpsc::Sender<Message>,
+    pub outbound: Outbound,
     /// Cancelled by DELETE @connections/{id}, or for a slow consumer: the
     /// socket task closes.
     pub kick: CancellationToken,
@@ -119,7 +120,7 @@ impl ConnectionPoster for ConnectionRegistry {
             Ok(text) => Message::Text(text),
             Err(_) => Message::Binary(frame.clone()),
         };
-        match connection.outbound.try_send(message) {
+        match connection.outbound.push(message) {
             Ok(()) => {
                 connection
                     .last_active_ms
@@ -129,10 +130,10 @@ impl ConnectionPoster for ConnectionRegistry {
             Err(error) => {
                 connection.queued_bytes.fetch_sub(size, Ordering::AcqRel);
                 match error {
-                    mpsc::error::TrySendError::Full(_) => Err(PostError::Throttled(
+                    Refused::Full => Err(PostError::Throttled(
                         "LimitExceededException: the client is not reading fast enough".into(),
                     )),
-                    mpsc::error::TrySendError::Closed(_) => Err(PostError::Gone),
+                    Refused::Closed => Err(PostError::Gone),
                 }
             }
         }
