@@ -160,11 +160,11 @@ impl Clients {
 }
 
 /// The stack's CPU per delivery, µs: its CPU while publishing and
-/// delivering (not ramping) over the deliveries.
+/// delivering (not ramping or closing) over the deliveries.
 fn stack_cpu_per_delivery(phases: &[report::PhaseCpu], deliveries: u64) -> Option<f64> {
     let stack: f64 = phases
         .iter()
-        .filter(|p| p.phase != "ramp")
+        .filter(|p| p.phase == "publish" || p.phase == "drain")
         .map(|p| p.stack)
         .sum();
     (deliveries > 0 && stack > 0.0).then(|| stack * 1e6 / deliveries as f64)
@@ -394,8 +394,9 @@ pub async fn run(scenario: &Scenario) -> anyhow::Result<(Report, Histogram<u64>)
         }
         None => None,
     };
-    let logs = listeners.stop().await?;
     phases.end("drain");
+    let logs = listeners.stop().await?;
+    phases.end("close");
     listeners.finish().await?;
     let quota = local
         .as_ref()

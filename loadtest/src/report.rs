@@ -66,7 +66,8 @@ pub struct Report {
     /// CPU seconds of the local stack's threads and the generator's.
     pub cpu_seconds: BTreeMap<String, f64>,
     /// The same, per phase: ramp (connect and join), publish, drain
-    /// (waiting for the last deliveries).
+    /// (waiting for the last deliveries), close (the clients closing; the
+    /// stack's `$disconnect` work may go on after it).
     pub cpu_by_phase: Vec<PhaseCpu>,
     /// The stack's CPU while publishing and delivering, per delivery (µs;
     /// when the stack's CPU is known).

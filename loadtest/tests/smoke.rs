@@ -42,7 +42,7 @@ async fn smoke(via: &str, extra: &[&str]) {
     assert_eq!(report.with_seq, report.deliveries, "{report:?}");
     assert_eq!(report.seq_gaps, 0, "{report:?}");
     let phases: Vec<_> = report.cpu_by_phase.iter().map(|p| p.phase).collect();
-    assert_eq!(phases, ["ramp", "publish", "drain"]);
+    assert_eq!(phases, ["ramp", "publish", "drain", "close"]);
     let generator: f64 = report.cpu_by_phase.iter().map(|p| p.generator).sum();
     assert!(generator > 0.0, "the clients' CPU is counted: {report:?}");
     // Receipts and publishes are timed on one clock: no delivery took
