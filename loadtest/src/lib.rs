@@ -176,14 +176,18 @@ pub async fn run(scenario: &Scenario) -> anyhow::Result<(Report, Histogram<u64>)
     let started = Instant::now();
     let local = match scenario.url {
         None => {
-            // Both ends of every socket are in this process.
-            system::raise_fd_limit(2 * scenario.connections as u64 + 256)
+            // The stack's end of every socket is in this process, and the
+            // clients' end too unless worker processes hold them.
+            let ends = if scenario.workers > 0 { 1 } else { 2 };
+            system::raise_fd_limit(ends * scenario.connections as u64 + 256)
                 .map_err(anyhow::Error::msg)?;
             Some(start_local(scenario).await?)
         }
         Some(_) => {
-            system::raise_fd_limit(scenario.connections as u64 + 256)
-                .map_err(anyhow::Error::msg)?;
+            if scenario.workers == 0 {
+                system::raise_fd_limit(scenario.connections as u64 + 256)
+                    .map_err(anyhow::Error::msg)?;
+            }
             None
         }
     };
@@ -283,8 +287,9 @@ pub async fn run(scenario: &Scenario) -> anyhow::Result<(Report, Histogram<u64>)
     // Publish.
     let mut publisher = match (scenario.mode, scenario.via) {
         (Mode::Direct, _) => {
-            let resources = local.as_ref().expect("validated").stack.resources.clone();
-            publish::direct(resources, tenant.clone())
+            let local = local.as_ref().expect("validated");
+            let resources = local.stack.resources.clone();
+            publish::direct(resources, tenant.clone(), local.runtime.handle().clone())
         }
         (Mode::Pipeline, Via::Events) => {
             let endpoint = match (&scenario.publish_endpoint, &local) {
@@ -419,6 +424,9 @@ pub async fn run(scenario: &Scenario) -> anyhow::Result<(Report, Histogram<u64>)
     errors.extend(connect_errors);
     if publish_errors > 0 {
         errors.insert("publish_failed".into(), publish_errors);
+    }
+    if publisher.failed_posts() > 0 {
+        errors.insert("direct_post_failed".into(), publisher.failed_posts());
     }
     let span = (d.span_us as f64 / 1e6).max(1e-6);
     let elapsed = started.elapsed().as_secs_f64();

@@ -3,6 +3,9 @@
 //! straight from the gateway's registry to every member, skipping the
 //! pipeline (the machine's upper bound).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use bytes::Bytes;
 use fanout_aws::EventBridgeBus;
 use fanout_core::event::{BROADCAST, Target};
@@ -36,6 +39,12 @@ pub enum Publisher {
     Direct {
         resources: Resources,
         tenant: TenantId,
+        /// The stack's runtime: the posts are the stack's work, and run
+        /// (and count) there, each message's beside the others' as the
+        /// broadcasters' would.
+        runtime: tokio::runtime::Handle,
+        /// Posts that failed (counted as they finish).
+        failures: Arc<AtomicU64>,
     },
 }
 
@@ -50,6 +59,15 @@ pub fn data(seq: u32, payload_bytes: usize) -> String {
 }
 
 impl Publisher {
+    /// Direct posts that failed so far (0 for the other publishers, whose
+    /// failures are their publishes').
+    pub fn failed_posts(&self) -> u64 {
+        match self {
+            Self::Direct { failures, .. } => failures.load(Ordering::Relaxed),
+            _ => 0,
+        }
+    }
+
     /// Wraps publisher connections (already joined to their rooms).
     pub fn clients(sockets: Vec<Socket>) -> Self {
         let senders = sockets
@@ -91,7 +109,12 @@ impl Publisher {
                     .await
                     .map_err(|e| format!("publish over the socket: {e}"))
             }
-            Self::Direct { resources, tenant } => {
+            Self::Direct {
+                resources,
+                tenant,
+                runtime,
+                failures,
+            } => {
                 let room_id = RoomId::new(room_name(room)).map_err(|e| e.to_string())?;
                 let members = resolve(
                     tenant,
@@ -117,22 +140,23 @@ impl Publisher {
                     }
                     .to_json(),
                 );
-                let registry = resources.registry.as_ref();
+                let registry = resources.registry.clone();
                 let posts: Vec<_> = members
-                    .iter()
+                    .into_iter()
                     .map(|member| {
-                        let frame = frame.clone();
-                        async move { registry.post(member, &frame).await }
+                        let (registry, frame) = (registry.clone(), frame.clone());
+                        async move { registry.post(&member, &frame).await }
                     })
                     .collect();
-                let failures = futures::stream::iter(posts)
-                    .buffer_unordered(DIRECT_IN_FLIGHT)
-                    .filter(|r| futures::future::ready(r.is_err()))
-                    .count()
-                    .await;
-                if failures > 0 {
-                    return Err(format!("{failures} direct posts failed"));
-                }
+                let failures = failures.clone();
+                runtime.spawn(async move {
+                    let failed = futures::stream::iter(posts)
+                        .buffer_unordered(DIRECT_IN_FLIGHT)
+                        .filter(|r| futures::future::ready(r.is_err()))
+                        .count()
+                        .await;
+                    failures.fetch_add(failed as u64, Ordering::Relaxed);
+                });
                 Ok(())
             }
         }
@@ -159,6 +183,15 @@ pub async fn eventbridge(endpoint: &str) -> aws_sdk_eventbridge::Client {
 }
 
 /// Direct mode's publisher.
-pub fn direct(resources: Resources, tenant: TenantId) -> Publisher {
-    Publisher::Direct { resources, tenant }
+pub fn direct(
+    resources: Resources,
+    tenant: TenantId,
+    runtime: tokio::runtime::Handle,
+) -> Publisher {
+    Publisher::Direct {
+        resources,
+        tenant,
+        runtime,
+        failures: Arc::new(AtomicU64::new(0)),
+    }
 }
