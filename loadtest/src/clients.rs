@@ -31,9 +31,10 @@ pub struct ClientLog {
 
 /// The part of a frame the harness reads.
 #[derive(Deserialize)]
-struct Frame {
-    #[serde(rename = "type")]
-    kind: String,
+struct Frame<'a> {
+    /// Borrowed from the frame's text: no allocation per frame.
+    #[serde(rename = "type", borrow)]
+    kind: std::borrow::Cow<'a, str>,
     #[serde(default)]
     data: Option<Data>,
     /// The room-stream seq.
@@ -143,9 +144,14 @@ pub async fn listen(
         room,
         ..ClientLog::default()
     };
+    // Created once: every client waits on the same channel, and a fresh
+    // `changed()` each turn would register and unregister with its one
+    // lock per frame, from every generator thread.
+    let stopped = stop.changed();
+    tokio::pin!(stopped);
     loop {
         tokio::select! {
-            _ = stop.changed() => break,
+            _ = &mut stopped => break,
             message = ws.next() => match message {
                 Some(Ok(Message::Text(text))) => {
                     let at = crate::system::monotonic_us().saturating_sub(time_base_us);
