@@ -49,6 +49,12 @@ pub async fn serve(
             },
             _ = shutdown.cancelled() => return,
         };
+        // Frames are small and a socket task already batches what is
+        // queued before it writes: Nagle's algorithm would only hold a
+        // frame back until the client's (delayed) ACK of the last one.
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%error, %peer, "could not set TCP_NODELAY");
+        }
         let Ok(permit) = pending.clone().try_acquire_owned() else {
             tokio::spawn(refuse(tcp, limits.max_pending_connections));
             continue;
