@@ -77,20 +77,6 @@ macro_rules! id_type {
             }
         }
 
-        impl TryFrom<String> for $name {
-            type Error = IdError;
-            fn try_from(value: String) -> Result<Self, IdError> {
-                Self::new(value)
-            }
-        }
-
-        impl TryFrom<&str> for $name {
-            type Error = IdError;
-            fn try_from(value: &str) -> Result<Self, IdError> {
-                Self::new(value)
-            }
-        }
-
         impl From<$name> for String {
             fn from(id: $name) -> String {
                 id.0.to_string()
@@ -183,29 +169,6 @@ mod tests {
     }
 
     #[test]
-    fn ids_travel_as_plain_json_strings() {
-        let id = ConnectionId::new("L0SM9cOFvHcCIhw=").unwrap();
-        let json = serde_json::to_string(&vec![id.clone()]).unwrap();
-        assert_eq!(json, r#"["L0SM9cOFvHcCIhw="]"#);
-        let back: Vec<ConnectionId> = serde_json::from_str(&json).unwrap();
-        assert_eq!(back, vec![id]);
-        // An escaped string is decoded before it is checked.
-        let room: RoomId = serde_json::from_str(r#""lobby\u002d1""#).unwrap();
-        assert_eq!(room.as_str(), "lobby-1");
-    }
-
-    #[test]
-    fn decoding_refuses_a_bad_id_with_the_field_named() {
-        let error = serde_json::from_str::<TenantId>(r#""a#b""#).unwrap_err();
-        assert!(
-            error.to_string().contains("tenant may only contain"),
-            "{error}"
-        );
-        let error = serde_json::from_str::<RoomId>("42").unwrap_err();
-        assert!(error.to_string().contains("expected a room id"), "{error}");
-    }
-
-    #[test]
     fn refuses_bad_names_with_the_field_named() {
         assert_eq!(RoomId::new(""), Err(IdError::Empty { kind: "room" }));
         assert_eq!(
@@ -244,6 +207,25 @@ mod tests {
         assert_eq!(ok.as_str(), "lobby");
         assert!(serde_json::from_str::<RoomId>("\"a#b\"").is_err());
         assert_eq!(serde_json::to_string(&ok).unwrap(), "\"lobby\"");
+
+        // Ids travel as plain JSON strings, in a job's list as anywhere.
+        let id = ConnectionId::new("L0SM9cOFvHcCIhw=").unwrap();
+        let json = serde_json::to_string(&vec![id.clone()]).unwrap();
+        assert_eq!(json, r#"["L0SM9cOFvHcCIhw="]"#);
+        let back: Vec<ConnectionId> = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, vec![id]);
+        // An escaped string is decoded before it is checked.
+        let room: RoomId = serde_json::from_str(r#""lobby\u002d1""#).unwrap();
+        assert_eq!(room.as_str(), "lobby-1");
+
+        // A refusal names the field, and a non-string says what was expected.
+        let error = serde_json::from_str::<TenantId>(r#""a#b""#).unwrap_err();
+        assert!(
+            error.to_string().contains("tenant may only contain"),
+            "{error}"
+        );
+        let error = serde_json::from_str::<RoomId>("42").unwrap_err();
+        assert!(error.to_string().contains("expected a room id"), "{error}");
     }
 
     #[test]
