@@ -57,6 +57,20 @@ fn now_ms() -> u64 {
         .as_millis() as u64
 }
 
+/// Waits until an environment is back in `/next`. An invocation sent
+/// while the only environment is still returning from the last one would
+/// start a second, as Lambda does, and these tests mean the warm one.
+async fn until_idle(pool: &FunctionPool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while pool.idle_environments() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no environment came back to /next within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 #[tokio::test]
 async fn an_invocation_gets_its_request_id_deadline_and_arn_and_the_response_comes_back() {
     let (pool, shutdown) = pool(&[], Duration::from_secs(20));
@@ -71,6 +85,7 @@ async fn an_invocation_gets_its_request_id_deadline_and_arn_and_the_response_com
         "deadline {deadline} is the invocation's start plus the timeout"
     );
     // Warm: the same environment answers the next one.
+    until_idle(&pool).await;
     let again: Value = pool.invoke(&json!({"mode": "ok"})).await.unwrap();
     assert_eq!(again["pid"], answer["pid"]);
     assert_ne!(again["requestId"], answer["requestId"]);
@@ -82,6 +97,7 @@ async fn an_invocation_gets_its_request_id_deadline_and_arn_and_the_response_com
 async fn an_error_response_reaches_the_caller_and_the_environment_stays() {
     let (pool, shutdown) = pool(&[], Duration::from_secs(20));
     let first: Value = pool.invoke(&json!({"mode": "ok"})).await.unwrap();
+    until_idle(&pool).await;
     match pool.invoke::<Value>(&json!({"mode": "error"})).await {
         Err(InvokeError::Function {
             error_type,
@@ -92,6 +108,7 @@ async fn an_error_response_reaches_the_caller_and_the_environment_stays() {
         }
         other => panic!("expected the function's error, got {other:?}"),
     }
+    until_idle(&pool).await;
     let after: Value = pool.invoke(&json!({"mode": "ok"})).await.unwrap();
     assert_eq!(after["pid"], first["pid"]);
     shutdown.cancel();
@@ -101,6 +118,9 @@ async fn an_error_response_reaches_the_caller_and_the_environment_stays() {
 async fn a_crash_fails_its_invocation_and_the_next_one_gets_a_new_environment() {
     let (pool, shutdown) = pool(&[], Duration::from_secs(20));
     let first: Value = pool.invoke(&json!({"mode": "ok"})).await.unwrap();
+    // The crash must reach the first environment, not a second one
+    // started because the first had not asked for more yet.
+    until_idle(&pool).await;
     match pool.invoke::<Value>(&json!({"mode": "crash"})).await {
         Err(InvokeError::Crashed(why)) => assert!(why.contains("exit status: 1"), "{why}"),
         other => panic!("expected a crash, got {other:?}"),

@@ -209,6 +209,14 @@ impl FunctionPool {
             .push(init);
     }
 
+    /// Environments inside `/next` now, ready for an invocation. One that
+    /// has just answered is not counted until it asks again: an
+    /// invocation sent in between starts another environment, as Lambda
+    /// scales out when none is free.
+    pub fn idle_environments(&self) -> usize {
+        self.idle.load(Ordering::SeqCst)
+    }
+
     /// Each environment's init time so far (process start → first
     /// `/next`), in start order.
     pub fn init_times(&self) -> Vec<Duration> {
