@@ -82,10 +82,6 @@ fn tunables_default_to_the_code_defaults() {
             local.broadcaster_timeout.as_secs(),
         ),
         ("FunctionTimeoutSeconds", local.planner_timeout.as_secs()),
-        (
-            "QueueVisibilityTimeoutSeconds",
-            local.visibility_timeout.as_secs(),
-        ),
         ("MaxReceiveCount", u64::from(local.max_receive_count)),
         ("Shards", u64::from(local.store.shards)),
         (
@@ -177,9 +173,14 @@ fn tunables_default_to_the_code_defaults() {
         local.auth.default_policy,
         fanout_core::auth::DefaultPolicy::Open
     );
-    // AWS's advice, kept by the defaults: visibility ≥ 6 × function timeout.
-    assert!(
-        number(&t, "QueueVisibilityTimeoutSeconds") >= 6 * number(&t, "FunctionTimeoutSeconds")
+    // The queues' visibility timeout follows the function timeout
+    // (Mappings: QueueVisibility), and the local stack's default is the
+    // one the default timeout gets.
+    let timeout = default_of(&t, "FunctionTimeoutSeconds");
+    assert_eq!(
+        t["Mappings"]["QueueVisibility"][timeout.as_str()]["Seconds"].as_u64(),
+        Some(local.visibility_timeout.as_secs()),
+        "the visibility timeout of the default FunctionTimeoutSeconds"
     );
     // And a deployed function must outlive the broadcaster's deadline
     // margin, or no post could start.
@@ -287,7 +288,9 @@ fn every_function_is_a_cargo_lambda_package_whose_binary_accepts_its_environment
         };
         for (key, _) in &pairs {
             assert!(
-                reads.iter().any(|r| r == key) || *key == "RUST_LOG",
+                reads.iter().any(|r| r == key)
+                    || *key == "RUST_LOG"
+                    || *key == fanout_lambda::setup::LOG_LEVEL_VARIABLE,
                 "{name} sets {key}, which its function does not read"
             );
         }
@@ -684,7 +687,7 @@ fn functions_log_json_with_a_level_and_a_retention() {
         matches!(&globals["Tracing"], Value::Tagged(_)),
         "X-Ray is a parameter"
     );
-    assert_eq!(default_of(&t, "TracingMode"), "PassThrough");
+    assert_eq!(default_of(&t, "TracingMode"), "Disabled");
     assert!(
         globals["Environment"]["Variables"]["RUST_LOG"].is_null(),
         "the level comes from LoggingConfig"

@@ -23,25 +23,49 @@ use crate::config::{
     MessageConfig, PlannerConfig, StoreConfig, SweeperConfig,
 };
 
+/// The level the operator chose for the functions' own lines (the
+/// template's `ApplicationLogLevel`). Lambda's filter is kept at INFO or
+/// below ([`lambda_filter_level`]): it reads a line without a level, such
+/// as every EMF metric line, as INFO, and would drop the metrics at WARN.
+pub const LOG_LEVEL_VARIABLE: &str = "FANOUT_LOG_LEVEL";
+
+/// The levels Lambda's advanced logging controls accept, most verbose first.
+pub const LAMBDA_LOG_LEVELS: [&str; 6] = ["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"];
+
+/// The `ApplicationLogLevel` Lambda filters at when the operator chose
+/// `level` (as the template derives it): the level itself when it is more
+/// verbose than INFO, INFO otherwise, so no metric line is ever dropped.
+pub fn lambda_filter_level(level: &str) -> &'static str {
+    match level.to_ascii_uppercase().as_str() {
+        "TRACE" => "TRACE",
+        "DEBUG" => "DEBUG",
+        _ => "INFO",
+    }
+}
+
 /// How a function logs, from Lambda's advanced logging controls.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogSettings {
     /// `AWS_LAMBDA_LOG_FORMAT=JSON` (the template's `LoggingConfig`, and
     /// the default here); `Text` for plain lines.
     pub json: bool,
-    /// The filter: `AWS_LAMBDA_LOG_LEVEL` (the function's
-    /// `ApplicationLogLevel`) wins, as in Lambda's own Rust runtime;
-    /// otherwise `RUST_LOG`; otherwise `info`.
+    /// The filter: `FANOUT_LOG_LEVEL` (the operator's level) wins, then
+    /// `AWS_LAMBDA_LOG_LEVEL` (Lambda's `ApplicationLogLevel`), as in
+    /// Lambda's own Rust runtime; otherwise `RUST_LOG`; otherwise `info`.
     pub filter: String,
 }
 
 impl LogSettings {
     pub fn from_env(lookup: impl Fn(&str) -> Option<String>) -> Self {
         let json = !lookup("AWS_LAMBDA_LOG_FORMAT").is_some_and(|f| f.eq_ignore_ascii_case("text"));
-        let filter = match lookup("AWS_LAMBDA_LOG_LEVEL").map(|l| l.to_ascii_lowercase()) {
+        let level = lookup(LOG_LEVEL_VARIABLE)
+            .filter(|l| !l.trim().is_empty())
+            .or_else(|| lookup("AWS_LAMBDA_LOG_LEVEL"))
+            .map(|l| l.trim().to_ascii_lowercase());
+        let filter = match level {
             // tracing has no FATAL; its lines are errors.
             Some(level) if level == "fatal" => "error".to_string(),
-            Some(level) if !level.trim().is_empty() => level,
+            Some(level) if !level.is_empty() => level,
             _ => lookup("RUST_LOG")
                 .filter(|f| !f.trim().is_empty())
                 .unwrap_or_else(|| "info".into()),
@@ -311,6 +335,23 @@ mod tests {
             "warn"
         );
         assert_eq!(env(&[("AWS_LAMBDA_LOG_LEVEL", "FATAL")]).filter, "error");
+        assert_eq!(
+            env(&[
+                ("AWS_LAMBDA_LOG_LEVEL", "INFO"),
+                ("FANOUT_LOG_LEVEL", "ERROR")
+            ])
+            .filter,
+            "error"
+        );
+    }
+
+    #[test]
+    fn lambda_filters_at_info_or_below_whatever_the_operator_chose() {
+        let derived: Vec<&str> = LAMBDA_LOG_LEVELS
+            .iter()
+            .map(|l| lambda_filter_level(l))
+            .collect();
+        assert_eq!(derived, ["TRACE", "DEBUG", "INFO", "INFO", "INFO", "INFO"]);
     }
 
     #[derive(Clone, Default)]

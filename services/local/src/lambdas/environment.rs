@@ -12,6 +12,7 @@ use fanout_lambda::config::{
     AuthorizerFunctionConfig, BroadcasterConfig, GatewayConfig, MessageConfig, PlannerConfig,
     SweeperConfig,
 };
+use fanout_lambda::setup::{LOG_LEVEL_VARIABLE, lambda_filter_level};
 
 use crate::config::StackConfig;
 
@@ -66,7 +67,12 @@ pub fn environment(
         ),
         ("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{name}")),
         ("AWS_LAMBDA_LOG_FORMAT", "JSON".into()),
-        ("AWS_LAMBDA_LOG_LEVEL", wiring.log_level.to_uppercase()),
+        // As the template derives them from `ApplicationLogLevel`.
+        (
+            "AWS_LAMBDA_LOG_LEVEL",
+            lambda_filter_level(&wiring.log_level).into(),
+        ),
+        (LOG_LEVEL_VARIABLE, wiring.log_level.to_uppercase()),
         ("AWS_REGION", wiring.region.clone()),
         ("AWS_DEFAULT_REGION", wiring.region.clone()),
         ("AWS_EXECUTION_ENV", "AWS_Lambda_provided.al2023".into()),

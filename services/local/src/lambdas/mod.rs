@@ -8,6 +8,7 @@
 
 pub mod environment;
 pub mod invokers;
+pub mod log_filter;
 pub mod runtime_api;
 
 use std::path::{Path, PathBuf};

@@ -172,7 +172,19 @@ enum Stream {
 /// environment's name, as CloudWatch Logs would keep it.
 async fn forward(env: Arc<Environment>, output: impl tokio::io::AsyncRead + Unpin, stream: Stream) {
     let mut lines = BufReader::new(output).lines();
+    let lambda_level = env
+        .pool
+        .spec
+        .environment
+        .iter()
+        .find(|(k, _)| k == "AWS_LAMBDA_LOG_LEVEL")
+        .map(|(_, v)| v.clone());
     while let Ok(Some(line)) = lines.next_line().await {
+        // What Lambda's filter drops never reaches CloudWatch: no log
+        // line, no metric.
+        if !super::log_filter::lambda_keeps(lambda_level.as_deref(), &line) {
+            continue;
+        }
         if matches!(stream, Stream::Stdout) && env.pool.output.metric_line(&line) {
             continue;
         }
