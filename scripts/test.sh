@@ -135,6 +135,31 @@ FANOUT_SDK_TEST_BACKEND=aws FANOUT_LOCAL_BIN="$TARGET_DIR/debug/fanout-local" np
 step "end-to-end suite again, on the AWS backend (DynamoDB, EventBridge, SQS on moto)"
 FANOUT_E2E_BACKEND=aws cargo test -p fanout-local --locked --test e2e --test auth --test streams --test signals --test presence --test sweeper --test pages
 
-step "end-to-end suite again, with the built bootstraps as the functions (their Lambda Runtime API served by the stack; DynamoDB, EventBridge, SQS and Secrets Manager on moto)"
+step "IAM: a moto server that enforces it, an administrator, and each function's role from the SAM-translated template"
+"$INFRA_VENV/bin/python" -m unittest discover -s infra/iam -p 'test_*.py'
+IAM_PORT="$("$VENV/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+IAM_DIR="$(mktemp -d -t fanout-iam.XXXXXX)"
+# The first 3 requests are not checked: they create the administrator.
+INITIAL_NO_AUTH_ACTION_COUNT=3 "$VENV/bin/moto_server" -H 127.0.0.1 -p "$IAM_PORT" >"$IAM_DIR/moto.log" 2>&1 &
+IAM_MOTO_PID=$!
+trap 'kill "$MOTO_PID" "$IAM_MOTO_PID" 2>/dev/null || true; wait 2>/dev/null || true' EXIT
+until "$VENV/bin/python" -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$IAM_PORT/moto-api/', timeout=1)" 2>/dev/null; do
+  kill -0 "$IAM_MOTO_PID" 2>/dev/null || { cat "$IAM_DIR/moto.log" >&2; exit 1; }
+  sleep 0.2
+done
+"$INFRA_VENV/bin/python" infra/iam/roles.py load --endpoint "http://127.0.0.1:$IAM_PORT" --out "$IAM_DIR"
+mkdir -p "$IAM_DIR/calls"
+
+step "end-to-end suites again, with the built bootstraps as the functions, each under its own role (their Lambda Runtime API served by the stack; DynamoDB, EventBridge, SQS and Secrets Manager on moto with IAM enforced)"
 cargo build --workspace --bins --locked
-FANOUT_E2E_BACKEND=aws FANOUT_E2E_LAMBDAS="$TARGET_DIR/debug" cargo test -p fanout-local --locked --test e2e --test auth --test streams --test signals --test presence --test sweeper --test pages
+(
+  set -a; . "$IAM_DIR/admin.env"; set +a
+  FANOUT_TEST_AWS_ENDPOINT="http://127.0.0.1:$IAM_PORT" FANOUT_E2E_BACKEND=aws \
+    FANOUT_E2E_LAMBDAS="$TARGET_DIR/debug" FANOUT_E2E_LAMBDA_ROLES="$IAM_DIR/roles.json" \
+    FANOUT_E2E_CALL_LOG="$IAM_DIR/calls" \
+    cargo test -p fanout-local --locked --test e2e --test auth --test streams --test signals --test presence --test sweeper --test pages
+)
+
+step "IAM: every recorded call against its function's role (resources too), and every grant against the calls"
+"$INFRA_VENV/bin/python" infra/iam/roles.py check --calls "$IAM_DIR/calls" --report "$IAM_DIR/report.md"
+echo "report: $IAM_DIR/report.md"

@@ -65,9 +65,12 @@ pub struct AwsResources {
     pub sdk: aws_config::SdkConfig,
     pub table: String,
     pub event_bus: String,
+    pub plan_queue_url: String,
     pub deliver_queue_url: String,
     pub deliver_dlq_url: String,
     pub plan_dlq_url: String,
+    pub sweeper_dlq_url: String,
+    pub bus_dlq_url: String,
 }
 
 fn broadcast_rule_name() -> String {
@@ -187,9 +190,12 @@ pub async fn aws(config: &StackConfig, clock: Arc<dyn Clock>) -> anyhow::Result<
         sdk: sdk.clone(),
         table: name(TABLE),
         event_bus: name(BUS),
+        plan_queue_url: plan_queue.url().to_string(),
         deliver_queue_url: deliver_queue.url().to_string(),
         deliver_dlq_url: deliver_dlq.url().to_string(),
         plan_dlq_url: plan_dlq.url().to_string(),
+        sweeper_dlq_url: sweeper_dlq.url().to_string(),
+        bus_dlq_url: bus_dlq.url().to_string(),
     };
     Ok(Backend {
         aws: Some(resources),

@@ -257,6 +257,21 @@ pub struct StackConfig {
     /// their lines are printed prefixed with the function's name.
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     pub lambda_log_level: String,
+
+    /// With --lambdas: a JSON object of each function's IAM role ARN
+    /// (`{"connect": "arn:aws:iam::…:role/…", …}`). The stack assumes each
+    /// role and the function runs with that role's credentials, as on
+    /// Lambda, instead of the stack's own.
+    #[arg(long, value_name = "FILE")]
+    pub lambda_roles: Option<std::path::PathBuf>,
+
+    /// With --lambdas and --endpoint-url: append every AWS call a function
+    /// makes (its IAM action and exact resource, and the status it got;
+    /// @connections calls included) to FILE as JSON lines, after a line
+    /// with this stack's resource ARNs. Calls are told apart by the key
+    /// they are signed with, so this needs --lambda-roles.
+    #[arg(long, value_name = "FILE", requires = "lambda_roles")]
+    pub lambda_call_log: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -347,6 +362,9 @@ impl StackConfig {
         self.broadcaster.validate()?;
         if self.lambdas.is_some() && self.backend != BackendKind::Aws {
             return Err("--lambdas needs --backend aws: the bootstraps are separate processes and reach the table, bus and queues through the AWS API".into());
+        }
+        if self.lambda_roles.is_some() && self.lambdas.is_none() {
+            return Err("--lambda-roles needs --lambdas: the roles are the bootstraps'".into());
         }
         if self.lambda_environments == 0 {
             return Err("--lambda-environments must be at least 1".into());

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use fanout_core::clock::rfc3339_ms;
@@ -16,6 +16,7 @@ use fanout_core::ids::ConnectionId;
 use fanout_core::ports::PostError;
 use serde_json::json;
 
+use crate::lambdas::call_log::connections_call;
 use crate::state::AppState;
 
 fn error(status: StatusCode, error_type: &str, message: &str) -> Response {
@@ -58,17 +59,36 @@ fn target(app: &AppState, stage: &str, id: &str) -> Result<ConnectionId, PostErr
     ConnectionId::new(id).map_err(|_| PostError::Gone)
 }
 
+/// One call: who made it (the SigV4 `Authorization`) and on what.
+struct CallOn<'a> {
+    app: &'a AppState,
+    method: &'a str,
+    stage: &'a str,
+    id: &'a str,
+    authorization: Option<&'a str>,
+}
+
 /// Runs one operation on a resolved connection and maps its error the way
-/// API Gateway does.
-async fn on_connection<F, Fut>(app: &AppState, stage: &str, id: &str, op: F) -> Response
+/// API Gateway does; records a function's call in the call log.
+async fn on_connection<F, Fut>(call: CallOn<'_>, op: F) -> Response
 where
     F: FnOnce(ConnectionId) -> Fut,
     Fut: std::future::Future<Output = Result<Response, PostError>>,
 {
-    match target(app, stage, id) {
+    let response = match target(call.app, call.stage, call.id) {
         Ok(id) => op(id).await.unwrap_or_else(from_post_error),
         Err(e) => from_post_error(e),
+    };
+    let log = call.app.call_log.as_ref();
+    if let Some((log, function)) = log.and_then(|l| Some((l, l.function_of(call.authorization)?))) {
+        let recorded = connections_call(call.method, call.stage, call.id, log.resources());
+        log.record(function, &[recorded], response.status().as_u16());
     }
+    response
+}
+
+fn authorization(headers: &HeaderMap) -> Option<&str> {
+    headers.get("authorization").and_then(|v| v.to_str().ok())
 }
 
 /// `POST|GET|DELETE /{stage}/@connections/{id}`.
@@ -82,10 +102,18 @@ pub fn routes() -> Router<Arc<AppState>> {
 async fn post(
     State(app): State<Arc<AppState>>,
     Path((stage, id)): Path<(String, String)>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let poster = app.poster.clone();
-    on_connection(&app, &stage, &id, |id| async move {
+    let call = CallOn {
+        app: &app,
+        method: "POST",
+        stage: &stage,
+        id: &id,
+        authorization: authorization(&headers),
+    };
+    on_connection(call, |id| async move {
         poster.post(&id, &body).await?;
         Ok(StatusCode::OK.into_response())
     })
@@ -95,9 +123,17 @@ async fn post(
 async fn get(
     State(app): State<Arc<AppState>>,
     Path((stage, id)): Path<(String, String)>,
+    headers: HeaderMap,
 ) -> Response {
     let poster = app.poster.clone();
-    on_connection(&app, &stage, &id, |id| async move {
+    let call = CallOn {
+        app: &app,
+        method: "GET",
+        stage: &stage,
+        id: &id,
+        authorization: authorization(&headers),
+    };
+    on_connection(call, |id| async move {
         let info = poster.get(&id).await?;
         Ok(axum::Json(json!({
             "connectedAt": rfc3339_ms(info.connected_at_ms),
@@ -112,9 +148,17 @@ async fn get(
 async fn delete(
     State(app): State<Arc<AppState>>,
     Path((stage, id)): Path<(String, String)>,
+    headers: HeaderMap,
 ) -> Response {
     let poster = app.poster.clone();
-    on_connection(&app, &stage, &id, |id| async move {
+    let call = CallOn {
+        app: &app,
+        method: "DELETE",
+        stage: &stage,
+        id: &id,
+        authorization: authorization(&headers),
+    };
+    on_connection(call, |id| async move {
         poster.delete(&id).await?;
         Ok(StatusCode::NO_CONTENT.into_response())
     })

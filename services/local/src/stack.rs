@@ -270,6 +270,7 @@ pub async fn start_with_clock(
         sockets: sockets.clone(),
         series,
         dashboard: DashboardCache::default(),
+        call_log: bootstraps.as_ref().and_then(|b| b.call_log.clone()),
         config: config.clone(),
     });
     serve(listener, state, shutdown.clone(), &mut tasks);

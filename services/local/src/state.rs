@@ -42,6 +42,9 @@ pub struct AppState {
     pub series: Arc<DeliverySeries>,
     /// The dashboard's slow reads (room count, dead letters), reused.
     pub dashboard: DashboardCache,
+    /// With `--lambda-call-log`: the functions' @connections calls are
+    /// recorded here too.
+    pub call_log: Option<Arc<crate::lambdas::call_log::CallLog>>,
 }
 
 /// The stack's queues by name, and which dead-letter queue each source

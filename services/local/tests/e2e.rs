@@ -1328,3 +1328,45 @@ async fn a_publish_runs_through_the_bootstraps_when_they_are_the_functions() {
     assert_eq!(bootstraps.pool("disconnect").init_times().len(), 1);
     assert!(store.get_connection(&alice_id).await.unwrap().is_none());
 }
+
+/// Posts that keep failing are retried, re-enqueued and, once their
+/// attempts are spent, dead-lettered with the reason: with one attempt by
+/// the planner's direct path at once, with three through the broadcaster
+/// after two re-enqueues. Under the functions' own roles this is the path
+/// that needs `sqs:SendMessage` on the deliver queue and its DLQ.
+#[tokio::test]
+async fn posts_that_keep_failing_are_requeued_then_dead_lettered_with_their_reason() {
+    use fanout_core::plan::{DeadLetterReason, DeliveryJob};
+    for attempts in [1, 3] {
+        let max_attempts = attempts.to_string();
+        let stack = start_with(&[
+            "--fault-error",
+            "1",
+            "--tries-per-invocation",
+            "1",
+            "--max-attempts",
+            &max_attempts,
+        ])
+        .await;
+        let mut ws = connect(&stack, "acme", "u1").await;
+        join(&mut ws, "doomed").await;
+        let detail = r#"{"tenant":"acme","target":{"room":"doomed"},"data":{"n":1}}"#;
+        assert_eq!(put_event(&stack, "acme.orders", detail).await, None);
+        let dlq = stack.resources.deliver_dlq.clone();
+        // Re-enqueued jobs wait up to 4 s, then 8 s, before their next try.
+        let mut dead = Vec::new();
+        for _ in 0..600 {
+            dead = fanout_aws::dlq::peek(dlq.as_ref(), 10).await.unwrap();
+            if !dead.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(dead.len(), 1, "one dead letter after {attempts} attempt(s)");
+        let job: DeliveryJob = serde_json::from_str(&dead[0].body).unwrap();
+        let letter = job.dead_letter.expect("a dead letter says why");
+        assert_eq!(letter.reason, DeadLetterReason::RetriesExhausted);
+        assert_eq!(letter.attempts, attempts, "{letter:?}");
+        stack.stop().await;
+    }
+}

@@ -39,8 +39,6 @@ pub struct Wiring {
     pub region: String,
     /// The AWS endpoint (moto's server); `None` for the real one.
     pub endpoint_url: Option<String>,
-    /// The credentials Lambda would put in the environment (the role's).
-    pub credentials: Vec<(String, String)>,
     /// The resource prefix, which also prefixes function names.
     pub prefix: String,
     pub log_level: String,
@@ -89,7 +87,6 @@ pub fn environment(
     if let Some(endpoint) = &wiring.endpoint_url {
         env.push(("AWS_ENDPOINT_URL".into(), endpoint.clone()));
     }
-    env.extend(wiring.credentials.iter().cloned());
     let reads = match function {
         "authorizer" => fanout_lambda::config::variables::<AuthorizerFunctionConfig>(),
         "connect" | "disconnect" => fanout_lambda::config::variables::<GatewayConfig>(),
@@ -168,7 +165,6 @@ mod tests {
             development_secret: true,
             region: "us-east-1".into(),
             endpoint_url: Some("http://127.0.0.1:2".into()),
-            credentials: vec![("AWS_ACCESS_KEY_ID".into(), "test".into())],
             prefix: "p-".into(),
             log_level: "warn".into(),
         }

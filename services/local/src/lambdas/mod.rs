@@ -6,9 +6,12 @@
 //! event source mappings and the stream mapping invoke them through
 //! [`invokers`] instead of calling the library handlers.
 
+pub mod call_log;
 pub mod environment;
+pub mod forwarder;
 pub mod invokers;
 pub mod log_filter;
+pub mod roles;
 pub mod runtime_api;
 
 use std::path::{Path, PathBuf};
@@ -282,6 +285,9 @@ const STOP_WAIT: Duration = Duration::from_secs(5);
 pub struct Bootstraps {
     pub pools: Vec<Arc<FunctionPool>>,
     shutdown: CancellationToken,
+    /// With `--lambda-call-log`: where the functions' calls are recorded
+    /// (the @connections API records there too).
+    pub call_log: Option<Arc<call_log::CallLog>>,
 }
 
 impl Bootstraps {
@@ -297,7 +303,6 @@ impl Bootstraps {
     ) -> anyhow::Result<Self> {
         let shutdown = CancellationToken::new();
         use anyhow::Context;
-        use aws_credential_types::provider::ProvideCredentials;
 
         let secret = config
             .jwt_secret
@@ -307,26 +312,35 @@ impl Bootstraps {
         let jwt_secret_arn = store_secret(&aws.sdk, &secret_name, &secret)
             .await
             .with_context(|| format!("--lambdas: storing the token key as secret {secret_name}"))?;
-        let mut credentials = Vec::new();
-        if let Some(provider) = aws.sdk.credentials_provider() {
-            let found = provider
-                .provide_credentials()
-                .await
-                .context("--lambdas: the stack's AWS credentials, which the functions get")?;
-            credentials.push(("AWS_ACCESS_KEY_ID".into(), found.access_key_id().into()));
-            credentials.push((
-                "AWS_SECRET_ACCESS_KEY".into(),
-                found.secret_access_key().into(),
-            ));
-            if let Some(token) = found.session_token() {
-                credentials.push(("AWS_SESSION_TOKEN".into(), token.into()));
-            }
-        }
         let region = aws
             .sdk
             .region()
             .map(|r| r.to_string())
             .unwrap_or_else(|| "us-east-1".into());
+        let call_log = match &config.lambda_call_log {
+            Some(path) => Some(Arc::new(
+                open_call_log(path, config, aws, &region, &jwt_secret_arn).await?,
+            )),
+            None => None,
+        };
+        let endpoint_url = match (&call_log, &config.endpoint_url) {
+            (Some(log), Some(upstream)) => {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+                Some(forwarder::spawn(
+                    listener,
+                    upstream,
+                    log.clone(),
+                    shutdown.clone(),
+                )?)
+            }
+            (Some(_), None) => {
+                anyhow::bail!(
+                    "--lambda-call-log needs --endpoint-url (the calls are forwarded to it)"
+                )
+            }
+            (None, endpoint) => endpoint.clone(),
+        };
+        let credentials = Credentials::for_functions(config, aws, call_log.as_deref()).await?;
         let wiring = environment::Wiring {
             table: aws.table.clone(),
             event_bus: aws.event_bus.clone(),
@@ -337,8 +351,7 @@ impl Bootstraps {
             jwt_secret_arn,
             development_secret: secret == fanout_core::token::DEV_JWT_SECRET,
             region: region.clone(),
-            endpoint_url: config.endpoint_url.clone(),
-            credentials,
+            endpoint_url,
             prefix: config.resource_prefix.clone(),
             log_level: config.lambda_log_level.clone(),
         };
@@ -357,18 +370,24 @@ impl Bootstraps {
                 ),
             };
             let name = environment::function_name(&wiring, function);
+            let mut environment =
+                environment::environment(function, config, &wiring).map_err(anyhow::Error::msg)?;
+            environment.extend(credentials.of(function).iter().cloned());
             let spec = FunctionSpec {
                 function,
                 binary: locate(dir, function).map_err(anyhow::Error::msg)?,
                 arn: format!("arn:aws:lambda:{region}:123456789012:function:{name}"),
-                environment: environment::environment(function, config, &wiring)
-                    .map_err(anyhow::Error::msg)?,
+                environment,
                 timeout,
                 max_environments,
             };
             pools.push(FunctionPool::new(spec, output.clone(), shutdown.clone()));
         }
-        Ok(Self { pools, shutdown })
+        Ok(Self {
+            pools,
+            shutdown,
+            call_log,
+        })
     }
 
     /// Stops every environment (waiting up to 5 s for their processes)
@@ -417,6 +436,113 @@ impl Bootstraps {
         }
     }
 }
+
+/// The credentials each function gets: its own role's with
+/// `--lambda-roles`, otherwise the stack's own.
+struct Credentials {
+    stack: Vec<(String, String)>,
+    per_function: std::collections::BTreeMap<&'static str, Vec<(String, String)>>,
+}
+
+impl Credentials {
+    async fn for_functions(
+        config: &crate::config::StackConfig,
+        aws: &crate::backend::AwsResources,
+        log: Option<&call_log::CallLog>,
+    ) -> anyhow::Result<Self> {
+        let mut per_function = std::collections::BTreeMap::new();
+        let Some(path) = &config.lambda_roles else {
+            return Ok(Self {
+                stack: stack_credentials(&aws.sdk).await?,
+                per_function,
+            });
+        };
+        let roles = roles::read(path, &FUNCTIONS)?;
+        let sts = aws_sdk_sts::Client::new(&aws.sdk);
+        for function in FUNCTIONS {
+            let assumed = roles::assume(&sts, function, &roles[function]).await?;
+            if let Some(log) = log {
+                log.register(&assumed.access_key_id, function);
+            }
+            per_function.insert(function, assumed.variables);
+        }
+        Ok(Self {
+            stack: Vec::new(),
+            per_function,
+        })
+    }
+
+    fn of(&self, function: &str) -> &[(String, String)] {
+        self.per_function
+            .get(function)
+            .map(Vec::as_slice)
+            .unwrap_or(&self.stack)
+    }
+}
+
+/// The stack's own credentials, as variables.
+async fn stack_credentials(sdk: &aws_config::SdkConfig) -> anyhow::Result<Vec<(String, String)>> {
+    use anyhow::Context;
+    use aws_credential_types::provider::ProvideCredentials;
+    let mut credentials = Vec::new();
+    if let Some(provider) = sdk.credentials_provider() {
+        let found = provider
+            .provide_credentials()
+            .await
+            .context("--lambdas: the stack's AWS credentials, which the functions get")?;
+        credentials.push(("AWS_ACCESS_KEY_ID".into(), found.access_key_id().into()));
+        credentials.push((
+            "AWS_SECRET_ACCESS_KEY".into(),
+            found.secret_access_key().into(),
+        ));
+        if let Some(token) = found.session_token() {
+            credentials.push(("AWS_SESSION_TOKEN".into(), token.into()));
+        }
+    }
+    Ok(credentials)
+}
+
+/// Opens the call log with this stack's resources under the template's
+/// logical ids (the account from `sts:GetCallerIdentity`).
+async fn open_call_log(
+    path: &Path,
+    config: &crate::config::StackConfig,
+    aws: &crate::backend::AwsResources,
+    region: &str,
+    jwt_secret_arn: &str,
+) -> anyhow::Result<call_log::CallLog> {
+    use anyhow::Context;
+    let identity = aws_sdk_sts::Client::new(&aws.sdk)
+        .get_caller_identity()
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!(fanout_aws::describe(&e)))
+        .context("--lambda-call-log: the account, from sts:GetCallerIdentity")?;
+    let account = identity.account.unwrap_or_else(|| "123456789012".into());
+    let mut resources = call_log::StackResources::new(&account, region);
+    resources.table("Table", &aws.table);
+    resources.bus("EventBus", &aws.event_bus);
+    for (logical, url) in [
+        ("PlanQueue", &aws.plan_queue_url),
+        ("PlanDeadLetterQueue", &aws.plan_dlq_url),
+        ("DeliverQueue", &aws.deliver_queue_url),
+        ("DeliverDeadLetterQueue", &aws.deliver_dlq_url),
+        ("SweeperDeadLetterQueue", &aws.sweeper_dlq_url),
+        ("BusDeadLetterQueue", &aws.bus_dlq_url),
+    ] {
+        resources.queue(logical, url);
+    }
+    resources.reference("JwtSecret", jwt_secret_arn);
+    resources.reference("WebSocketApi", LOCAL_API_ID);
+    resources
+        .parameters
+        .insert("StageName".into(), config.stage.clone());
+    call_log::CallLog::create(path, resources)
+        .with_context(|| format!("--lambda-call-log {}", path.display()))
+}
+
+/// The API id this stack's @connections resources are named with.
+pub const LOCAL_API_ID: &str = "local";
 
 /// Creates (or updates) the secret holding the token key; its ARN.
 async fn store_secret(

@@ -68,6 +68,7 @@ pub fn config_with(extra: &[&str]) -> StackConfig {
             "--lambda-log-level".into(),
             "warn".into(),
         ]);
+        args.extend(role_flags());
     }
     args.extend(extra.iter().map(|a| a.to_string()));
     <StackConfig as clap::Parser>::parse_from(args)
@@ -79,6 +80,22 @@ fn lambdas_dir() -> Option<String> {
     std::env::var("FANOUT_E2E_LAMBDAS")
         .ok()
         .filter(|d| !d.is_empty())
+}
+
+/// `FANOUT_E2E_LAMBDA_ROLES` (a role per function, which the stack
+/// assumes for it) and `FANOUT_E2E_CALL_LOG` (a directory; each stack
+/// records its functions' AWS calls in a file of its own there), as
+/// `./scripts/test.sh` sets them on moto with IAM enforced.
+fn role_flags() -> Vec<String> {
+    let mut flags = Vec::new();
+    if let Ok(roles) = std::env::var("FANOUT_E2E_LAMBDA_ROLES") {
+        flags.extend(["--lambda-roles".to_string(), roles]);
+    }
+    if let Ok(dir) = std::env::var("FANOUT_E2E_CALL_LOG") {
+        let file = format!("{dir}/{}.jsonl", uuid::Uuid::new_v4().simple());
+        flags.extend(["--lambda-call-log".to_string(), file]);
+    }
+    flags
 }
 
 /// Whether the functions run as bootstraps (child processes on the system
