@@ -245,7 +245,7 @@ def allowed(call, statements, stack):
 
 # -------------------------------------------------------------------- load
 
-def load(endpoint, out):
+def load(endpoint, out, template=TEMPLATE):
     import boto3
 
     out = pathlib.Path(out)
@@ -264,7 +264,7 @@ def load(endpoint, out):
     trust = json.dumps({"Version": "2012-10-17", "Statement": [{
         "Effect": "Allow", "Principal": {"AWS": user["Arn"]}, "Action": "sts:AssumeRole"}]})
     arns = {}
-    for function, role in roles(translate()).items():
+    for function, role in roles(translate(template)).items():
         actions = set()
         for effect, action, _ in grants(role["statements"]):
             if effect == "Allow":
@@ -394,6 +394,7 @@ def main():
     p = sub.add_parser("load", help="create an administrator and the function roles on moto")
     p.add_argument("--endpoint", required=True)
     p.add_argument("--out", required=True)
+    p.add_argument("--template", default=str(TEMPLATE))
     p = sub.add_parser("check", help="hold the recorded calls against the roles")
     p.add_argument("--calls", required=True)
     p.add_argument("--report")
@@ -401,7 +402,7 @@ def main():
     sub.add_parser("show", help="print each function's translated statements")
     args = parser.parse_args()
     if args.command == "load":
-        load(args.endpoint, args.out)
+        load(args.endpoint, args.out, args.template)
     elif args.command == "check":
         check(args.calls, args.report, args.template)
     else:

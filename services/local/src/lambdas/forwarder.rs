@@ -95,9 +95,44 @@ async fn forward(State(f): State<Arc<Forwarder>>, request: Request) -> Response 
     if let Some(function) = function {
         f.log.record(function, &calls, status.as_u16());
     }
+    let json_protocol = header("x-amz-target").is_some();
     let (parts, body) = response.into_parts();
-    match body.collect().await {
-        Ok(body) => Response::from_parts(parts, Body::from(body.to_bytes())),
-        Err(e) => (StatusCode::BAD_GATEWAY, format!("reading the answer: {e}")).into_response(),
+    let body = match body.collect().await {
+        Ok(body) => body.to_bytes(),
+        Err(e) => {
+            return (StatusCode::BAD_GATEWAY, format!("reading the answer: {e}")).into_response();
+        }
+    };
+    if status == StatusCode::FORBIDDEN
+        && json_protocol
+        && let Some(denied) = access_denied_as_aws_json(&body)
+    {
+        tracing::error!(function = function.unwrap_or("?"), calls = ?calls,
+            "refused by IAM: the function's role does not grant this call");
+        return denied;
     }
+    Response::from_parts(parts, Body::from(body))
+}
+
+/// moto answers a refused JSON-protocol call (DynamoDB, SQS, EventBridge,
+/// Secrets Manager) in XML; AWS answers it in the protocol's JSON, which
+/// is what the SDK parses into `AccessDeniedException` with IAM's message
+/// ("User: … is not authorized to perform: dynamodb:Query"). `None` for
+/// any other answer.
+fn access_denied_as_aws_json(body: &[u8]) -> Option<Response> {
+    let text = std::str::from_utf8(body).ok()?;
+    if !text.trim_start().starts_with('<') || !text.contains("<Code>AccessDenied</Code>") {
+        return None;
+    }
+    let message = text
+        .split("<Message>")
+        .nth(1)
+        .and_then(|m| m.split("</Message>").next())
+        .unwrap_or("access denied");
+    let json = serde_json::json!({"__type": "AccessDeniedException", "message": message});
+    let mut response = (StatusCode::BAD_REQUEST, json.to_string()).into_response();
+    let headers = response.headers_mut();
+    headers.insert("content-type", "application/x-amz-json-1.0".parse().ok()?);
+    headers.insert("x-amzn-errortype", "AccessDeniedException".parse().ok()?);
+    Some(response)
 }
