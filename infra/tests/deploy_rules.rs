@@ -664,3 +664,118 @@ impl<'w> tracing_subscriber::fmt::MakeWriter<'w> for Captured {
         self.clone()
     }
 }
+
+/// The SQS operations the operator CLI's `dlq` commands make (found in
+/// their source), each granted by the template's `OperatorPolicy` on the
+/// dead-letter queues, as IAM names them.
+#[test]
+fn the_operator_policy_grants_what_fanout_dlq_calls() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let sources = [
+        "services/cli/src/dlq.rs",
+        "shared/aws/src/dlq.rs",
+        "shared/aws/src/sqs.rs",
+    ];
+    let code: String = sources
+        .iter()
+        .map(|p| std::fs::read_to_string(root.join(p)).unwrap())
+        .collect();
+    // The SDK method, and the IAM action that authorizes it.
+    let operations = [
+        ("list_queues", "sqs:ListQueues"),
+        ("get_queue_attributes", "sqs:GetQueueAttributes"),
+        ("receive_message", "sqs:ReceiveMessage"),
+        ("change_message_visibility", "sqs:ChangeMessageVisibility"),
+        (
+            "change_message_visibility_batch",
+            "sqs:ChangeMessageVisibility",
+        ),
+        ("delete_message_batch", "sqs:DeleteMessage"),
+        ("send_message_batch", "sqs:SendMessage"),
+        ("start_message_move_task", "sqs:StartMessageMoveTask"),
+        ("list_message_move_tasks", "sqs:ListMessageMoveTasks"),
+    ];
+    let used: Vec<&str> = operations
+        .iter()
+        .filter(|(method, _)| code.contains(&format!(".{method}()")))
+        .map(|(_, action)| *action)
+        .collect();
+    assert!(
+        used.len() >= 6,
+        "the dlq commands' calls were found: {used:?}"
+    );
+
+    let t = template();
+    let all = resources(&t);
+    let policy = &all
+        .iter()
+        .find(|(n, _)| n == "OperatorPolicy")
+        .expect("an OperatorPolicy")
+        .1;
+    let statements = policy["Properties"]["PolicyDocument"]["Statement"]
+        .as_sequence()
+        .unwrap();
+    let granted_on = |action: &str, queue: &str| {
+        statements.iter().any(|s| {
+            let actions: Vec<String> = match &s["Action"] {
+                Value::Sequence(a) => a.iter().map(text).collect(),
+                one => vec![text(one)],
+            };
+            let resources = match &s["Resource"] {
+                Value::Sequence(r) => r.clone(),
+                one => vec![one.clone()],
+            };
+            actions.iter().any(|a| a == action)
+                && resources.iter().any(|r| match r {
+                    Value::String(star) => star == "*",
+                    Value::Tagged(t) => t.value.as_str() == Some(&format!("{queue}.Arn")),
+                    _ => false,
+                })
+        })
+    };
+    for action in used {
+        let queue = if action == "sqs:SendMessage" {
+            "PlanQueue"
+        } else {
+            "DeliverDeadLetterQueue"
+        };
+        assert!(
+            granted_on(action, queue),
+            "OperatorPolicy does not grant {action} on {queue}"
+        );
+    }
+    for dlq in [
+        "PlanDeadLetterQueue",
+        "BusDeadLetterQueue",
+        "SweeperDeadLetterQueue",
+    ] {
+        assert!(
+            granted_on("sqs:ReceiveMessage", dlq),
+            "on-call cannot read {dlq}"
+        );
+    }
+}
+
+/// On-call sees every dead-letter queue on the stack's dashboard.
+#[test]
+fn every_dead_letter_queue_is_on_the_dashboard() {
+    let t = template();
+    let all = resources(&t);
+    let (_, dashboard) = all
+        .iter()
+        .find(|(_, r)| r["Type"] == "AWS::CloudWatch::Dashboard")
+        .unwrap();
+    let Value::Tagged(body) = &dashboard["Properties"]["DashboardBody"] else {
+        panic!("the dashboard body is a !Sub")
+    };
+    let body = body.value.as_str().unwrap();
+    for (name, _) in all
+        .iter()
+        .filter(|(n, r)| r["Type"] == "AWS::SQS::Queue" && n.ends_with("DeadLetterQueue"))
+    {
+        assert!(
+            body.contains(&format!("${{{name}.QueueName}}")),
+            "{name} is not on the dashboard"
+        );
+    }
+}
