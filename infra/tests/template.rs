@@ -569,7 +569,10 @@ fn functions_get_their_queues_as_urls_and_look_nothing_up_at_start() {
     for (name, function) in of_type(&t, "AWS::Serverless::Function") {
         let policies = serde_yaml::to_string(&function["Properties"]["Policies"]).unwrap();
         for action in ["sqs:GetQueueUrl", "sqs:GetQueueAttributes"] {
-            assert!(!policies.contains(action), "{name} is still granted {action}");
+            assert!(
+                !policies.contains(action),
+                "{name} is still granted {action}"
+            );
         }
     }
 }

@@ -87,8 +87,23 @@ where
     response
 }
 
-fn authorization(headers: &HeaderMap) -> Option<&str> {
-    headers.get("authorization").and_then(|v| v.to_str().ok())
+impl<'a> CallOn<'a> {
+    fn new(
+        app: &'a AppState,
+        method: &'a str,
+        stage: &'a str,
+        id: &'a str,
+        headers: &'a HeaderMap,
+    ) -> Self {
+        let authorization = headers.get("authorization").and_then(|v| v.to_str().ok());
+        Self {
+            app,
+            method,
+            stage,
+            id,
+            authorization,
+        }
+    }
 }
 
 /// `POST|GET|DELETE /{stage}/@connections/{id}`.
@@ -106,13 +121,7 @@ async fn post(
     body: Bytes,
 ) -> Response {
     let poster = app.poster.clone();
-    let call = CallOn {
-        app: &app,
-        method: "POST",
-        stage: &stage,
-        id: &id,
-        authorization: authorization(&headers),
-    };
+    let call = CallOn::new(&app, "POST", &stage, &id, &headers);
     on_connection(call, |id| async move {
         poster.post(&id, &body).await?;
         Ok(StatusCode::OK.into_response())
@@ -126,13 +135,7 @@ async fn get(
     headers: HeaderMap,
 ) -> Response {
     let poster = app.poster.clone();
-    let call = CallOn {
-        app: &app,
-        method: "GET",
-        stage: &stage,
-        id: &id,
-        authorization: authorization(&headers),
-    };
+    let call = CallOn::new(&app, "GET", &stage, &id, &headers);
     on_connection(call, |id| async move {
         let info = poster.get(&id).await?;
         Ok(axum::Json(json!({
@@ -151,13 +154,7 @@ async fn delete(
     headers: HeaderMap,
 ) -> Response {
     let poster = app.poster.clone();
-    let call = CallOn {
-        app: &app,
-        method: "DELETE",
-        stage: &stage,
-        id: &id,
-        authorization: authorization(&headers),
-    };
+    let call = CallOn::new(&app, "DELETE", &stage, &id, &headers);
     on_connection(call, |id| async move {
         poster.delete(&id).await?;
         Ok(StatusCode::NO_CONTENT.into_response())
