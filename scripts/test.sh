@@ -104,7 +104,8 @@ echo "page screenshots: clients/js/test-results/"
 step "start moto's server"
 MOTO_PORT="$("$VENV/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 MOTO_LOG="$(mktemp -t fanout-moto.XXXXXX.log)"
-"$VENV/bin/moto_server" -H 127.0.0.1 -p "$MOTO_PORT" >"$MOTO_LOG" 2>&1 &
+# moto's own server, with DynamoDB's per-item atomicity (see the script).
+"$VENV/bin/python" scripts/moto_server.py -H 127.0.0.1 -p "$MOTO_PORT" >"$MOTO_LOG" 2>&1 &
 MOTO_PID=$!
 trap 'kill "$MOTO_PID" 2>/dev/null || true; wait "$MOTO_PID" 2>/dev/null || true' EXIT
 for _ in $(seq 1 100); do
@@ -140,7 +141,7 @@ step "IAM: a moto server that enforces it, an administrator, and each function's
 IAM_PORT="$("$VENV/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 IAM_DIR="$(mktemp -d -t fanout-iam.XXXXXX)"
 # The first 3 requests are not checked: they create the administrator.
-INITIAL_NO_AUTH_ACTION_COUNT=3 "$VENV/bin/moto_server" -H 127.0.0.1 -p "$IAM_PORT" >"$IAM_DIR/moto.log" 2>&1 &
+INITIAL_NO_AUTH_ACTION_COUNT=3 "$VENV/bin/python" scripts/moto_server.py -H 127.0.0.1 -p "$IAM_PORT" >"$IAM_DIR/moto.log" 2>&1 &
 IAM_MOTO_PID=$!
 trap 'kill "$MOTO_PID" "$IAM_MOTO_PID" 2>/dev/null || true; wait 2>/dev/null || true' EXIT
 until "$VENV/bin/python" -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$IAM_PORT/moto-api/', timeout=1)" 2>/dev/null; do
