@@ -19,6 +19,10 @@ use crate::faults::FaultSettings;
 /// endpoint that behaves like API Gateway, its @connections management API,
 /// an EventBridge-compatible PutEvents endpoint, and the planner and
 /// broadcaster driven like Lambda event source mappings. No AWS account.
+
+/// Paths the local pages use (`web`); also refused as stage names.
+pub const PAGE_PATHS: [&str; 4] = ["demo", "dashboard", "web", "sdk"];
+
 #[derive(Debug, Clone, Parser)]
 #[command(name = "fanout-local", version, about, long_about = None)]
 pub struct StackConfig {
@@ -324,11 +328,11 @@ impl StackConfig {
                 humantime::format_duration(self.idle_timeout)
             ));
         }
-        if crate::web::PAGE_PATHS.contains(&self.stage.as_str()) {
+        if PAGE_PATHS.contains(&self.stage.as_str()) {
             return Err(format!(
                 "--stage '{}' is taken by the stack's pages ({})",
                 self.stage,
-                crate::web::PAGE_PATHS.join(", ")
+                PAGE_PATHS.join(", ")
             ));
         }
         if self.stage.is_empty()

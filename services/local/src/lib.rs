@@ -8,6 +8,7 @@
 //! - [`config`]: flags and their defaults (the AWS limits).
 //! - [`stack`]: wiring only; [`stack::start`] takes a bound listener.
 //! - [`state`]: what every HTTP surface shares.
+//! - [`queues`]: the stack's queues by name, with their redrive policies.
 //! - [`server`]: the HTTP/1.1 server (header-read timeout, connection caps).
 //! - [`backend`]: the embedded adapters, or the AWS ones (`--backend aws`).
 //! - [`gateway`]: the WebSocket endpoint (API Gateway's behaviour).
@@ -49,6 +50,7 @@ pub mod lambdas;
 pub mod management;
 pub mod outbound;
 pub mod presence;
+pub mod queues;
 pub mod registry;
 pub mod server;
 pub mod stack;

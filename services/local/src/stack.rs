@@ -32,7 +32,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::backend::{self, Backend};
 use crate::config::{BackendKind, StackConfig};
-use crate::dashboard::{DashboardCache, DeliverySeries};
+use crate::dashboard::cache::DashboardCache;
+use crate::dashboard::series::DeliverySeries;
 use crate::esm::{EventSourceMapping, SqsHandler};
 use crate::faults::{Faults, FaultyPoster, QuotaPoster};
 use crate::functions::{GatewayFunctions, InProcessFunctions};
@@ -40,7 +41,9 @@ use crate::lambdas::invokers::{BootstrapGateway, mapping_handler};
 use crate::lambdas::{Bootstraps, Output};
 use crate::registry::ConnectionRegistry;
 use crate::server::{self, ServerLimits};
-use crate::state::{AppState, QueueDirectory};
+use crate::awsjson::move_task::MoveTasks;
+use crate::queues::QueueDirectory;
+use crate::state::AppState;
 use crate::stream_esm::{StreamHandler, StreamMapping};
 use crate::{awsjson, dashboard, devtoken, gateway, history, management, presence, web};
 
@@ -265,6 +268,7 @@ pub async fn start_with_clock(
         registry: registry.clone(),
         poster,
         queues: queue_directory(&config, &backend),
+        move_tasks: MoveTasks::default(),
         domain_name: addr.to_string(),
         shutdown: shutdown.clone(),
         sockets: sockets.clone(),

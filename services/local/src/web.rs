@@ -20,8 +20,6 @@ use crate::state::AppState;
 pub const DEFAULT_SDK_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../clients/js/dist");
 /// The module the demo imports.
 const SDK_ENTRY: &str = "index.js";
-/// Paths the pages use; also refused as stage names.
-pub const PAGE_PATHS: [&str; 4] = ["demo", "dashboard", "web", "sdk"];
 
 /// Files compiled in: name, content type, body.
 const ASSETS: &[(&str, &str, &str)] = &[

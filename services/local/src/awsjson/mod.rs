@@ -6,6 +6,7 @@
 pub mod eventbridge;
 pub mod move_task;
 pub mod sqs;
+mod sqs_reply;
 
 use std::sync::Arc;
 
@@ -34,7 +35,7 @@ async fn dispatch(State(app): State<Arc<AppState>>, headers: HeaderMap, body: By
     }
     if let Some(operation) = target.strip_prefix(sqs::TARGET_PREFIX) {
         let host = host_of(&headers, &app.domain_name);
-        return sqs::handle(&app.queues, &host, operation, body, app.clock.now_ms()).await;
+        return sqs::handle(&app.queues, &app.move_tasks, &host, operation, body, app.clock.now_ms()).await;
     }
     error_response(
         Protocol::Json11,

@@ -13,8 +13,8 @@ use fanout_core::ports::Queue;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::sqs::{error, ok};
-use crate::state::QueueDirectory;
+use super::sqs_reply::{error, ok};
+use crate::queues::QueueDirectory;
 
 /// Messages moved per step of a task (one receive, send and delete).
 const STEP: usize = 10;
@@ -52,7 +52,12 @@ fn queue_of_arn<'a>(directory: &'a QueueDirectory, arn: &str) -> Option<&'a Arc<
 }
 
 /// `StartMessageMoveTask`.
-pub async fn start(directory: &QueueDirectory, request: MoveRequest, now_ms: i64) -> Response {
+pub async fn start(
+    directory: &QueueDirectory,
+    tasks: &MoveTasks,
+    request: MoveRequest,
+    now_ms: i64,
+) -> Response {
     let Some(source_arn) = request.source_arn else {
         return error("MissingParameter", "SourceArn is required");
     };
@@ -101,7 +106,6 @@ pub async fn start(directory: &QueueDirectory, request: MoveRequest, now_ms: i64
         Ok(depth) => depth.visible,
         Err(e) => return error("InternalError", &e.to_string()),
     };
-    let tasks = &directory.move_tasks;
     let task = {
         let mut all = tasks.tasks.lock().unwrap_or_else(|e| e.into_inner());
         if all.iter().any(|t| {
@@ -147,7 +151,7 @@ async fn run(task: Arc<MoveTask>, source: Arc<dyn Queue>, destination: Arc<dyn Q
 }
 
 /// `ListMessageMoveTasks`: the source's most recent tasks, newest first.
-pub fn list(directory: &QueueDirectory, request: MoveRequest) -> Response {
+pub fn list(tasks: &MoveTasks, request: MoveRequest) -> Response {
     let Some(source_arn) = request.source_arn else {
         return error("MissingParameter", "SourceArn is required");
     };
@@ -160,8 +164,7 @@ pub fn list(directory: &QueueDirectory, request: MoveRequest) -> Response {
             ),
         );
     }
-    let all = directory
-        .move_tasks
+    let all = tasks
         .tasks
         .lock()
         .unwrap_or_else(|e| e.into_inner());

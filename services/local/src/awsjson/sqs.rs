@@ -18,25 +18,14 @@ use md5::{Digest, Md5};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::move_task::{self, MoveRequest};
-use super::{Protocol, error_response, json_response};
-use crate::state::QueueDirectory;
+use super::move_task::{self, MoveRequest, MoveTasks};
+use super::sqs_reply::{error, ok};
+use crate::queues::QueueDirectory;
 
 /// `X-Amz-Target` of every SQS operation.
 pub const TARGET_PREFIX: &str = "AmazonSQS.";
 const ACCOUNT: &str = "000000000000";
 
-pub(super) fn ok(body: Value) -> Response {
-    json_response(Protocol::Json10, StatusCode::OK, body)
-}
-
-pub(super) fn error(code: &str, message: &str) -> Response {
-    error_response(
-        Protocol::Json10,
-        &format!("com.amazonaws.sqs#{code}"),
-        message,
-    )
-}
 
 fn md5_hex(text: &str) -> String {
     Md5::digest(text.as_bytes())
@@ -77,6 +66,7 @@ pub struct AttributeValue {
 /// One SQS operation on the queue the request names.
 pub async fn handle(
     directory: &QueueDirectory,
+    tasks: &MoveTasks,
     host: &str,
     operation: &str,
     body: Bytes,
@@ -88,9 +78,9 @@ pub async fn handle(
             Err(e) => return error("InvalidParameterValue", &e.to_string()),
         };
         return if operation == "StartMessageMoveTask" {
-            move_task::start(directory, request, now_ms).await
+            move_task::start(directory, tasks, request, now_ms).await
         } else {
-            move_task::list(directory, request)
+            move_task::list(tasks, request)
         };
     }
     let request = match parse_request(&body) {
