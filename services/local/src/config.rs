@@ -15,13 +15,13 @@ use fanout_core::settings::{
 
 use crate::faults::FaultSettings;
 
+/// Paths the local pages use (`web`); also refused as stage names.
+pub const PAGE_PATHS: [&str; 4] = ["demo", "dashboard", "web", "sdk"];
+
 /// Run the whole fanout system in one process on 127.0.0.1: a WebSocket
 /// endpoint that behaves like API Gateway, its @connections management API,
 /// an EventBridge-compatible PutEvents endpoint, and the planner and
 /// broadcaster driven like Lambda event source mappings. No AWS account.
-
-/// Paths the local pages use (`web`); also refused as stage names.
-pub const PAGE_PATHS: [&str; 4] = ["demo", "dashboard", "web", "sdk"];
 
 #[derive(Debug, Clone, Parser)]
 #[command(name = "fanout-local", version, about, long_about = None)]

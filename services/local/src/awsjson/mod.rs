@@ -35,7 +35,15 @@ async fn dispatch(State(app): State<Arc<AppState>>, headers: HeaderMap, body: By
     }
     if let Some(operation) = target.strip_prefix(sqs::TARGET_PREFIX) {
         let host = host_of(&headers, &app.domain_name);
-        return sqs::handle(&app.queues, &app.move_tasks, &host, operation, body, app.clock.now_ms()).await;
+        return sqs::handle(
+            &app.queues,
+            &app.move_tasks,
+            &host,
+            operation,
+            body,
+            app.clock.now_ms(),
+        )
+        .await;
     }
     error_response(
         Protocol::Json11,

@@ -164,10 +164,7 @@ pub fn list(tasks: &MoveTasks, request: MoveRequest) -> Response {
             ),
         );
     }
-    let all = tasks
-        .tasks
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
+    let all = tasks.tasks.lock().unwrap_or_else(|e| e.into_inner());
     let results: Vec<_> = all
         .iter()
         .rev()

@@ -9,7 +9,6 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use axum::http::StatusCode;
 use axum::response::Response;
 use bytes::Bytes;
 use fanout_core::limits::{SQS_MAX_BATCH_ENTRIES, SQS_MAX_DELAY, check_sqs_receive};
@@ -25,7 +24,6 @@ use crate::queues::QueueDirectory;
 /// `X-Amz-Target` of every SQS operation.
 pub const TARGET_PREFIX: &str = "AmazonSQS.";
 const ACCOUNT: &str = "000000000000";
-
 
 fn md5_hex(text: &str) -> String {
     Md5::digest(text.as_bytes())
