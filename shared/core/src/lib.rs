@@ -1,10 +1,11 @@
 //! # fanout
 //!
 //! The library every fanout function and tool is built on. It knows the
-//! domain and the wire formats, declares the ports the functions need, and
-//! ships the embedded (in-process) adapters the local stack runs on. It does
-//! not know `lambda_runtime`, sockets or HTTP servers: those live in
-//! `services/*`.
+//! domain and the wire formats and declares the ports the functions need;
+//! the adapters live in `fanout-embedded` (in-process, with EventBridge
+//! patterns) and `fanout-aws` (the SDK adapters, provisioning and DLQ
+//! tools). It does not know `lambda_runtime`, sockets or HTTP servers:
+//! those live in `services/*`.
 //!
 //! # Layout
 //! - [`ids`]: validated tenant, room, user and connection ids.
@@ -18,7 +19,6 @@
 //! - [`variables`]: each settings group written back as the environment
 //!   variables a Lambda reads (the local stack's bootstrap mode).
 //! - [`routing`]: API Gateway's route selection (`$request.body.action`).
-//! - [`pattern`]: EventBridge event patterns.
 //! - [`stream`]: room streams: stored events, history pages and replays.
 //! - [`plan`]: cutting a target's connections into delivery jobs.
 //! - [`outcome`]: what one @connections post's answer means for delivery.
@@ -29,10 +29,6 @@
 //! - [`metrics`]: CloudWatch Embedded Metric Format lines and totals.
 //! - [`clock`]: wall-clock time, behind a trait so TTL logic is testable.
 //! - [`ports`]: the traits handlers talk to (store, bus, queue, poster).
-//! - [`embedded`]: in-process adapters for the store, the bus and queues.
-//! - [`aws`]: the AWS adapters (DynamoDB, EventBridge, SQS, @connections)
-//!   and resource provisioning.
-//! - [`dlq`]: dead-letter queue operations on any queue: peek, redrive.
 //! - [`handlers`]: the functions (authorizer, connect, disconnect, message,
 //!   planner, broadcaster, sweeper), taking the event types the real
 //!   Lambdas receive.
