@@ -232,15 +232,22 @@ def grants(statements):
                 yield s["Effect"], action, resource
 
 
+def matching(call, statements, stack):
+    """The (effect, action, resource) grants that name `call`."""
+    return [(effect, action, resource) for effect, action, resource in grants(statements)
+            if matches(action, call["action"], False)
+            and matches(resolve(resource, stack), call["resource"], True)]
+
+
+def permits(named):
+    """Whether grants that name a call allow it; a Deny wins."""
+    effects = {effect for effect, _, _ in named}
+    return "Allow" in effects and "Deny" not in effects
+
+
 def allowed(call, statements, stack):
-    """Whether the statements allow `call`; a Deny wins."""
-    allow = False
-    for effect, action, resource in grants(statements):
-        if matches(action, call["action"], False) and matches(resolve(resource, stack), call["resource"], True):
-            if effect == "Deny":
-                return False
-            allow = True
-    return allow
+    """Whether the statements allow `call`."""
+    return permits(matching(call, statements, stack))
 
 
 # -------------------------------------------------------------------- load
@@ -322,17 +329,16 @@ def check(directory, report_path=None, template=TEMPLATE):
         if call["status"] == 403:
             violations.append(f"{function}: {call['operation']} on {call['resource']} was refused "
                               f"by moto's IAM (AccessDenied): {role['role']} lacks {call['action']}")
-        if not allowed(call, role["statements"], stack):
+        named = matching(call, role["statements"], stack)
+        if not permits(named):
             granted = [render(r) for e, a, r in grants(role["statements"])
                        if e == "Allow" and matches(a, call["action"], False)]
             violations.append(
                 f"{function}: {call['operation']} on {call['resource']} needs {call['action']} on that "
                 f"resource, which {role['role']} does not grant"
                 + (f" (it grants {call['action']} on {', '.join(granted)} only)" if granted else ""))
-        for effect, action, resource in grants(role["statements"]):
-            if effect == "Allow" and matches(action, call["action"], False) \
-                    and matches(resolve(resource, stack), call["resource"], True):
-                used.add((function, action, render(resource)))
+        used.update((function, action, render(resource)) for effect, action, resource in named
+                    if effect == "Allow")
 
     unused, kept = [], []
     for function, role in functions.items():

@@ -600,35 +600,40 @@ fn metrics_survive_every_allowed_log_level() {
         }
         let settings = LogSettings::from_env(|name| env.get(name).cloned());
 
-        let logs = Captured::default();
-        tracing::subscriber::with_default(subscriber(&settings, logs.clone()), || {
+        // stdout and stderr both reach CloudWatch Logs: one file here.
+        let path = std::env::temp_dir().join(format!(
+            "fanout-log-level-{}-{level}.log",
+            std::process::id()
+        ));
+        let output = std::fs::File::create(&path).unwrap();
+        let for_logs = output.try_clone().unwrap();
+        let make_writer = move || for_logs.try_clone().expect("the log file clones");
+        tracing::subscriber::with_default(subscriber(&settings, make_writer), || {
             tracing::error!("an error line");
             tracing::warn!("a warning line");
             tracing::info!("an info line");
         });
-        let metrics = Captured::default();
         let target = MetricsTarget {
             namespace: "fanout".into(),
             service: "stack".into(),
         };
-        EmfWriter::new(metrics.clone(), target).record(
+        EmfWriter::new(output, target).record(
             "broadcaster",
             "e1",
             &[Metric::count("Delivered", 1)],
         );
+        let written = std::fs::read_to_string(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
 
-        let kept = |c: &Captured| -> Vec<String> {
-            c.text()
-                .lines()
-                .filter(|l| lambda_keeps(Some(&lambda_level), l))
-                .map(String::from)
-                .collect()
-        };
+        let kept: Vec<&str> = written
+            .lines()
+            .filter(|l| lambda_keeps(Some(&lambda_level), l))
+            .collect();
         assert!(
-            kept(&metrics).iter().any(|l| parse_emf_line(l).is_some()),
+            kept.iter().any(|l| parse_emf_line(l).is_some()),
             "ApplicationLogLevel {level}: Lambda filters at {lambda_level} and drops the metric lines"
         );
-        let logs = kept(&logs).join("\n");
+        let logs = kept.join("\n");
         assert!(logs.contains("an error line"), "{level}: errors are kept");
         let info_expected = matches!(level.as_str(), "TRACE" | "DEBUG" | "INFO");
         assert_eq!(
@@ -636,32 +641,6 @@ fn metrics_survive_every_allowed_log_level() {
             info_expected,
             "{level}: info lines"
         );
-    }
-}
-
-#[derive(Clone, Default)]
-struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
-    }
-}
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'w> tracing_subscriber::fmt::MakeWriter<'w> for Captured {
-    type Writer = Captured;
-    fn make_writer(&'w self) -> Self::Writer {
-        self.clone()
     }
 }
 

@@ -22,7 +22,6 @@ pub const PAGE_PATHS: [&str; 4] = ["demo", "dashboard", "web", "sdk"];
 /// endpoint that behaves like API Gateway, its @connections management API,
 /// an EventBridge-compatible PutEvents endpoint, and the planner and
 /// broadcaster driven like Lambda event source mappings. No AWS account.
-
 #[derive(Debug, Clone, Parser)]
 #[command(name = "fanout-local", version, about, long_about = None)]
 pub struct StackConfig {

@@ -16,7 +16,6 @@ use fanout_core::ids::ConnectionId;
 use fanout_core::ports::PostError;
 use serde_json::json;
 
-use crate::lambdas::call_log::connections_call;
 use crate::state::AppState;
 
 fn error(status: StatusCode, error_type: &str, message: &str) -> Response {
@@ -79,10 +78,9 @@ where
         Ok(id) => op(id).await.unwrap_or_else(from_post_error),
         Err(e) => from_post_error(e),
     };
-    let log = call.app.call_log.as_ref();
-    if let Some((log, function)) = log.and_then(|l| Some((l, l.function_of(call.authorization)?))) {
-        let recorded = connections_call(call.method, call.stage, call.id, log.resources());
-        log.record(function, &[recorded], response.status().as_u16());
+    if let Some(log) = &call.app.call_log {
+        let status = response.status().as_u16();
+        log.record_connections_call(call.authorization, call.method, call.stage, call.id, status);
     }
     response
 }

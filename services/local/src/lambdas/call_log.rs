@@ -148,6 +148,22 @@ impl CallLog {
             .copied()
     }
 
+    /// Records a Management API call on `/{stage}/@connections/{id}` when
+    /// a function's key signed it.
+    pub fn record_connections_call(
+        &self,
+        authorization: Option<&str>,
+        method: &str,
+        stage: &str,
+        id: &str,
+        status: u16,
+    ) {
+        if let Some(function) = self.function_of(authorization) {
+            let call = connections_call(method, stage, id, &self.resources);
+            self.record(function, &[call], status);
+        }
+    }
+
     /// Appends `calls` by `function`, with the HTTP status they got.
     pub fn record(&self, function: &str, calls: &[Call], status: u16) {
         let mut file = self.file.lock().expect("the log file is never poisoned");

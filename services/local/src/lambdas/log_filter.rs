@@ -3,23 +3,19 @@
 //! extracted): a JSON line's `level` decides, and a line with no level,
 //! an unknown one, or no JSON at all counts as INFO.
 
+use fanout_lambda::setup::LAMBDA_LOG_LEVELS;
+
 /// The severity of a Lambda log level (TRACE lowest); `None` for a name
 /// Lambda does not know.
-fn severity(level: &str) -> Option<u8> {
-    match level.to_ascii_uppercase().as_str() {
-        "TRACE" => Some(0),
-        "DEBUG" => Some(1),
-        "INFO" => Some(2),
-        "WARN" => Some(3),
-        "ERROR" => Some(4),
-        "FATAL" => Some(5),
-        _ => None,
-    }
+fn severity(level: &str) -> Option<usize> {
+    LAMBDA_LOG_LEVELS
+        .iter()
+        .position(|l| l.eq_ignore_ascii_case(level))
 }
 
 /// The level Lambda reads `line` as.
-fn level_of(line: &str) -> u8 {
-    let info = 2;
+fn level_of(line: &str) -> usize {
+    let info = severity("INFO").expect("INFO is a Lambda level");
     serde_json::from_str::<serde_json::Value>(line)
         .ok()
         .and_then(|v| v.get("level")?.as_str().and_then(severity))

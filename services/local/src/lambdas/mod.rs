@@ -14,6 +14,7 @@ pub mod log_filter;
 pub mod roles;
 pub mod runtime_api;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -340,7 +341,7 @@ impl Bootstraps {
             }
             (None, endpoint) => endpoint.clone(),
         };
-        let credentials = Credentials::for_functions(config, aws, call_log.as_deref()).await?;
+        let mut credentials = function_credentials(config, aws, call_log.as_deref()).await?;
         let wiring = environment::Wiring {
             table: aws.table.clone(),
             event_bus: aws.event_bus.clone(),
@@ -372,7 +373,7 @@ impl Bootstraps {
             let name = environment::function_name(&wiring, function);
             let mut environment =
                 environment::environment(function, config, &wiring).map_err(anyhow::Error::msg)?;
-            environment.extend(credentials.of(function).iter().cloned());
+            environment.extend(credentials.remove(function).unwrap_or_default());
             let spec = FunctionSpec {
                 function,
                 binary: locate(dir, function).map_err(anyhow::Error::msg)?,
@@ -437,47 +438,29 @@ impl Bootstraps {
     }
 }
 
-/// The credentials each function gets: its own role's with
-/// `--lambda-roles`, otherwise the stack's own.
-struct Credentials {
-    stack: Vec<(String, String)>,
-    per_function: std::collections::BTreeMap<&'static str, Vec<(String, String)>>,
-}
-
-impl Credentials {
-    async fn for_functions(
-        config: &crate::config::StackConfig,
-        aws: &crate::backend::AwsResources,
-        log: Option<&call_log::CallLog>,
-    ) -> anyhow::Result<Self> {
-        let mut per_function = std::collections::BTreeMap::new();
-        let Some(path) = &config.lambda_roles else {
-            return Ok(Self {
-                stack: stack_credentials(&aws.sdk).await?,
-                per_function,
-            });
-        };
-        let roles = roles::read(path, &FUNCTIONS)?;
-        let sts = aws_sdk_sts::Client::new(&aws.sdk);
-        for function in FUNCTIONS {
-            let assumed = roles::assume(&sts, function, &roles[function]).await?;
-            if let Some(log) = log {
-                log.register(&assumed.access_key_id, function);
-            }
-            per_function.insert(function, assumed.variables);
+/// The credentials each function gets, as the variables Lambda sets: its
+/// own role's with `--lambda-roles` (each key registered with the call
+/// log), otherwise the stack's own.
+async fn function_credentials(
+    config: &crate::config::StackConfig,
+    aws: &crate::backend::AwsResources,
+    log: Option<&call_log::CallLog>,
+) -> anyhow::Result<BTreeMap<&'static str, Vec<(String, String)>>> {
+    let Some(path) = &config.lambda_roles else {
+        let stack = stack_credentials(&aws.sdk).await?;
+        return Ok(FUNCTIONS.iter().map(|f| (*f, stack.clone())).collect());
+    };
+    let roles = roles::read(path, &FUNCTIONS)?;
+    let sts = aws_sdk_sts::Client::new(&aws.sdk);
+    let mut credentials = BTreeMap::new();
+    for function in FUNCTIONS {
+        let assumed = roles::assume(&sts, function, &roles[function]).await?;
+        if let Some(log) = log {
+            log.register(&assumed.access_key_id, function);
         }
-        Ok(Self {
-            stack: Vec::new(),
-            per_function,
-        })
+        credentials.insert(function, assumed.variables);
     }
-
-    fn of(&self, function: &str) -> &[(String, String)] {
-        self.per_function
-            .get(function)
-            .map(Vec::as_slice)
-            .unwrap_or(&self.stack)
-    }
+    Ok(credentials)
 }
 
 /// The stack's own credentials, as variables.
