@@ -125,9 +125,10 @@ where
 /// The Lambda runtime loop of one WebSocket route. Generic over the
 /// handler, so each bootstrap links only its own (connect and disconnect
 /// carry no token verifier).
-async fn serve_route<H, F>(deps: GatewayDeps, handle: H) -> Result<(), Error>
+async fn serve_route<D, H, F>(deps: D, handle: H) -> Result<(), Error>
 where
-    H: Fn(ApiGatewayWebsocketProxyRequest, Arc<GatewayDeps>) -> F + Copy + Send,
+    D: Send + Sync + 'static,
+    H: Fn(ApiGatewayWebsocketProxyRequest, Arc<D>) -> F + Copy + Send,
     F: Future<Output = ApiGatewayProxyResponse> + Send,
 {
     let deps = Arc::new(deps);

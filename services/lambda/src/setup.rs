@@ -9,7 +9,9 @@ use fanout_core::auth::TokenVerifier;
 use fanout_core::clock::{Clock, SystemClock};
 use fanout_core::handlers::GatewayDeps;
 use fanout_core::handlers::broadcaster::BroadcasterDeps;
+use fanout_core::handlers::message::MessageDeps;
 use fanout_core::handlers::planner::PlannerDeps;
+use fanout_core::handlers::sweeper::SweeperDeps;
 use fanout_core::metrics::{COLD_START, EmfWriter, Metric, MetricsSink};
 use fanout_core::ports::QueueError;
 use fanout_core::rate::RateGate;
@@ -168,7 +170,14 @@ pub fn store(sdk: &SdkConfig, config: &StoreConfig) -> Arc<DynamoStore> {
 /// connect's and disconnect's dependencies: they verify nothing and close
 /// nothing.
 pub fn gateway_deps(sdk: &SdkConfig, config: &GatewayConfig) -> GatewayDeps {
-    let store = store(sdk, &config.store);
+    gateway_deps_on(store(sdk, &config.store), sdk, config)
+}
+
+fn gateway_deps_on(
+    store: Arc<DynamoStore>,
+    sdk: &SdkConfig,
+    config: &GatewayConfig,
+) -> GatewayDeps {
     GatewayDeps {
         store: store.clone(),
         bus: Arc::new(EventBridgeBus::new(
@@ -177,11 +186,6 @@ pub fn gateway_deps(sdk: &SdkConfig, config: &GatewayConfig) -> GatewayDeps {
         )),
         clock: clock(),
         settings: config.settings.clone(),
-        abuse: Default::default(),
-        verifier: None,
-        poster: None,
-        streams: store.clone(),
-        stream: Default::default(),
         presence: store,
         presence_settings: config.presence.clone(),
     }
@@ -208,29 +212,33 @@ pub async fn token_verifier(
 /// The message function's dependencies: the gateway's, plus the verifier
 /// for `refresh` and grants, the abuse limits, and @connections to close
 /// connections whose token expired.
-pub async fn message_deps(sdk: &SdkConfig, config: &MessageConfig) -> Result<GatewayDeps, String> {
-    let mut deps = gateway_deps(sdk, &config.gateway);
-    deps.verifier = Some(Arc::new(token_verifier(sdk, &config.keys).await?));
-    deps.abuse = config.abuse.clone();
-    deps.stream = config.stream.clone();
-    deps.poster = Some(Arc::new(ApiGatewayPoster::for_endpoint(
-        sdk,
-        &config.management_endpoint,
-        BroadcasterSettings::default().post_timeout,
-    )));
-    Ok(deps)
+pub async fn message_deps(sdk: &SdkConfig, config: &MessageConfig) -> Result<MessageDeps, String> {
+    let store = store(sdk, &config.gateway.store);
+    Ok(MessageDeps {
+        gateway: gateway_deps_on(store.clone(), sdk, &config.gateway),
+        verifier: Arc::new(token_verifier(sdk, &config.keys).await?),
+        poster: Arc::new(ApiGatewayPoster::for_endpoint(
+            sdk,
+            &config.management_endpoint,
+            BroadcasterSettings::default().post_timeout,
+        )),
+        streams: store,
+        stream: config.stream.clone(),
+        abuse: config.abuse.clone(),
+    })
 }
 
 /// The sweeper's dependencies: the gateway's, plus @connections to close
 /// connections TTL removed.
-pub fn sweeper_deps(sdk: &SdkConfig, config: &SweeperConfig) -> GatewayDeps {
-    let mut deps = gateway_deps(sdk, &config.gateway);
-    deps.poster = Some(Arc::new(ApiGatewayPoster::for_endpoint(
-        sdk,
-        &config.management_endpoint,
-        BroadcasterSettings::default().post_timeout,
-    )));
-    deps
+pub fn sweeper_deps(sdk: &SdkConfig, config: &SweeperConfig) -> SweeperDeps {
+    SweeperDeps {
+        gateway: gateway_deps(sdk, &config.gateway),
+        poster: Arc::new(ApiGatewayPoster::for_endpoint(
+            sdk,
+            &config.management_endpoint,
+            BroadcasterSettings::default().post_timeout,
+        )),
+    }
 }
 
 /// The broadcaster's dependencies: the store, the @connections poster, the

@@ -13,14 +13,16 @@ use fanout_core::auth::TokenVerifier;
 use fanout_core::clock::ManualClock;
 use fanout_core::handlers::authorizer::{Unauthorized, authorize, is_allowed};
 use fanout_core::handlers::broadcaster::{self, BroadcasterDeps, BroadcasterSettings, JobSettings};
+use fanout_core::handlers::message::MessageDeps;
 use fanout_core::handlers::planner::{self, PlannerDeps, PlannerSettings};
+use fanout_core::handlers::sweeper::SweeperDeps;
 use fanout_core::handlers::{GatewayDeps, GatewaySettings, connect, disconnect, message, sweeper};
 use fanout_core::ids::{ConnectionId, RoomId, TenantId, UserId};
 use fanout_core::metrics::MetricTotals;
 use fanout_core::ports::{ConnectionStore, MemberSet};
 use fanout_core::token::{DEV_JWT_SECRET, TokenSigner};
 use fanout_embedded::pattern::Pattern;
-use fanout_embedded::{BusRule, MemoryBus, MemoryQueue, MemoryStore, QueueSettings};
+use fanout_embedded::{BusRule, MemoryBus, MemoryPoster, MemoryQueue, MemoryStore, QueueSettings};
 use tokio::time::Instant;
 
 fn fixture(name: &str) -> String {
@@ -45,6 +47,8 @@ const NOW_MS: i64 = 1_795_338_010_000;
 struct World {
     store: Arc<MemoryStore>,
     gateway: GatewayDeps,
+    message: MessageDeps,
+    sweeper: SweeperDeps,
     plan: Arc<MemoryQueue>,
 }
 
@@ -58,20 +62,29 @@ fn world() -> World {
         plan.clone(),
     );
     let bus = Arc::new(MemoryBus::new("fanout", clock.clone(), vec![rule]));
+    let gateway = GatewayDeps {
+        store: store.clone(),
+        bus,
+        clock,
+        settings: GatewaySettings::default(),
+        presence: store.clone(),
+        presence_settings: Default::default(),
+    };
+    let poster = Arc::new(MemoryPoster::new());
     World {
-        gateway: GatewayDeps {
-            store: store.clone(),
-            bus,
-            clock,
-            settings: GatewaySettings::default(),
-            abuse: Default::default(),
-            verifier: Some(Arc::new(TokenVerifier::hs256(DEV_JWT_SECRET.as_bytes()))),
-            poster: None,
+        message: MessageDeps {
+            gateway: gateway.clone(),
+            verifier: Arc::new(TokenVerifier::hs256(DEV_JWT_SECRET.as_bytes())),
+            poster: poster.clone(),
             streams: store.clone(),
             stream: Default::default(),
-            presence: store.clone(),
-            presence_settings: Default::default(),
+            abuse: Default::default(),
         },
+        sweeper: SweeperDeps {
+            gateway: gateway.clone(),
+            poster,
+        },
+        gateway,
         store,
         plan,
     }
@@ -132,7 +145,7 @@ async fn connect_message_and_disconnect_events_run_through_their_handlers() {
     assert_eq!(record.connected_at_ms, 1_795_338_000_000);
 
     let join: ApiGatewayWebsocketProxyRequest = parse(&fixture("websocket-message.json"));
-    let response = message::handle(&join, &w.gateway).await;
+    let response = message::handle(&join, &w.message).await;
     assert_eq!(response.status_code, 200);
     let body = serde_json::to_value(&response.body).unwrap();
     assert_eq!(
@@ -153,7 +166,7 @@ async fn connect_message_and_disconnect_events_run_through_their_handlers() {
     let removal: aws_lambda_events::dynamodb::Event =
         parse(&fixture("dynamodb-stream-remove.json"));
     assert!(fanout_core::changes::removed_by_ttl(&removal.records[0]));
-    let response = sweeper::handle(&removal, &w.gateway).await;
+    let response = sweeper::handle(&removal, &w.sweeper).await;
     assert!(response.batch_item_failures.is_empty());
     let members = w
         .store
@@ -176,7 +189,7 @@ async fn a_plan_queue_event_is_planned_into_deliver_queue_jobs() {
     // Two members of the fixture's room.
     let connect_event: ApiGatewayWebsocketProxyRequest = parse(&fixture("websocket-connect.json"));
     connect::handle(&connect_event, &w.gateway).await;
-    message::handle(&parse(&fixture("websocket-message.json")), &w.gateway).await;
+    message::handle(&parse(&fixture("websocket-message.json")), &w.message).await;
     let deliver = MemoryQueue::new("fanout-deliver", QueueSettings::default());
     let deps = PlannerDeps {
         store: w.store.clone(),

@@ -13,7 +13,8 @@ use aws_lambda_events::apigw::{
 use fanout_core::auth::TokenVerifier;
 use fanout_core::clock::Clock;
 use fanout_core::handlers::authorizer::{Unauthorized, authorize};
-use fanout_core::handlers::{GatewayDeps, connect, disconnect, message};
+use fanout_core::handlers::message::MessageDeps;
+use fanout_core::handlers::{connect, disconnect, message};
 
 /// Why `$connect` was refused before the connect function ran.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,7 +50,7 @@ pub trait GatewayFunctions: Send + Sync {
 pub struct InProcessFunctions {
     pub verifier: Arc<TokenVerifier>,
     pub allowed_origins: Vec<String>,
-    pub deps: GatewayDeps,
+    pub deps: MessageDeps,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -66,11 +67,11 @@ impl GatewayFunctions for InProcessFunctions {
     }
 
     async fn connect(&self, request: &ApiGatewayWebsocketProxyRequest) -> ApiGatewayProxyResponse {
-        connect::handle(request, &self.deps).await
+        connect::handle(request, &self.deps.gateway).await
     }
 
     async fn disconnect(&self, request: &ApiGatewayWebsocketProxyRequest) {
-        disconnect::handle(request, &self.deps).await;
+        disconnect::handle(request, &self.deps.gateway).await;
     }
 
     async fn message(

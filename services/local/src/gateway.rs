@@ -332,7 +332,7 @@ fn until_ms(app: &AppState, at_ms: Option<i64>) -> Duration {
 async fn refreshed_expiry_ms(app: &AppState, id: &ConnectionId) -> Option<i64> {
     // A read, not a heartbeat: the gateway checking a token is no sign
     // of life from the client.
-    match app.gateway.store.get_connection(id).await {
+    match app.deps.gateway.store.get_connection(id).await {
         Ok(Some(record)) => {
             let at = record.token_expires_at * 1000;
             (at > app.clock.now_ms()).then_some(at)

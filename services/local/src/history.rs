@@ -65,7 +65,7 @@ async fn history(
         (None, Some(a)) => HistoryRange::After(a),
         (None, None) => HistoryRange::Latest,
     };
-    let deps = &app.gateway;
+    let deps = &app.deps;
     let page = match stream::history(
         deps.streams.as_ref(),
         &deps.stream,

@@ -45,7 +45,7 @@ async fn presence(
         Ok(t) => t,
         Err(e) => return bad_request(format!("tenant: {e}")),
     };
-    let deps = &app.gateway;
+    let deps = &app.deps.gateway;
     let body = match params.room {
         None => match online_users(deps.store.as_ref(), &tenant).await {
             Ok(online) => json!({

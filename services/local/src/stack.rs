@@ -15,8 +15,9 @@ use fanout_core::clock::{Clock, SystemClock};
 use fanout_core::event::{AllOfTenant, Target};
 use fanout_core::handlers::GatewayDeps;
 use fanout_core::handlers::broadcaster::{self, BroadcasterDeps};
+use fanout_core::handlers::message::MessageDeps;
 use fanout_core::handlers::planner::{self, PlannerDeps, resolve};
-use fanout_core::handlers::sweeper;
+use fanout_core::handlers::sweeper::{self, SweeperDeps};
 use fanout_core::ids::TenantId;
 use fanout_core::metrics::{EmfWriter, MetricTotals, MetricsSink, Tee};
 use fanout_core::ports::{
@@ -262,7 +263,7 @@ pub async fn start_with_clock(
     let sockets = TaskTracker::new();
     let state = Arc::new(AppState {
         verifier: verifier.clone(),
-        gateway: functions.gateway_deps(),
+        deps: functions.message_deps(),
         functions: functions.gateway_functions(),
         clock: clock.clone(),
         registry: registry.clone(),
@@ -385,7 +386,7 @@ impl Functions<'_> {
             None => Arc::new(InProcessFunctions {
                 verifier: self.verifier.clone(),
                 allowed_origins: self.config.auth.allowed_origins.clone(),
-                deps: self.gateway_deps(),
+                deps: self.message_deps(),
                 clock: self.clock.clone(),
             }),
         }
@@ -397,13 +398,19 @@ impl Functions<'_> {
             bus: self.backend.bus.clone(),
             clock: self.clock.clone(),
             settings: self.config.gateway.clone(),
-            abuse: self.config.abuse.clone(),
-            verifier: Some(self.verifier.clone()),
-            poster: Some(self.poster.clone()),
-            streams: self.backend.streams.clone(),
-            stream: self.config.stream.clone(),
             presence: self.backend.presence.clone(),
             presence_settings: self.config.presence.clone(),
+        }
+    }
+
+    fn message_deps(&self) -> MessageDeps {
+        MessageDeps {
+            gateway: self.gateway_deps(),
+            verifier: self.verifier.clone(),
+            poster: self.poster.clone(),
+            streams: self.backend.streams.clone(),
+            stream: self.config.stream.clone(),
+            abuse: self.config.abuse.clone(),
         }
     }
 
@@ -500,7 +507,10 @@ impl Functions<'_> {
     /// The sweeper, on the table's change records; and on the embedded
     /// store, its TTL process (on AWS, DynamoDB's).
     fn spawn_sweeper(&self, shutdown: &CancellationToken, tasks: &mut JoinSet<()>) {
-        let deps = Arc::new(self.gateway_deps());
+        let deps = Arc::new(SweeperDeps {
+            gateway: self.gateway_deps(),
+            poster: self.poster.clone(),
+        });
         let handler: StreamHandler = match self.bootstraps {
             Some(b) => mapping_handler(b.pool(sweeper::FUNCTION)),
             None => Arc::new(move |event, _deadline| {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use fanout_core::auth::TokenVerifier;
 use fanout_core::clock::Clock;
-use fanout_core::handlers::GatewayDeps;
+use fanout_core::handlers::message::MessageDeps;
 use fanout_core::ports::ConnectionPoster;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -25,7 +25,7 @@ pub struct AppState {
     pub verifier: Arc<TokenVerifier>,
     /// The store and settings the connect, disconnect and message
     /// functions run with (the read endpoints use them too).
-    pub gateway: GatewayDeps,
+    pub deps: MessageDeps,
     /// The authorizer and the route functions, in process or bootstraps.
     pub functions: Arc<dyn GatewayFunctions>,
     pub registry: Arc<ConnectionRegistry>,

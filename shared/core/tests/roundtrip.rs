@@ -9,7 +9,10 @@ use fanout_core::event::{AllOfTenant, BroadcastEvent, Target};
 use fanout_core::ids::{ConnectionId, RoomId, TenantId, UserId};
 use fanout_core::limits::MAX_PAYLOAD_BYTES;
 use fanout_core::plan::{DeliveryJob, JobHead, cut_jobs};
-use fanout_core::protocol::{ClientRequest, ReceivedFrame, ServerFrame, parse_request};
+use fanout_core::protocol::{
+    ClientRequest, Delete, History, Join, Leave, Presence, PresenceUpdate, Publish, ReceivedFrame,
+    ServerFrame, Signal, Update, parse_request,
+};
 use fanout_core::token::{DEV_JWT_SECRET, TokenSigner};
 use proptest::prelude::*;
 use serde_json::value::RawValue;
@@ -68,30 +71,30 @@ proptest! {
         let envelope = parse_request(&frame.to_string(), MAX_PAYLOAD_BYTES).unwrap();
         prop_assert_eq!(&envelope.request_id, &request_id);
         match envelope.request {
-            ClientRequest::Join { room: r, .. } | ClientRequest::Leave { room: r } => {
+            ClientRequest::Join(Join { room: r, .. }) | ClientRequest::Leave(Leave { room: r }) => {
                 prop_assert_eq!(r.as_str(), room.as_str());
             }
-            ClientRequest::Publish { room: r, data: d } | ClientRequest::Signal { room: r, data: d } => {
+            ClientRequest::Publish(Publish { room: r, data: d }) | ClientRequest::Signal(Signal { room: r, data: d }) => {
                 prop_assert_eq!(r.as_str(), room.as_str());
                 let back: serde_json::Value = serde_json::from_str(d.get()).unwrap();
                 prop_assert_eq!(back, data);
             }
-            ClientRequest::Update { room: r, seq: s, data: d } => {
+            ClientRequest::Update(Update { room: r, seq: s, data: d }) => {
                 prop_assert_eq!(r.as_str(), room.as_str());
                 prop_assert_eq!(s, seq);
                 let back: serde_json::Value = serde_json::from_str(d.get()).unwrap();
                 prop_assert_eq!(back, data);
             }
-            ClientRequest::Delete { room: r, seq: s } => {
+            ClientRequest::Delete(Delete { room: r, seq: s }) => {
                 prop_assert_eq!(r.as_str(), room.as_str());
                 prop_assert_eq!(s, seq);
             }
-            ClientRequest::History { room: r, .. }
-            | ClientRequest::PresenceUpdate { room: r, .. }
-            | ClientRequest::Presence { room: r, .. } => {
+            ClientRequest::History(History { room: r, .. })
+            | ClientRequest::PresenceUpdate(PresenceUpdate { room: r, .. })
+            | ClientRequest::Presence(Presence { room: r, .. }) => {
                 prop_assert_eq!(r.as_str(), room.as_str());
             }
-            ClientRequest::Ping | ClientRequest::WhoAmI | ClientRequest::Refresh { .. } => {}
+            ClientRequest::Ping(_) | ClientRequest::WhoAmI(_) | ClientRequest::Refresh(_) => {}
         }
     }
 

@@ -12,18 +12,18 @@ use aws_lambda_events::dynamodb::Event;
 use fanout_core::auth::Rights;
 use fanout_core::clock::ManualClock;
 use fanout_core::event::{BROADCAST, CONNECTION_CLOSED};
-use fanout_core::handlers::sweeper::sweep_batch;
+use fanout_core::handlers::sweeper::{SweeperDeps, sweep_batch};
 use fanout_core::handlers::{GatewayDeps, GatewaySettings};
 use fanout_core::ids::{ConnectionId, RoomId, TenantId, UserId};
 use fanout_core::ports::{ChangeFeed, ConnectionRecord, ConnectionStore, PresenceStore, Queue};
 use fanout_core::settings::defaults;
 use fanout_embedded::pattern::Pattern;
-use fanout_embedded::{BusRule, MemoryBus, MemoryQueue, MemoryStore, QueueSettings};
+use fanout_embedded::{BusRule, MemoryBus, MemoryPoster, MemoryQueue, MemoryStore, QueueSettings};
 
 const NOW_MS: i64 = 1_800_000_000_000;
 
 struct World {
-    deps: GatewayDeps,
+    deps: SweeperDeps,
     store: Arc<MemoryStore>,
     clock: Arc<ManualClock>,
     /// Every event the bus routed: lifecycle events and broadcasts.
@@ -39,18 +39,17 @@ fn world() -> World {
         Pattern::parse(r#"{"source":[{"prefix":""}]}"#).unwrap(),
         events.clone(),
     );
-    let deps = GatewayDeps {
+    let gateway = GatewayDeps {
         store: store.clone(),
         bus: Arc::new(MemoryBus::new("fanout", clock.clone(), vec![everything])),
         clock: clock.clone(),
         settings: defaults::<GatewaySettings>(),
-        abuse: defaults(),
-        verifier: None,
-        poster: None,
-        streams: store.clone(),
-        stream: defaults(),
         presence: store.clone(),
         presence_settings: defaults(),
+    };
+    let deps = SweeperDeps {
+        gateway,
+        poster: Arc::new(MemoryPoster::new()),
     };
     World {
         deps,
@@ -68,7 +67,7 @@ async fn present(w: &World, id: &str, user: &str, room: &RoomId) -> ConnectionRe
         connected_at_ms: NOW_MS,
         last_seen_ms: NOW_MS,
         ttl: NOW_MS / 1000 + 7_200,
-        idle_until: w.deps.settings.idle_until(NOW_MS),
+        idle_until: w.deps.gateway.settings.idle_until(NOW_MS),
         token_expires_at: NOW_MS / 1000 + 7_200,
         capabilities: None,
     };
@@ -134,7 +133,12 @@ async fn a_silent_connection_expires_and_is_swept_like_a_disconnect() {
     w.clock.advance_ms(6 * 60_000);
     let now = NOW_MS + 6 * 60_000;
     w.store
-        .admit_frame(&chatty.id, now, None, w.deps.settings.idle_until(now))
+        .admit_frame(
+            &chatty.id,
+            now,
+            None,
+            w.deps.gateway.settings.idle_until(now),
+        )
         .await
         .unwrap();
     assert_eq!(

@@ -5,9 +5,11 @@
 
 mod bus;
 pub mod pattern;
+mod poster;
 mod queue;
 mod store;
 
 pub use bus::{BusRule, MemoryBus, RetryPolicy};
+pub use poster::MemoryPoster;
 pub use queue::{MemoryQueue, QueueSettings, Redrive};
 pub use store::MemoryStore;

@@ -130,7 +130,7 @@ async fn put_events(app: &AppState, body: Bytes) -> Response {
         });
     }
     if !entries.is_empty() {
-        let outcomes = match app.gateway.bus.put_events(&entries).await {
+        let outcomes = match app.deps.gateway.bus.put_events(&entries).await {
             Ok(o) => o,
             // A request AWS would refuse (an entry over 256 KB) is the
             // caller's to fix: 400, which SDKs do not retry.

@@ -144,7 +144,7 @@ async fn rooms(app: &AppState) -> Rooms {
     let counted = ids.len();
     let reads = futures::stream::iter(ids)
         .map(|id| {
-            let store: Arc<dyn ConnectionStore> = app.gateway.store.clone();
+            let store: Arc<dyn ConnectionStore> = app.deps.gateway.store.clone();
             async move {
                 let record = store.get_connection(&id).await.ok().flatten()?;
                 let rooms = store.connection_rooms(&id).await.ok()?;

@@ -20,14 +20,14 @@ use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxy
 use aws_lambda_events::encodings::Body;
 use aws_lambda_events::sqs::SqsMessage;
 
-use crate::auth::{Capabilities, TokenVerifier};
+use crate::auth::Capabilities;
 use crate::clock::Clock;
 use crate::ids::{ConnectionId, TenantId, UserId};
 use crate::limits::{connection_ttl_secs, record_ttl_secs};
 use crate::plan::{DEAD_LETTER_DETAIL, DEAD_LETTER_EVENT_ID, DEAD_LETTER_REASON};
 use crate::ports::{
-    BusEntry, ConnectionPoster, ConnectionRecord, ConnectionStore, EventBus, OutgoingMessage,
-    PresenceStore, Queue, QueueError, RoomStreams, publish, send_all,
+    BusEntry, ConnectionRecord, ConnectionStore, EventBus, OutgoingMessage, PresenceStore, Queue,
+    QueueError, publish, send_all,
 };
 pub use crate::settings::{AbuseSettings, GatewaySettings, PresenceSettings, StreamSettings};
 
@@ -39,26 +39,14 @@ pub const CONTEXT_TOKEN_EXPIRES_AT: &str = "tokenExpiresAt";
 /// The token's capabilities as compact JSON; absent when it had none.
 pub const CONTEXT_CAPABILITIES: &str = "capabilities";
 
-/// What connect, disconnect and message need.
+/// What connect, disconnect, the sweeper and presence notices need; the
+/// message function adds its own ([`message::MessageDeps`]).
 #[derive(Clone)]
 pub struct GatewayDeps {
     pub store: Arc<dyn ConnectionStore>,
     pub bus: Arc<dyn EventBus>,
     pub clock: Arc<dyn Clock>,
     pub settings: GatewaySettings,
-    pub abuse: AbuseSettings,
-    /// Verifies `refresh` tokens and room grants, and holds the default
-    /// policy: the message function's (connect and disconnect verify
-    /// nothing and leave it `None`).
-    pub verifier: Option<Arc<TokenVerifier>>,
-    /// Closes connections whose token expired and posts replays (the
-    /// message function's; `None` leaves expired tokens to API Gateway's
-    /// own limits, and a `join` with `since` cannot replay).
-    pub poster: Option<Arc<dyn ConnectionPoster>>,
-    /// Room streams, for `history`, `join` with `since`, and checking
-    /// `update`/`delete` against the stored message.
-    pub streams: Arc<dyn RoomStreams>,
-    pub stream: StreamSettings,
     /// Presence, for `join` with `presence`, `leave`, `presence.update`,
     /// `presence` and the departures `$disconnect` announces.
     pub presence: Arc<dyn PresenceStore>,

@@ -28,13 +28,23 @@ use futures::StreamExt;
 
 use crate::changes::{connection_from_image, is_connection_removal, removed_by_ttl};
 use crate::event::{CONNECTION_CLOSED, GATEWAY_SOURCE, LifecycleEvent};
+use std::sync::Arc;
+
 use crate::handlers::{GatewayDeps, emit_lifecycle, presence};
-use crate::ports::{ConnectionRecord, PostError, StoreError};
+use crate::ports::{ConnectionPoster, ConnectionRecord, PostError, StoreError};
 
 pub const FUNCTION: &str = "sweeper";
 
 /// Removed connections swept at once within one batch.
 const SWEEPS_IN_FLIGHT: usize = 16;
+
+/// What the sweeper needs: the gateway's deps, and @connections to close
+/// the connections TTL removed (their sockets may still be open).
+#[derive(Clone)]
+pub struct SweeperDeps {
+    pub gateway: GatewayDeps,
+    pub poster: Arc<dyn ConnectionPoster>,
+}
 
 /// What one batch did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -52,7 +62,7 @@ pub struct SweepReport {
 /// Sweeps every removed connection of the batch. A record whose sweep
 /// failed is reported by sequence number (the first one: the mapping
 /// retries from there, bisecting as configured).
-pub async fn handle(event: &Event, deps: &GatewayDeps) -> DynamoDbEventResponse {
+pub async fn handle(event: &Event, deps: &SweeperDeps) -> DynamoDbEventResponse {
     let (response, report) = sweep_batch(&event.records, deps).await;
     tracing::info!(
         swept = report.swept,
@@ -67,7 +77,7 @@ pub async fn handle(event: &Event, deps: &GatewayDeps) -> DynamoDbEventResponse 
 /// [`handle`] with its report, for callers that count.
 pub async fn sweep_batch(
     records: &[EventRecord],
-    deps: &GatewayDeps,
+    deps: &SweeperDeps,
 ) -> (DynamoDbEventResponse, SweepReport) {
     let sweeps: Vec<_> = records.iter().map(|r| sweep(r, deps)).collect();
     let outcomes: Vec<Outcome> = futures::stream::iter(sweeps)
@@ -103,7 +113,7 @@ enum Outcome {
     Failed,
 }
 
-async fn sweep(record: &EventRecord, deps: &GatewayDeps) -> Outcome {
+async fn sweep(record: &EventRecord, deps: &SweeperDeps) -> Outcome {
     if !is_connection_removal(record) {
         return Outcome::Skipped;
     }
@@ -127,19 +137,20 @@ async fn sweep(record: &EventRecord, deps: &GatewayDeps) -> Outcome {
 async fn sweep_connection(
     removed: &ConnectionRecord,
     by_ttl: bool,
-    deps: &GatewayDeps,
+    deps: &SweeperDeps,
 ) -> Result<(), StoreError> {
     let (id, tenant, user) = (&removed.id, &removed.tenant, &removed.user);
-    let rooms = deps.store.connection_rooms(id).await?;
+    let gateway = &deps.gateway;
+    let rooms = gateway.store.connection_rooms(id).await?;
     // Presence before the memberships go: a retry after a failure below
     // still knows the rooms.
     for room in &rooms {
-        let outcome = deps.presence.exit(tenant, room, user, id).await?;
-        presence::announce(GATEWAY_SOURCE, tenant, room, outcome, deps).await;
+        let outcome = gateway.presence.exit(tenant, room, user, id).await?;
+        presence::announce(GATEWAY_SOURCE, tenant, room, outcome, gateway).await;
     }
-    deps.store.purge_connection(id, tenant, &rooms).await?;
-    if by_ttl && let Some(poster) = &deps.poster {
-        match poster.delete(id).await {
+    gateway.store.purge_connection(id, tenant, &rooms).await?;
+    if by_ttl {
+        match deps.poster.delete(id).await {
             Ok(()) | Err(PostError::Gone) => {}
             Err(error) => {
                 tracing::warn!(%error, connection_id = %id, "could not close an expired connection")
@@ -148,7 +159,7 @@ async fn sweep_connection(
     }
     tracing::info!(connection_id = %id, rooms = rooms.len(), by_ttl, "connection swept");
     emit_lifecycle(
-        deps.bus.as_ref(),
+        gateway.bus.as_ref(),
         CONNECTION_CLOSED,
         LifecycleEvent {
             tenant: tenant.clone(),
