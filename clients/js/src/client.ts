@@ -8,7 +8,7 @@
 import { backoffDelay, type BackoffOptions } from "./backoff.js";
 import { Emitter } from "./emitter.js";
 import { FanoutError, type ErrorFrame } from "./errors.js";
-import type { Frame, Message, WhoAmI } from "./protocol.js";
+import type { Action, Frame, Message, WhoAmI } from "./protocol.js";
 import { Room, type RoomOptions, type RoomTransport } from "./room.js";
 import { SeenIds } from "./seen.js";
 
@@ -264,7 +264,7 @@ export class FanoutClient extends Emitter<ClientEvents> {
    * {@link FanoutError}. Waits for the connection if it is not up yet
    * (within the request timeout).
    */
-  async request(action: string, fields: Record<string, unknown> = {}, timeoutMs?: number): Promise<Frame> {
+  async request(action: Action, fields: Record<string, unknown> = {}, timeoutMs?: number): Promise<Frame> {
     const deadline = Date.now() + (timeoutMs ?? this.#options.requestTimeoutMs);
     await this.#whenReady(deadline);
     return this.#send(action, fields, deadline - Date.now());
@@ -397,7 +397,7 @@ export class FanoutClient extends Emitter<ClientEvents> {
   }
 
   /** Sends a request on the current socket; rejects if there is none. */
-  #send(action: string, fields: Record<string, unknown>, timeoutMs: number): Promise<Frame> {
+  #send(action: Action, fields: Record<string, unknown>, timeoutMs: number): Promise<Frame> {
     const socket = this.#socket;
     if (!socket || socket.readyState !== OPEN) {
       return Promise.reject(new FanoutError("disconnected", `not connected (${action} was not sent)`));

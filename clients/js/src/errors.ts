@@ -3,18 +3,9 @@
  * own for requests that got no answer.
  */
 
-/** The server's error codes (see the protocol's error table). */
-export type ServerErrorCode =
-  | "bad_request"
-  | "unknown_action"
-  | "payload_too_large"
-  | "forbidden"
-  | "token_expired"
-  | "not_member"
-  | "not_found"
-  | "limit_exceeded"
-  | "rate_limited"
-  | "internal";
+import type { FrameOf, ServerErrorCode } from "./protocol.js";
+
+export type { ServerErrorCode };
 
 /**
  * The SDK's own codes: `timeout` (no reply within the request timeout),
@@ -26,15 +17,7 @@ export type ClientErrorCode = "timeout" | "disconnected" | "closed";
 export type ErrorCode = ServerErrorCode | ClientErrorCode;
 
 /** The fields of a server `error` frame. */
-export interface ErrorFrame {
-  type: "error";
-  requestId?: string;
-  code: ServerErrorCode;
-  message: string;
-  room?: string;
-  right?: string;
-  retryAfterMs?: number;
-}
+export type ErrorFrame = FrameOf<"error">;
 
 /** A refused or failed request. `code` says why; the rest is optional detail. */
 export class FanoutError extends Error {

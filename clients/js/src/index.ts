@@ -25,3 +25,4 @@ export type { BackoffOptions } from "./backoff.js";
 export { SeqOrderer } from "./ordering.js";
 export type { OrdererOptions } from "./ordering.js";
 export type * from "./protocol.js";
+export { ACTIONS } from "./protocol.js";

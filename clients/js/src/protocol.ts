@@ -1,51 +1,28 @@
-/** The frames of fanout's client protocol, as the server sends them. */
+/**
+ * The frames of fanout's client protocol, as the server sends them: the
+ * SDK's names for the generated wire types (`wire.ts`, generated from the
+ * server's Rust types and checked by its tests).
+ */
 
-/** Who sent an event, as the server set it: a client or a service. */
-export interface Sender {
-  user?: string;
-  connection?: string;
-  /** A product service's event `Source`. */
-  service?: string;
-}
+import type { ServerFrame } from "./wire.js";
+
+export type { Action, ErrorCode as ServerErrorCode, Right, Sender, ServerFrame, PresenceMember } from "./wire.js";
+export { ACTIONS } from "./wire.js";
+
+/** The server frame of type `T`. */
+export type FrameOf<T extends ServerFrame["type"]> = Extract<ServerFrame, { type: T }>;
+
+/** A reply's fields, without its `type` and `requestId`. */
+type ReplyFields<T extends ServerFrame["type"]> = Omit<FrameOf<T>, "type" | "requestId">;
 
 /** A delivered message. `seq` is set when the room stores it in its stream. */
-export interface Message {
-  type: "message";
-  id: string;
-  room?: string;
-  seq?: number;
-  from?: Sender;
-  /** Absent on a deleted message (in history). */
-  data?: unknown;
-  sentAt: string;
-  /** In history and replays: when the message was last edited. */
-  updatedAt?: string;
-  /** In history and replays: the message was deleted since. */
-  deleted?: boolean;
-}
+export type Message = FrameOf<"message">;
 
 /** A stored message's new version; `ref` is the edited message's `seq`. */
-export interface MessageUpdated {
-  type: "message.updated";
-  id: string;
-  room: string;
-  seq: number;
-  ref: number;
-  from?: Sender;
-  data: unknown;
-  sentAt: string;
-}
+export type MessageUpdated = FrameOf<"message.updated">;
 
 /** A stored message's deletion; `ref` is the deleted message's `seq`. */
-export interface MessageDeleted {
-  type: "message.deleted";
-  id: string;
-  room: string;
-  seq: number;
-  ref: number;
-  from?: Sender;
-  sentAt: string;
-}
+export type MessageDeleted = FrameOf<"message.deleted">;
 
 /** Anything a room's stream holds. */
 export type StreamEvent = Message | MessageUpdated | MessageDeleted;
@@ -54,73 +31,26 @@ export type StreamEvent = Message | MessageUpdated | MessageDeleted;
 export type SequencedEvent = StreamEvent & { seq: number };
 
 /** An ephemeral signal (typing): never stored, no `seq`. */
-export interface Signal {
-  type: "signal";
-  id: string;
-  room: string;
-  from?: Sender;
-  data: unknown;
-  sentAt: string;
-}
+export type Signal = FrameOf<"signal">;
 
 /** A change in a room's presence. */
-export interface PresenceNotice {
-  type: "presence.joined" | "presence.updated" | "presence.left" | "presence.count";
-  room: string;
-  user?: string;
-  state?: unknown;
-  /** Moves on with every change of the member: drop a lower one. */
-  version?: number;
-  connections?: number;
-  /** `presence.count` only: how many users are present. */
-  members?: number;
-  sentAt: string;
-}
+export type PresenceNotice = FrameOf<"presence.joined" | "presence.updated" | "presence.left" | "presence.count">;
 
-/** One present user. */
-export interface PresenceMember {
-  user: string;
-  connections: number;
-  state?: unknown;
-  version: number;
-}
+/** A page of a room's present users; `next` is the cursor of the next page. */
+export type PresencePage = ReplyFields<"presence">;
 
-/** A page of a room's present users. */
-export interface PresencePage {
-  room: string;
-  count: number;
-  members: PresenceMember[];
-  /** The cursor of the next page, when there is one. */
-  next?: string;
-}
+/** A page of a room's stream, in `seq` order; `more` says whether the stream holds more in the direction asked. */
+export type HistoryPage = Omit<ReplyFields<"history">, "messages"> & { messages: SequencedEvent[] };
 
-/** A page of a room's stream, in `seq` order. */
-export interface HistoryPage {
-  room: string;
-  messages: SequencedEvent[];
-  /** Whether the stream holds more in the direction asked. */
-  more: boolean;
-}
+/**
+ * The answer to `join`: the room's last stored `seq` when the membership
+ * was stored; with `since`, whether everything after it was replayed
+ * (`recovered`) and otherwise the oldest `seq` still stored after it.
+ */
+export type Joined = ReplyFields<"joined">;
 
-/** The answer to `join`. */
-export interface Joined {
-  room: string;
-  /** The room's last stored `seq` when the membership was stored. */
-  seq: number;
-  /** With `since`: whether everything after it was replayed. */
-  recovered?: boolean;
-  /** With `recovered: false`: the oldest `seq` still stored after `since`. */
-  oldest?: number;
-}
-
-/** The answer to `whoami`. */
-export interface WhoAmI {
-  connectionId: string;
-  tenant: string;
-  user: string;
-  /** When the connection's token expires, seconds since the epoch. */
-  expiresAt: number;
-}
+/** The answer to `whoami`; `expiresAt` is the token's expiry, seconds since the epoch. */
+export type WhoAmI = ReplyFields<"whoami">;
 
 /** Any frame, before it is told apart by `type`. */
 export interface Frame {

@@ -5,6 +5,7 @@ import { FanoutError } from "./errors.js";
 import { SeqOrderer } from "./ordering.js";
 import { SeenIds } from "./seen.js";
 import type {
+  Action,
   Frame,
   HistoryPage,
   Joined,
@@ -20,9 +21,9 @@ import type {
 
 /** What a room needs from its client. */
 export interface RoomTransport {
-  request(action: string, fields: Record<string, unknown>): Promise<Frame>;
+  request(action: Action, fields: Record<string, unknown>): Promise<Frame>;
   /** Sends without waiting for the app-facing `connected` state (rejoins). */
-  requestNow(action: string, fields: Record<string, unknown>): Promise<Frame>;
+  requestNow(action: Action, fields: Record<string, unknown>): Promise<Frame>;
   forget(room: Room): void;
   readonly orderingDefaults: { waitMs: number; maxBuffered: number; maxFills: number };
 }

@@ -442,7 +442,7 @@ async fn senders_edit_and_delete_their_own_messages_and_history_shows_the_curren
             match &messages[0] {
                 ReceivedFrame::Message {
                     seq: Some(1),
-                    deleted: true,
+                    deleted: Some(true),
                     updated_at: Some(_),
                     data: Value::Null,
                     ..

@@ -228,12 +228,14 @@ impl TryFrom<BroadcastFields> for BroadcastEvent {
 }
 
 /// The sender a message frame names, always set by the server.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(untagged, deny_unknown_fields)]
 pub enum Sender {
     /// A client's publish: its user and connection.
     Client {
+        #[ts(type = "string")]
         user: UserId,
+        #[ts(type = "string")]
         connection: ConnectionId,
     },
     /// A product service's event: its EventBridge `Source`.

@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 use crate::ids::RoomId;
 
 /// One thing a connection may do in a room.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ts_rs::TS,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Right {
     /// `join` the room and receive what is published to it.

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// The closed set of error codes a client can receive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     /// The frame is not JSON, lacks a field, or a field is invalid.

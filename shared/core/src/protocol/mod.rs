@@ -25,6 +25,7 @@ mod fields;
 mod frames;
 mod received;
 mod request;
+pub mod wire_types;
 
 pub use actions::{ACTIONS, Action, action_list, parse_request};
 pub use data::{DataError, check_data, check_payload_size};

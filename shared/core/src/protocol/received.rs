@@ -2,16 +2,22 @@
 //! written in Rust (tests, the load test) and for the TypeScript SDK's
 //! types, which are generated from these (see `wire_types`).
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use ts_rs::TS;
 
 use crate::auth::Right;
 use crate::event::Sender;
 
 use super::ErrorCode;
 
-/// What a client receives, for clients written in Rust (tests, load test).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+/// What a client receives, for clients written in Rust (tests, load test);
+/// the TypeScript SDK's `ServerFrame`. Every optional field is absent, never
+/// `null`, when the server has nothing to say. It serializes too (absent
+/// fields as `null`), so tests can check that it holds every field the
+/// server sends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
 #[serde(tag = "type", rename_all = "lowercase")]
+#[ts(rename = "ServerFrame", optional_fields)]
 pub enum ReceivedFrame {
     #[serde(rename_all = "camelCase")]
     Ack { request_id: Option<String> },
@@ -27,11 +33,13 @@ pub enum ReceivedFrame {
         #[serde(default)]
         right: Option<Right>,
         #[serde(default)]
+        #[ts(as = "Option<f64>")]
         retry_after_ms: Option<i64>,
     },
     #[serde(rename_all = "camelCase")]
     Refreshed {
         request_id: Option<String>,
+        #[ts(type = "number")]
         expires_at: i64,
     },
     #[serde(rename_all = "camelCase")]
@@ -40,6 +48,7 @@ pub enum ReceivedFrame {
         connection_id: String,
         tenant: String,
         user: String,
+        #[ts(type = "number")]
         expires_at: i64,
     },
     #[serde(rename_all = "camelCase")]
@@ -47,16 +56,19 @@ pub enum ReceivedFrame {
         id: String,
         room: Option<String>,
         #[serde(default)]
+        #[ts(as = "Option<f64>")]
         seq: Option<u64>,
         #[serde(default)]
         from: Option<Sender>,
         #[serde(default)]
+        #[ts(type = "unknown")]
         data: serde_json::Value,
         sent_at: String,
         #[serde(default)]
         updated_at: Option<String>,
+        // Set on a message deleted since (in history and replays).
         #[serde(default)]
-        deleted: bool,
+        deleted: Option<bool>,
     },
     #[serde(rename_all = "camelCase")]
     Signal {
@@ -64,6 +76,7 @@ pub enum ReceivedFrame {
         room: String,
         #[serde(default)]
         from: Option<Sender>,
+        #[ts(type = "unknown")]
         data: serde_json::Value,
         sent_at: String,
     },
@@ -71,11 +84,14 @@ pub enum ReceivedFrame {
     MessageUpdated {
         id: String,
         room: String,
+        #[ts(type = "number")]
         seq: u64,
         #[serde(rename = "ref")]
+        #[ts(type = "number")]
         of: u64,
         #[serde(default)]
         from: Option<Sender>,
+        #[ts(type = "unknown")]
         data: serde_json::Value,
         sent_at: String,
     },
@@ -83,8 +99,10 @@ pub enum ReceivedFrame {
     MessageDeleted {
         id: String,
         room: String,
+        #[ts(type = "number")]
         seq: u64,
         #[serde(rename = "ref")]
+        #[ts(type = "number")]
         of: u64,
         #[serde(default)]
         from: Option<Sender>,
@@ -94,10 +112,12 @@ pub enum ReceivedFrame {
     Joined {
         request_id: Option<String>,
         room: String,
+        #[ts(type = "number")]
         seq: u64,
         #[serde(default)]
         recovered: Option<bool>,
         #[serde(default)]
+        #[ts(as = "Option<f64>")]
         oldest: Option<u64>,
     },
     #[serde(rename_all = "camelCase")]
@@ -116,6 +136,7 @@ pub enum ReceivedFrame {
     Presence {
         request_id: Option<String>,
         room: String,
+        #[ts(type = "number")]
         count: u64,
         members: Vec<ReceivedPresentUser>,
         #[serde(default)]
@@ -131,29 +152,40 @@ pub enum ReceivedFrame {
     PresenceCount(ReceivedPresenceNotice),
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+/// One present user in a `presence` reply.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
 #[serde(rename_all = "camelCase")]
+#[ts(rename = "PresenceMember", optional_fields)]
 pub struct ReceivedPresentUser {
     pub user: String,
+    #[ts(type = "number")]
     pub connections: usize,
     #[serde(default)]
+    #[ts(optional, type = "unknown")]
     pub state: Option<serde_json::Value>,
+    #[ts(type = "number")]
     pub version: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+/// A change in a room's presence.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
 #[serde(rename_all = "camelCase")]
+#[ts(rename = "PresenceNotice", optional_fields)]
 pub struct ReceivedPresenceNotice {
     pub room: String,
     #[serde(default)]
     pub user: Option<String>,
     #[serde(default)]
+    #[ts(optional, type = "unknown")]
     pub state: Option<serde_json::Value>,
     #[serde(default)]
+    #[ts(as = "Option<f64>")]
     pub version: Option<u64>,
     #[serde(default)]
+    #[ts(as = "Option<f64>")]
     pub connections: Option<usize>,
     #[serde(default)]
+    #[ts(as = "Option<f64>")]
     pub members: Option<u64>,
     pub sent_at: String,
 }
