@@ -18,8 +18,9 @@ use serde_json::json;
 
 use crate::state::AppState;
 
-fn error(status: StatusCode, error_type: &str, message: &str) -> Response {
-    let mut response = (status, axum::Json(json!({ "message": message }))).into_response();
+fn error(status: StatusCode, error_type: &str, message: &dyn std::fmt::Display) -> Response {
+    let body = json!({ "message": message.to_string() });
+    let mut response = (status, axum::Json(body)).into_response();
     if let Ok(v) = HeaderValue::from_str(error_type) {
         response.headers_mut().insert("x-amzn-errortype", v);
     }
@@ -28,14 +29,14 @@ fn error(status: StatusCode, error_type: &str, message: &str) -> Response {
 
 fn from_post_error(e: PostError) -> Response {
     match e {
-        PostError::Gone => error(StatusCode::GONE, "GoneException", "The connection is gone"),
+        PostError::Gone => error(StatusCode::GONE, "GoneException", &"The connection is gone"),
         PostError::Throttled(m) => {
             error(StatusCode::TOO_MANY_REQUESTS, "LimitExceededException", &m)
         }
         PostError::PayloadTooLarge => error(
             StatusCode::PAYLOAD_TOO_LARGE,
             "PayloadTooLargeException",
-            "Payload too large",
+            &"Payload too large",
         ),
         PostError::Forbidden(m) => error(StatusCode::FORBIDDEN, "ForbiddenException", &m),
         PostError::Http { status, message } => error(

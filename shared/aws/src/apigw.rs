@@ -11,9 +11,8 @@ use aws_sdk_apigatewaymanagement::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_apigatewaymanagement::primitives::Blob;
 use bytes::Bytes;
 
-use super::describe;
 use fanout_core::ids::ConnectionId;
-use fanout_core::ports::{ConnectionInfo, ConnectionPoster, PostError};
+use fanout_core::ports::{Cause, ConnectionInfo, ConnectionPoster, PostError};
 
 /// The @connections endpoint of a stage, as API Gateway's events name it
 /// (`requestContext.domainName` and `.stage`).
@@ -55,40 +54,49 @@ impl ApiGatewayPoster {
     }
 }
 
-/// Maps any Management API error onto [`PostError`].
+/// Maps any Management API error onto [`PostError`], keeping the SDK's
+/// error as the cause.
 fn post_error<E>(error: SdkError<E, HttpResponse>) -> PostError
 where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    let text = describe(&error);
-    match &error {
-        SdkError::ServiceError(service) => {
-            let status = service.raw().status().as_u16();
-            match service.err().code() {
-                Some("GoneException") => PostError::Gone,
-                Some("LimitExceededException") | Some("TooManyRequestsException") => {
-                    PostError::Throttled(text)
-                }
-                Some("PayloadTooLargeException") => PostError::PayloadTooLarge,
-                Some("ForbiddenException") => PostError::Forbidden(text),
-                _ => match status {
-                    410 => PostError::Gone,
-                    429 => PostError::Throttled(text),
-                    413 => PostError::PayloadTooLarge,
-                    403 => PostError::Forbidden(text),
-                    status => PostError::Http {
-                        status,
-                        message: text,
-                    },
-                },
-            }
-        }
-        SdkError::ResponseError(response) => PostError::Http {
-            status: response.raw().status().as_u16(),
-            message: text,
+    let kind = match &error {
+        SdkError::ServiceError(service) => match service.err().code() {
+            Some("GoneException") => Kind::Gone,
+            Some("LimitExceededException") | Some("TooManyRequestsException") => Kind::Throttled,
+            Some("PayloadTooLargeException") => Kind::TooLarge,
+            Some("ForbiddenException") => Kind::Forbidden,
+            _ => Kind::Status(service.raw().status().as_u16()),
         },
-        _ => PostError::Transport(text),
+        SdkError::ResponseError(response) => Kind::Http(response.raw().status().as_u16()),
+        _ => Kind::Transport,
+    };
+    let cause = Cause::new(error);
+    match kind {
+        Kind::Gone | Kind::Status(410) => PostError::Gone,
+        Kind::Throttled | Kind::Status(429) => PostError::Throttled(cause),
+        Kind::TooLarge | Kind::Status(413) => PostError::PayloadTooLarge,
+        Kind::Forbidden | Kind::Status(403) => PostError::Forbidden(cause),
+        Kind::Status(status) | Kind::Http(status) => PostError::Http {
+            status,
+            message: cause,
+        },
+        Kind::Transport => PostError::Transport(cause),
     }
+}
+
+/// What a Management API error says, before the error moves into its
+/// cause.
+enum Kind {
+    Gone,
+    Throttled,
+    TooLarge,
+    Forbidden,
+    /// A service error with no code this adapter knows: its status.
+    Status(u16),
+    /// A response that was not a service error.
+    Http(u16),
+    Transport,
 }
 
 #[async_trait]
@@ -138,5 +146,44 @@ impl ConnectionPoster for ApiGatewayPoster {
             .await
             .map_err(post_error)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_apigatewaymanagement::config::{Credentials, SharedCredentialsProvider};
+    use aws_sdk_apigatewaymanagement::operation::post_to_connection::PostToConnectionError;
+    use std::time::Duration;
+
+    /// Nothing listens there: the post fails before any response.
+    #[tokio::test]
+    async fn a_transport_failure_keeps_the_sdks_error_as_its_cause() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        drop(listener);
+        let sdk = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+                "AKIDTEST", "secret", None, None, "test",
+            )))
+            .build();
+        let poster = ApiGatewayPoster::for_endpoint(&sdk, &endpoint, Duration::from_secs(2));
+        let id = ConnectionId::new("c1").unwrap();
+        let error = poster
+            .post(&id, &Bytes::from_static(b"{}"))
+            .await
+            .unwrap_err();
+        let PostError::Transport(cause) = &error else {
+            panic!("expected a transport error, got {error:?}");
+        };
+        assert!(
+            cause
+                .downcast_ref::<SdkError<PostToConnectionError, HttpResponse>>()
+                .is_some(),
+            "{cause}"
+        );
+        assert!(std::error::Error::source(&error).is_some());
     }
 }

@@ -7,9 +7,8 @@ use async_trait::async_trait;
 use aws_sdk_eventbridge::Client;
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 
-use super::describe;
 use fanout_core::limits::{EVENTBRIDGE_MAX_ENTRIES, EVENTBRIDGE_MAX_ENTRY_BYTES};
-use fanout_core::ports::{BusEntry, BusError, EntryOutcome, EventBus, check_entry_sizes};
+use fanout_core::ports::{BusEntry, BusError, Cause, EntryOutcome, EventBus, check_entry_sizes};
 
 pub struct EventBridgeBus {
     client: Client,
@@ -33,10 +32,13 @@ impl EventBridgeBus {
 impl EventBus for EventBridgeBus {
     async fn put_events(&self, entries: &[BusEntry]) -> Result<Vec<EntryOutcome>, BusError> {
         if entries.is_empty() || entries.len() > EVENTBRIDGE_MAX_ENTRIES {
-            return Err(BusError::Invalid(format!(
-                "PutEvents takes 1 to {EVENTBRIDGE_MAX_ENTRIES} entries, got {}",
-                entries.len()
-            )));
+            return Err(BusError::Invalid(
+                format!(
+                    "PutEvents takes 1 to {EVENTBRIDGE_MAX_ENTRIES} entries, got {}",
+                    entries.len()
+                )
+                .into(),
+            ));
         }
         check_entry_sizes(entries, EVENTBRIDGE_MAX_ENTRY_BYTES)?;
         let request: Vec<PutEventsRequestEntry> = entries
@@ -58,24 +60,26 @@ impl EventBus for EventBridgeBus {
             .send()
             .await
             .map_err(|e| {
-                let text = describe(&e);
                 let throttled = e.as_service_error().is_some_and(|s| {
                     aws_sdk_eventbridge::error::ProvideErrorMetadata::code(s)
                         .is_some_and(|c| c.contains("Throttl"))
                 });
                 if throttled {
-                    BusError::Throttled(text)
+                    BusError::Throttled(Cause::new(e))
                 } else {
-                    BusError::Unavailable(text)
+                    BusError::Unavailable(Cause::new(e))
                 }
             })?;
         let results = out.entries.unwrap_or_default();
         if results.len() != entries.len() {
-            return Err(BusError::Unavailable(format!(
-                "PutEvents answered {} entries for {} sent",
-                results.len(),
-                entries.len()
-            )));
+            return Err(BusError::Unavailable(
+                format!(
+                    "PutEvents answered {} entries for {} sent",
+                    results.len(),
+                    entries.len()
+                )
+                .into(),
+            ));
         }
         Ok(results
             .into_iter()

@@ -17,8 +17,8 @@ use aws_sdk_sqs::types::{
 use super::describe;
 use fanout_core::limits::{SQS_MAX_BATCH_ENTRIES, SQS_MAX_DELAY, SQS_MAX_MESSAGE_BYTES};
 use fanout_core::ports::{
-    Attributes, FailedEntry, OutgoingMessage, Queue, QueueDepth, QueueError, ReceivedMessage,
-    STRING_ATTRIBUTE_TYPE,
+    Attributes, Cause, FailedEntry, OutgoingMessage, Queue, QueueDepth, QueueError,
+    ReceivedMessage, STRING_ATTRIBUTE_TYPE,
 };
 
 pub struct SqsQueue {
@@ -40,7 +40,7 @@ impl SqsQueue {
     pub async fn open(client: Client, name: &str) -> Result<Self, QueueError> {
         let unavailable = |message: String| QueueError::Unavailable {
             queue: name.to_string(),
-            message,
+            message: message.into(),
         };
         let url = client
             .get_queue_url()
@@ -76,11 +76,13 @@ impl SqsQueue {
     /// region of the URL's host (`sqs.<region>.amazonaws.com`) or, for
     /// AWS-compatible servers, of the client.
     pub fn at_url(client: Client, url: &str) -> Result<Self, QueueError> {
-        let invalid = |why: &str| QueueError::Unavailable {
+        let invalid = |why: &str| {
+            QueueError::Unavailable {
             queue: url.to_string(),
             message: format!(
                 "{why}: expected a queue URL like https://sqs.<region>.amazonaws.com/<account>/<name>"
-            ),
+            ).into(),
+        }
         };
         let rest = url
             .strip_prefix("https://")
@@ -121,10 +123,10 @@ impl SqsQueue {
         &self.url
     }
 
-    fn unavailable<E: std::error::Error>(&self, error: E) -> QueueError {
+    fn unavailable<E: std::error::Error + Send + Sync + 'static>(&self, error: E) -> QueueError {
         QueueError::Unavailable {
             queue: self.name.clone(),
-            message: describe(&error),
+            message: Cause::new(error),
         }
     }
 }
@@ -168,7 +170,8 @@ impl Queue for SqsQueue {
                 message: format!(
                     "{} entries; at most {SQS_MAX_BATCH_ENTRIES}",
                     messages.len()
-                ),
+                )
+                .into(),
             });
         }
         let mut failed = Vec::new();
@@ -315,7 +318,7 @@ impl Queue for SqsQueue {
             .await
             .map_err(|e| QueueError::Invalid {
                 queue: self.name.clone(),
-                message: describe(&e),
+                message: describe(&e).into(),
             })?;
         Ok(())
     }

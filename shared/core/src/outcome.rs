@@ -106,7 +106,7 @@ mod tests {
     fn http(status: u16) -> Result<(), PostError> {
         Err(PostError::Http {
             status,
-            message: String::new(),
+            message: String::new().into(),
         })
     }
 

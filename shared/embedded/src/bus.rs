@@ -280,10 +280,13 @@ async fn send_to_target(target: &dyn Queue, envelope: &str) -> Result<(), Target
 impl EventBus for MemoryBus {
     async fn put_events(&self, entries: &[BusEntry]) -> Result<Vec<EntryOutcome>, BusError> {
         if entries.is_empty() || entries.len() > EVENTBRIDGE_MAX_ENTRIES {
-            return Err(BusError::Invalid(format!(
-                "PutEvents takes 1 to {EVENTBRIDGE_MAX_ENTRIES} entries, got {}",
-                entries.len()
-            )));
+            return Err(BusError::Invalid(
+                format!(
+                    "PutEvents takes 1 to {EVENTBRIDGE_MAX_ENTRIES} entries, got {}",
+                    entries.len()
+                )
+                .into(),
+            ));
         }
         check_entry_sizes(entries, EVENTBRIDGE_MAX_ENTRY_BYTES)?;
         let mut outcomes = Vec::with_capacity(entries.len());

@@ -240,7 +240,8 @@ impl Queue for MemoryQueue {
                 message: format!(
                     "{} entries; at most {SQS_MAX_BATCH_ENTRIES}",
                     messages.len()
-                ),
+                )
+                .into(),
             });
         }
         let now_ms = chrono::Utc::now().timestamp_millis();
@@ -282,7 +283,7 @@ impl Queue for MemoryQueue {
         // Checked before anything is taken, so a refused call loses nothing.
         check_sqs_receive(wait, visibility).map_err(|message| QueueError::Invalid {
             queue: self.name.clone(),
-            message,
+            message: message.into(),
         })?;
         let deadline = Instant::now() + wait;
         loop {
@@ -363,7 +364,7 @@ impl Queue for MemoryQueue {
     ) -> Result<(), QueueError> {
         check_sqs_receive(Duration::ZERO, timeout).map_err(|message| QueueError::Invalid {
             queue: self.name.clone(),
-            message,
+            message: message.into(),
         })?;
         let mut s = self.state();
         let current = Self::parse_receipt(receipt_handle).filter(|(id, generation)| {
@@ -374,7 +375,7 @@ impl Queue for MemoryQueue {
         let Some((id, _)) = current else {
             return Err(QueueError::Invalid {
                 queue: self.name.clone(),
-                message: format!("receipt handle {receipt_handle} is not current"),
+                message: format!("receipt handle {receipt_handle} is not current").into(),
             });
         };
         let id = id.to_string();

@@ -135,10 +135,10 @@ async fn put_events(app: &AppState, body: Bytes) -> Response {
             // A request AWS would refuse (an entry over 256 KB) is the
             // caller's to fix: 400, which SDKs do not retry.
             Err(BusError::Invalid(message)) => {
-                return client_error("ValidationException", &message);
+                return client_error("ValidationException", &message.to_string());
             }
             Err(BusError::Throttled(message)) => {
-                return client_error("ThrottlingException", &message);
+                return client_error("ThrottlingException", &message.to_string());
             }
             Err(e) => {
                 return aws_json(

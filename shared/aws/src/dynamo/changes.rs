@@ -17,9 +17,7 @@ use aws_sdk_dynamodbstreams::types::{Record, ShardIteratorType};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use fanout_core::ports::{ChangeFeed, StoreError};
-
-use crate::describe;
+use fanout_core::ports::{Cause, ChangeFeed, StoreError};
 
 /// How often an idle reader polls (Lambda polls a shard four times a
 /// second).
@@ -45,8 +43,8 @@ struct ReaderState {
     discovered_at: Option<Instant>,
 }
 
-fn unavailable<E: std::error::Error>(error: E) -> StoreError {
-    StoreError::Unavailable(describe(&error))
+fn unavailable<E: std::error::Error + Send + Sync + 'static>(error: E) -> StoreError {
+    StoreError::Unavailable(Cause::new(error))
 }
 
 impl DynamoChangeFeed {
@@ -69,7 +67,7 @@ impl DynamoChangeFeed {
             .ok_or_else(|| {
                 StoreError::Unavailable(format!(
                     "table {table} has no stream: enable its StreamSpecification (OLD_IMAGE) so removed connections are swept"
-                ))
+                ).into())
             })?;
         let feed = Self {
             client: Client::new(sdk),

@@ -179,7 +179,7 @@ impl EventDedupe for DynamoStore {
 /// (taken over, or already released), so there is nothing to give up.
 fn not_owned<E>(error: aws_sdk_dynamodb::error::SdkError<E>) -> Result<(), StoreError>
 where
-    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
     if is_condition_failure(&error) {
         Ok(())

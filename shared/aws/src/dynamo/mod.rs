@@ -44,11 +44,9 @@ use fanout_core::changes::CONNECTION_SK;
 use fanout_core::clock::Clock;
 use fanout_core::ids::{ConnectionId, RoomId, TenantId, UserId, shard_of};
 use fanout_core::ports::{
-    ConnectionRecord, ConnectionStore, FrameAdmission, MemberSet, Page, StoreError,
+    Cause, ConnectionRecord, ConnectionStore, FrameAdmission, MemberSet, Page, StoreError,
 };
 use fanout_core::rate::{Rate, StoredGcra};
-
-use super::describe;
 
 mod changes;
 mod dedupe;
@@ -142,8 +140,8 @@ fn get_n(item: &Item, name: &str) -> Result<i64, StoreError> {
     }
 }
 
-fn unavailable<E: std::error::Error>(error: E) -> StoreError {
-    StoreError::Unavailable(describe(&error))
+fn unavailable<E: std::error::Error + Send + Sync + 'static>(error: E) -> StoreError {
+    StoreError::Unavailable(Cause::new(error))
 }
 
 /// The connection item's record. Read on every admitted frame, so it
@@ -303,7 +301,7 @@ impl DynamoStore {
                     return Err(StoreError::Unavailable(format!(
                         "{} items still unprocessed after {BATCH_WRITE_TRIES} BatchWriteItem tries",
                         pending.len()
-                    )));
+                    ).into()));
                 }
                 tokio::time::sleep(BATCH_BACKOFF.jittered(attempt)).await;
             }
@@ -486,9 +484,10 @@ impl DynamoStore {
             }
             known_tat = Some(tat.unwrap_or(now_ms));
         }
-        Err(StoreError::Unavailable(format!(
-            "the rate gate's item kept changing under {GCRA_TRIES} conditional updates"
-        )))
+        Err(StoreError::Unavailable(
+            format!("the rate gate's item kept changing under {GCRA_TRIES} conditional updates")
+                .into(),
+        ))
     }
 
     /// A GCRA admission on a rate item of its own (created by its first

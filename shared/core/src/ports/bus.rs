@@ -1,6 +1,7 @@
 //! The event bus port (EventBridge PutEvents on AWS), and [`publish`],
 //! which sends any number of entries in calls EventBridge accepts.
 
+use super::Cause;
 use async_trait::async_trait;
 
 use crate::backoff::Backoff;
@@ -50,11 +51,11 @@ pub enum EntryOutcome {
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
     #[error("event bus throttled the request: {0}")]
-    Throttled(String),
+    Throttled(#[source] Cause),
     #[error("event bus refused the request: {0}")]
-    Invalid(String),
+    Invalid(#[source] Cause),
     #[error("event bus unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] Cause),
     #[error("{failed} of {total} entries failed after retries; first error: {code}: {message}")]
     EntriesFailed {
         failed: usize,
@@ -76,12 +77,15 @@ pub trait EventBus: Send + Sync {
 /// so no adapter sends half a batch of a request AWS would refuse).
 pub fn check_entry_sizes(entries: &[BusEntry], max: usize) -> Result<(), BusError> {
     match entries.iter().position(|e| e.size() > max) {
-        Some(i) => Err(BusError::Invalid(format!(
-            "entry {i} ({} / {}) is {} bytes; EventBridge takes at most {max} per entry",
-            entries[i].source,
-            entries[i].detail_type,
-            entries[i].size()
-        ))),
+        Some(i) => Err(BusError::Invalid(
+            format!(
+                "entry {i} ({} / {}) is {} bytes; EventBridge takes at most {max} per entry",
+                entries[i].source,
+                entries[i].detail_type,
+                entries[i].size()
+            )
+            .into(),
+        )),
         None => Ok(()),
     }
 }

@@ -8,6 +8,7 @@
 //! family shares.
 
 mod bus;
+mod cause;
 mod changes;
 mod dedupe;
 mod keys;
@@ -18,6 +19,7 @@ mod store;
 mod stream;
 
 pub use bus::*;
+pub use cause::Cause;
 pub use changes::*;
 pub use dedupe::*;
 pub use keys::*;

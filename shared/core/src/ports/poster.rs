@@ -1,6 +1,7 @@
 //! The connection poster port (the API Gateway Management API on AWS, the
 //! local gateway's registry locally).
 
+use super::Cause;
 use async_trait::async_trait;
 use bytes::Bytes;
 
@@ -14,19 +15,23 @@ pub enum PostError {
     Gone,
     /// 429 / LimitExceededException: throttled or the client's buffer is full.
     #[error("throttled (429): {0}")]
-    Throttled(String),
+    Throttled(#[source] Cause),
     /// 413: the frame is larger than API Gateway posts.
     #[error("payload too large (413)")]
     PayloadTooLarge,
     /// 403: IAM or endpoint misconfiguration.
     #[error("forbidden (403), check the endpoint and execute-api:ManageConnections: {0}")]
-    Forbidden(String),
+    Forbidden(#[source] Cause),
     /// Any other HTTP status.
     #[error("HTTP {status}: {message}")]
-    Http { status: u16, message: String },
+    Http {
+        status: u16,
+        #[source]
+        message: Cause,
+    },
     /// No response: timeout, connection refused, reset.
     #[error("transport error: {0}")]
-    Transport(String),
+    Transport(#[source] Cause),
 }
 
 /// What GetConnection returns.

@@ -1,6 +1,7 @@
 //! The queue port (SQS on AWS), and [`send_all`], which sends any number of
 //! messages in batches SQS accepts.
 
+use super::Cause;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -79,11 +80,19 @@ pub struct FailedEntry {
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
     #[error("queue {queue} unavailable: {message}")]
-    Unavailable { queue: String, message: String },
+    Unavailable {
+        queue: String,
+        #[source]
+        message: Cause,
+    },
     #[error("message {id} is {size} bytes; the queue takes at most {max}")]
     TooLarge { id: String, size: usize, max: usize },
     #[error("batch refused by queue {queue}: {message}")]
-    Invalid { queue: String, message: String },
+    Invalid {
+        queue: String,
+        #[source]
+        message: Cause,
+    },
     #[error(
         "{failed} of {total} messages could not be sent to {queue}; first error: {code}: {message}"
     )]
@@ -198,7 +207,7 @@ pub async fn send_all(queue: &dyn Queue, messages: &[OutgoingMessage]) -> Result
                 if !failure.retryable {
                     return Err(QueueError::Invalid {
                         queue: queue.name().to_string(),
-                        message: format!("{}: {}", failure.code, failure.message),
+                        message: format!("{}: {}", failure.code, failure.message).into(),
                     });
                 }
                 last = (failure.code, failure.message);

@@ -1,6 +1,7 @@
 //! The connection store port: connections, sharded memberships, reverse
 //! memberships and the user index (DynamoDB on AWS, in memory locally).
 
+use super::Cause;
 use async_trait::async_trait;
 
 use crate::auth::{Capabilities, Rights};
@@ -72,7 +73,7 @@ pub struct Page<T> {
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("connection store unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] Cause),
     #[error("invalid pagination cursor")]
     BadCursor,
     #[error("corrupt item in the connection store: {0}")]

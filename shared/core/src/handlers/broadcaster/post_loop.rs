@@ -82,10 +82,9 @@ async fn post_one<'a>(
 ) -> (&'a ConnectionId, Result<(), PostError>) {
     let result = match tokio::time::timeout(timeout, poster.post(id, frame)).await {
         Ok(result) => result,
-        Err(_) => Err(PostError::Transport(format!(
-            "no answer within {} ms",
-            timeout.as_millis()
-        ))),
+        Err(_) => Err(PostError::Transport(
+            format!("no answer within {} ms", timeout.as_millis()).into(),
+        )),
     };
     (id, result)
 }
