@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use fanout_core::ports::{Cause, FetchError};
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -45,29 +46,49 @@ impl HttpGet {
 
     /// The body as text, when the status is a success. `Err` carries the
     /// status and the body's first line otherwise.
-    pub async fn text(&self, max_bytes: usize, timeout: Duration) -> Result<String, String> {
+    pub async fn text(&self, max_bytes: usize, timeout: Duration) -> Result<String, FetchError> {
+        let what = || format!("GET {}", self.url);
         let get = async {
-            let response = self
-                .client
-                .get(self.uri.clone())
-                .await
-                .map_err(|e| format!("GET {}: {e}", self.url))?;
+            let response =
+                self.client
+                    .get(self.uri.clone())
+                    .await
+                    .map_err(|e| FetchError::Failed {
+                        what: what(),
+                        cause: Cause::new(e),
+                    })?;
             let status = response.status();
             let body = Limited::new(response.into_body(), max_bytes)
                 .collect()
                 .await
-                .map_err(|e| format!("GET {}: reading the body: {e}", self.url))?
+                .map_err(|e| match e.downcast::<http_body_util::LengthLimitError>() {
+                    Ok(_) => FetchError::TooLarge {
+                        what: what(),
+                        max: max_bytes,
+                    },
+                    Err(e) => FetchError::Failed {
+                        what: what(),
+                        cause: Cause::from(format!("reading the body: {e}")),
+                    },
+                })?
                 .to_bytes();
             let text = String::from_utf8(body.to_vec())
-                .map_err(|_| format!("GET {}: the body is not UTF-8", self.url))?;
+                .map_err(|_| FetchError::NotUtf8 { what: what() })?;
             if !status.is_success() {
-                let first = text.lines().next().unwrap_or_default();
-                return Err(format!("GET {}: HTTP {status} {first}", self.url));
+                let first_line = text.lines().next().unwrap_or_default().to_owned();
+                return Err(FetchError::Status {
+                    what: what(),
+                    status: status.as_u16(),
+                    first_line,
+                });
             }
             Ok(text)
         };
         tokio::time::timeout(timeout, get)
             .await
-            .map_err(|_| format!("GET {}: no answer within {timeout:?}", self.url))?
+            .map_err(|_| FetchError::TimedOut {
+                what: what(),
+                after: timeout,
+            })?
     }
 }

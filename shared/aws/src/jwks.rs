@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use fanout_core::ports::JwksSource;
+use fanout_core::ports::{Cause, FetchError, JwksSource};
 
 use crate::http::HttpGet;
 
@@ -33,7 +33,7 @@ impl HttpJwks {
 
 #[async_trait]
 impl JwksSource for HttpJwks {
-    async fn fetch(&self) -> Result<String, String> {
+    async fn fetch(&self) -> Result<String, FetchError> {
         self.get.text(MAX_JWKS_BYTES, JWKS_FETCH_TIMEOUT).await
     }
 
@@ -55,18 +55,21 @@ impl FileJwks {
 
 #[async_trait]
 impl JwksSource for FileJwks {
-    async fn fetch(&self) -> Result<String, String> {
+    async fn fetch(&self) -> Result<String, FetchError> {
+        let what = || format!("reading {}", self.path.display());
         let text = tokio::fs::read(&self.path)
             .await
-            .map_err(|e| format!("reading {}: {e}", self.path.display()))?;
+            .map_err(|e| FetchError::Failed {
+                what: what(),
+                cause: Cause::new(e),
+            })?;
         if text.len() > MAX_JWKS_BYTES {
-            return Err(format!(
-                "{} is {} bytes; a JWKS may be at most {MAX_JWKS_BYTES}",
-                self.path.display(),
-                text.len()
-            ));
+            return Err(FetchError::TooLarge {
+                what: what(),
+                max: MAX_JWKS_BYTES,
+            });
         }
-        String::from_utf8(text).map_err(|_| format!("{} is not UTF-8", self.path.display()))
+        String::from_utf8(text).map_err(|_| FetchError::NotUtf8 { what: what() })
     }
 
     fn describe(&self) -> String {

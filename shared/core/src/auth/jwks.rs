@@ -10,8 +10,8 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use crate::auth::keys::{KeySet, PinnedKey};
-use crate::ports::JwksSource;
+use crate::auth::keys::{JwksError, KeySet, PinnedKey};
+use crate::ports::{FetchError, JwksSource};
 
 struct State {
     keys: KeySet,
@@ -19,7 +19,7 @@ struct State {
     fetched_at: Option<Instant>,
     /// When a fetch was last tried, successful or not.
     tried_at: Option<Instant>,
-    last_error: Option<String>,
+    last_error: Option<KeysUnavailable>,
 }
 
 pub struct JwksCache {
@@ -31,13 +31,24 @@ pub struct JwksCache {
     state: Mutex<State>,
 }
 
+/// Why no keys could be had from the source.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeysUnavailable {
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    #[error(transparent)]
+    Document(#[from] JwksError),
+    #[error("no keys fetched yet")]
+    NotYetFetched,
+}
+
 /// Why a key could not be found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyLookupError {
     /// The JWKS holds no key with this `kid`.
     UnknownKid(String),
     /// No keys could ever be fetched.
-    Unavailable(String),
+    Unavailable(KeysUnavailable),
 }
 
 impl JwksCache {
@@ -79,7 +90,7 @@ impl JwksCache {
                 state
                     .last_error
                     .clone()
-                    .unwrap_or_else(|| "no keys fetched yet".into()),
+                    .unwrap_or(KeysUnavailable::NotYetFetched),
             )),
             None => Err(KeyLookupError::UnknownKid(kid.to_string())),
         }
@@ -87,7 +98,7 @@ impl JwksCache {
 
     /// Fetches the keys now (at startup, so the first connection does not
     /// wait and a misconfigured source shows up in the log at once).
-    pub async fn prefetch(&self) -> Result<usize, String> {
+    pub async fn prefetch(&self) -> Result<usize, KeysUnavailable> {
         let mut state = self.state.lock().await;
         self.refresh(&mut state, Instant::now()).await;
         match &state.last_error {
@@ -102,7 +113,8 @@ impl JwksCache {
             .source
             .fetch()
             .await
-            .and_then(|text| KeySet::from_jwks(&text));
+            .map_err(KeysUnavailable::from)
+            .and_then(|text| KeySet::from_jwks(&text).map_err(KeysUnavailable::from));
         match fetched {
             Ok((keys, skipped)) => {
                 if !skipped.is_empty() {

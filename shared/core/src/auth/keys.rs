@@ -19,6 +19,26 @@ pub struct PinnedKey {
     pub algorithm: Algorithm,
 }
 
+/// Why a JWKS document gives no keys at all.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a JWKS document: {0}")]
+pub struct JwksError(String);
+
+/// Why one key of a document is skipped.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SkippedKey {
+    #[error("an encryption key (use=enc)")]
+    Encryption,
+    #[error("a symmetric key does not belong in a JWKS; configure the HS256 secret instead")]
+    Symmetric,
+    #[error("an unsupported key type or curve (use RSA, EC P-256 or Ed25519)")]
+    Unsupported,
+    #[error("alg {declared} is not supported for this key type (expected {expected})")]
+    WrongAlgorithm { declared: String, expected: String },
+    #[error("unusable key: {0}")]
+    Unusable(String),
+}
+
 /// The keys of one JWKS document, by `kid`.
 #[derive(Clone, Default)]
 pub struct KeySet {
@@ -29,9 +49,8 @@ impl KeySet {
     /// Parses a JWKS document. Keys fanout cannot use (no `kid`, `use` other
     /// than `sig`, symmetric keys, other curves or algorithms) are skipped;
     /// the second value says which and why, for the log.
-    pub fn from_jwks(text: &str) -> Result<(Self, Vec<String>), String> {
-        let set: JwkSet =
-            serde_json::from_str(text).map_err(|e| format!("not a JWKS document: {e}"))?;
+    pub fn from_jwks(text: &str) -> Result<(Self, Vec<String>), JwksError> {
+        let set: JwkSet = serde_json::from_str(text).map_err(|e| JwksError(e.to_string()))?;
         let mut keys = HashMap::new();
         let mut skipped = Vec::new();
         for jwk in &set.keys {
@@ -62,9 +81,9 @@ impl KeySet {
 
 /// The algorithm a JWK's type and curve allow; its `alg`, when present,
 /// must agree.
-fn pin(jwk: &Jwk) -> Result<PinnedKey, String> {
+fn pin(jwk: &Jwk) -> Result<PinnedKey, SkippedKey> {
     if matches!(jwk.common.public_key_use, Some(PublicKeyUse::Encryption)) {
-        return Err("an encryption key (use=enc)".into());
+        return Err(SkippedKey::Encryption);
     }
     let algorithm = match &jwk.algorithm {
         AlgorithmParameters::RSA(_) => Algorithm::RS256,
@@ -74,13 +93,8 @@ fn pin(jwk: &Jwk) -> Result<PinnedKey, String> {
         AlgorithmParameters::OctetKeyPair(okp) if okp.curve == EllipticCurve::Ed25519 => {
             Algorithm::EdDSA
         }
-        AlgorithmParameters::OctetKey(_) => {
-            return Err(
-                "a symmetric key does not belong in a JWKS; configure the HS256 secret instead"
-                    .into(),
-            );
-        }
-        _ => return Err("an unsupported key type or curve (use RSA, EC P-256 or Ed25519)".into()),
+        AlgorithmParameters::OctetKey(_) => return Err(SkippedKey::Symmetric),
+        _ => return Err(SkippedKey::Unsupported),
     };
     let declared = match algorithm {
         Algorithm::RS256 => KeyAlgorithm::RS256,
@@ -90,11 +104,12 @@ fn pin(jwk: &Jwk) -> Result<PinnedKey, String> {
     if let Some(alg) = jwk.common.key_algorithm
         && alg != declared
     {
-        return Err(format!(
-            "alg {alg:?} is not supported for this key type (expected {declared:?})"
-        ));
+        return Err(SkippedKey::WrongAlgorithm {
+            declared: format!("{alg:?}"),
+            expected: format!("{declared:?}"),
+        });
     }
-    let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("unusable key: {e}"))?;
+    let key = DecodingKey::from_jwk(jwk).map_err(|e| SkippedKey::Unusable(e.to_string()))?;
     Ok(PinnedKey { key, algorithm })
 }
 

@@ -68,7 +68,7 @@ pub enum TokenError {
     #[error("no key with kid '{0}' in the JWKS")]
     UnknownKid(String),
     #[error("the JWKS is unavailable: {0}")]
-    KeysUnavailable(String),
+    KeysUnavailable(#[source] crate::auth::jwks::KeysUnavailable),
     #[error("unsupported critical header parameters: {0:?}")]
     Critical(Vec<String>),
     #[error("wrong issuer")]

@@ -62,6 +62,22 @@ pub(crate) struct Caller {
     pub connected_at_ms: i64,
 }
 
+/// What is wrong with a request's `requestContext`: the API is
+/// misconfigured (no authorizer, or one that sets other context keys).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ContextError {
+    #[error("requestContext.{0} is missing")]
+    Missing(String),
+    #[error("requestContext.{field}: {source}")]
+    Invalid {
+        field: String,
+        #[source]
+        source: crate::ids::IdError,
+    },
+    #[error("requestContext.authorizer.{CONTEXT_CAPABILITIES}: {0}")]
+    Capabilities(String),
+}
+
 /// What the authorizer learned from the token, which `$connect` stores
 /// with the connection. Later requests read it from the store instead,
 /// where `refresh` may have replaced it.
@@ -72,7 +88,7 @@ pub(crate) struct TokenContext {
 }
 
 impl TokenContext {
-    pub fn from_request(req: &ApiGatewayWebsocketProxyRequest) -> Result<Self, String> {
+    pub fn from_request(req: &ApiGatewayWebsocketProxyRequest) -> Result<Self, ContextError> {
         let fields = &req.request_context.authorizer.fields;
         // API Gateway may hand context numbers over as strings.
         let expires_at = match fields.get(CONTEXT_TOKEN_EXPIRES_AT) {
@@ -82,9 +98,7 @@ impl TokenContext {
         };
         let capabilities = match fields.get(CONTEXT_CAPABILITIES) {
             Some(serde_json::Value::String(text)) => {
-                Some(Capabilities::from_json(text).map_err(|e| {
-                    format!("requestContext.authorizer.{CONTEXT_CAPABILITIES}: {e}")
-                })?)
+                Some(Capabilities::from_json(text).map_err(ContextError::Capabilities)?)
             }
             _ => None,
         };
@@ -98,25 +112,31 @@ impl TokenContext {
 impl Caller {
     /// Reads the connection id and the authorizer context. `Err` names what
     /// is missing; it means the API is misconfigured (no authorizer).
-    pub fn from_request(req: &ApiGatewayWebsocketProxyRequest) -> Result<Self, String> {
+    pub fn from_request(req: &ApiGatewayWebsocketProxyRequest) -> Result<Self, ContextError> {
         let ctx = &req.request_context;
+        let invalid = |field: &str| {
+            let field = field.to_owned();
+            move |source| ContextError::Invalid { field, source }
+        };
         let id = ctx
             .connection_id
             .as_deref()
-            .ok_or("requestContext.connectionId is missing")?;
-        let id = ConnectionId::new(id).map_err(|e| e.to_string())?;
-        let field = |key: &str| -> Result<String, String> {
+            .ok_or_else(|| ContextError::Missing("connectionId".into()))?;
+        let id = ConnectionId::new(id).map_err(invalid("connectionId"))?;
+        let field = |key: &str| -> Result<String, ContextError> {
             ctx.authorizer
                 .fields
                 .get(key)
                 .and_then(|v| v.as_str())
                 .map(str::to_owned)
-                .ok_or_else(|| format!("requestContext.authorizer.{key} is missing"))
+                .ok_or_else(|| ContextError::Missing(format!("authorizer.{key}")))
         };
+        let tenant = field(CONTEXT_TENANT)?;
+        let user = field(CONTEXT_USER)?;
         Ok(Self {
             id,
-            tenant: TenantId::new(field(CONTEXT_TENANT)?).map_err(|e| e.to_string())?,
-            user: UserId::new(field(CONTEXT_USER)?).map_err(|e| e.to_string())?,
+            tenant: TenantId::new(tenant).map_err(invalid("authorizer.tenant"))?,
+            user: UserId::new(user).map_err(invalid("authorizer.user"))?,
             connected_at_ms: ctx.connected_at,
         })
     }
