@@ -71,6 +71,12 @@ export SAM_CLI_TELEMETRY=0
 step "build the tests"
 cargo test --workspace --locked --no-run
 
+# The fuzz targets are their own workspace (cargo fuzz builds them with
+# libFuzzer's flags); checking them here keeps them building.
+step "fuzz targets (cargo check in shared/core/fuzz)"
+(cd shared/core/fuzz && cargo check --locked --bins \
+  --target-dir "${CARGO_TARGET_DIR:-$PWD/../../../target}/fuzz")
+
 step "client SDK (clients/js): npm ci, build, API reference, tests against the local stack, pages in Chromium"
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   echo "error: the client SDK's tests need Node.js 20 or newer with npm (https://nodejs.org)" >&2

@@ -63,7 +63,7 @@ async fn from_stack(
 ) -> anyhow::Result<String> {
     let mut path = format!(
         "{}?tenant={tenant}&room={room}",
-        fanout_local::history::HISTORY_PATH
+        fanout_core::local_api::HISTORY_PATH
     );
     for (name, value) in [
         ("before", args.before.map(|v| v as usize)),

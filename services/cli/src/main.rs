@@ -73,7 +73,7 @@ struct PublishArgs {
     #[arg(long, env = "FANOUT_EVENTS_ENDPOINT", value_parser = fanout_aws::parse_endpoint_url)]
     endpoint: Option<String>,
     /// Event bus name or ARN.
-    #[arg(long, default_value = fanout_local::backend::BUS, env = "FANOUT_EVENT_BUS")]
+    #[arg(long, default_value = fanout_core::local_api::BUS, env = "FANOUT_EVENT_BUS")]
     bus: String,
     /// The event's Source (default `<tenant>.cli`). It must speak for the
     /// tenant (`<tenant>` or `<tenant>.<service>`) unless the stack turns

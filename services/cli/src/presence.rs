@@ -78,7 +78,7 @@ async fn from_stack(
     tenant: &TenantId,
     room: Option<&RoomId>,
 ) -> anyhow::Result<Vec<serde_json::Value>> {
-    let path = fanout_local::presence::PRESENCE_PATH;
+    let path = fanout_core::local_api::PRESENCE_PATH;
     let Some(room) = room else {
         let reply: serde_json::Value =
             serde_json::from_str(&get(base, &format!("{path}?tenant={tenant}")).await?)?;

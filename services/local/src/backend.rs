@@ -32,8 +32,8 @@ pub const BUS_DLQ: &str = "fanout-bus-dlq";
 /// Where the sweeper's stream mapping reports batches it gave up on.
 pub const SWEEPER_DLQ: &str = "fanout-sweeper-dlq";
 /// The bus and the table.
-pub const BUS: &str = "fanout";
-pub const TABLE: &str = "fanout";
+pub use fanout_core::local_api::BUS;
+pub const TABLE: &str = BUS;
 /// The rule that sends broadcasts to the planner.
 pub const BROADCAST_RULE_PATTERN: &str = r#"{"detail-type":["fanout.broadcast"]}"#;
 

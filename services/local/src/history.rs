@@ -16,8 +16,7 @@ use serde::Deserialize;
 
 use crate::state::AppState;
 
-/// The path of the endpoint.
-pub const HISTORY_PATH: &str = "/_fanout/history";
+pub use fanout_core::local_api::HISTORY_PATH;
 
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new().route(HISTORY_PATH, axum::routing::get(history))

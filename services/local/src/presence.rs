@@ -18,8 +18,7 @@ use serde_json::json;
 use crate::history::{bad_request, unavailable};
 use crate::state::AppState;
 
-/// The path of the endpoint.
-pub const PRESENCE_PATH: &str = "/_fanout/presence";
+pub use fanout_core::local_api::PRESENCE_PATH;
 
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new().route(PRESENCE_PATH, axum::routing::get(presence))

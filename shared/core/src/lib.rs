@@ -41,6 +41,7 @@ pub mod event;
 pub mod handlers;
 pub mod ids;
 pub mod limits;
+pub mod local_api;
 pub mod metrics;
 pub mod outcome;
 pub mod plan;

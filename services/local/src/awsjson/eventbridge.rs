@@ -8,10 +8,9 @@
 use axum::http::StatusCode;
 use axum::response::Response;
 use bytes::Bytes;
+use fanout_awsjson::put_events::parse_put_events;
 use fanout_core::event::is_reserved_source;
-use fanout_core::limits::EVENTBRIDGE_MAX_ENTRIES;
 use fanout_core::ports::{BusEntry, BusError, EntryOutcome};
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{Protocol, error_response, json_response};
@@ -22,47 +21,12 @@ pub const TARGET_PREFIX: &str = "AWSEvents.";
 /// Bus names the local endpoint accepts.
 pub const BUS_NAMES: &[&str] = &["fanout", "default"];
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct PutEventsRequest {
-    #[serde(default)]
-    entries: Vec<RequestEntry>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct RequestEntry {
-    source: Option<String>,
-    detail_type: Option<String>,
-    detail: Option<String>,
-    event_bus_name: Option<String>,
-    #[serde(default)]
-    resources: Vec<String>,
-}
-
 fn aws_json(status: StatusCode, body: Value) -> Response {
     json_response(Protocol::Json11, status, body)
 }
 
 fn client_error(error_type: &str, message: &str) -> Response {
     error_response(Protocol::Json11, error_type, message)
-}
-
-/// Parses and checks a PutEvents body: `(error type, message)` when
-/// EventBridge would refuse the whole request. Pure, so it is fuzzed.
-pub fn parse_put_events(body: &[u8]) -> Result<PutEventsRequest, (&'static str, String)> {
-    let request: PutEventsRequest =
-        serde_json::from_slice(body).map_err(|e| ("SerializationException", e.to_string()))?;
-    if request.entries.is_empty() || request.entries.len() > EVENTBRIDGE_MAX_ENTRIES {
-        return Err((
-            "ValidationException",
-            format!(
-                "Entries must hold 1 to {EVENTBRIDGE_MAX_ENTRIES} items, got {}",
-                request.entries.len()
-            ),
-        ));
-    }
-    Ok(request)
 }
 
 /// EventBridge takes a Detail that is a JSON object, nothing else.
@@ -92,7 +56,7 @@ pub async fn handle(app: &AppState, operation: &str, body: Bytes) -> Response {
 async fn put_events(app: &AppState, body: Bytes) -> Response {
     let request = match parse_put_events(&body) {
         Ok(request) => request,
-        Err((error_type, message)) => return client_error(error_type, &message),
+        Err(refusal) => return client_error(refusal.code, &refusal.message),
     };
 
     let mut results: Vec<Value> = vec![Value::Null; request.entries.len()];

@@ -6,15 +6,13 @@
 //! SendMessageBatch and DeleteMessageBatch; and the dead-letter redrive
 //! tasks (StartMessageMoveTask, ListMessageMoveTasks, in [`super::move_task`]).
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use axum::response::Response;
 use bytes::Bytes;
-use fanout_core::limits::{SQS_MAX_BATCH_ENTRIES, SQS_MAX_DELAY, check_sqs_receive};
+use fanout_awsjson::sqs::{Request, parse_request};
 use fanout_core::ports::{Attributes, OutgoingMessage, Queue, STRING_ATTRIBUTE_TYPE};
 use md5::{Digest, Md5};
-use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::move_task::{self, MoveRequest, MoveTasks};
@@ -30,35 +28,6 @@ fn md5_hex(text: &str) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
-}
-
-#[derive(Debug, Deserialize, Default)]
-#[serde(rename_all = "PascalCase", default)]
-pub struct Request {
-    queue_url: Option<String>,
-    queue_name: Option<String>,
-    queue_name_prefix: Option<String>,
-    max_number_of_messages: Option<u64>,
-    wait_time_seconds: Option<u64>,
-    visibility_timeout: Option<u64>,
-    receipt_handle: Option<String>,
-    entries: Vec<Entry>,
-}
-
-#[derive(Debug, Deserialize, Default)]
-#[serde(rename_all = "PascalCase", default)]
-pub struct Entry {
-    id: String,
-    message_body: String,
-    delay_seconds: u64,
-    receipt_handle: String,
-    message_attributes: HashMap<String, AttributeValue>,
-}
-
-#[derive(Debug, Deserialize, Default)]
-#[serde(rename_all = "PascalCase", default)]
-pub struct AttributeValue {
-    string_value: Option<String>,
 }
 
 /// One SQS operation on the queue the request names.
@@ -83,7 +52,7 @@ pub async fn handle(
     }
     let request = match parse_request(&body) {
         Ok(request) => request,
-        Err(message) => return error("InvalidParameterValue", &message),
+        Err(refusal) => return error(refusal.code, &refusal.message),
     };
     let urls = QueueUrls { host };
     if operation == "ListQueues" {
@@ -112,44 +81,6 @@ pub async fn handle(
             "UnsupportedOperation",
             &format!("the local stack's SQS endpoint does not serve {other}"),
         ),
-    }
-}
-
-/// Parses an SQS request body and checks its numbers against SQS's ranges.
-/// Pure, so it is fuzzed.
-pub fn parse_request(body: &[u8]) -> Result<Request, String> {
-    let request: Request = if body.is_empty() {
-        Request::default()
-    } else {
-        serde_json::from_slice(body).map_err(|e| e.to_string())?
-    };
-    request.check_ranges()?;
-    Ok(request)
-}
-
-impl Request {
-    /// Every client-given number within SQS's range, checked before any
-    /// queue is touched, so a refused call never loses a message.
-    fn check_ranges(&self) -> Result<(), String> {
-        let out_of = |name: &str, value: u64, low: u64, high: u64| {
-            format!(
-                "Value {value} for parameter {name} is invalid. Reason: Must be between {low} and {high}."
-            )
-        };
-        let max_receive = SQS_MAX_BATCH_ENTRIES as u64;
-        if let Some(n) = self.max_number_of_messages
-            && !(1..=max_receive).contains(&n)
-        {
-            return Err(out_of("MaxNumberOfMessages", n, 1, max_receive));
-        }
-        let wait = self.wait_time_seconds.unwrap_or(0);
-        let visibility = self.visibility_timeout.unwrap_or(0);
-        check_sqs_receive(Duration::from_secs(wait), Duration::from_secs(visibility))?;
-        let max_delay = SQS_MAX_DELAY.as_secs();
-        if let Some(e) = self.entries.iter().find(|e| e.delay_seconds > max_delay) {
-            return Err(out_of("DelaySeconds", e.delay_seconds, 0, max_delay));
-        }
-        Ok(())
     }
 }
 

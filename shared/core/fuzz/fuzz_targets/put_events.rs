@@ -1,7 +1,7 @@
 //! A PutEvents body sent to the local stack's EventBridge endpoint.
 #![no_main]
 
-use fanout_local::awsjson::eventbridge::parse_put_events;
+use fanout_awsjson::put_events::parse_put_events;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -1,7 +1,7 @@
 //! An SQS request body sent to the local stack's SQS endpoint.
 #![no_main]
 
-use fanout_local::awsjson::sqs::parse_request;
+use fanout_awsjson::sqs::parse_request;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
