@@ -484,6 +484,108 @@ mod tests {
         }
     }
 
+    /// The keys of a JSON object, sorted.
+    fn keys(value: &serde_json::Value) -> Vec<String> {
+        let mut keys: Vec<String> = value.as_object().unwrap().keys().cloned().collect();
+        keys.sort();
+        keys
+    }
+
+    /// The schema is written by hand (its dependent rules say more than a
+    /// derive can); this keeps its fields and the Rust type's the same
+    /// set: a field added to one and not the other fails here.
+    #[test]
+    fn the_schema_names_every_field_of_the_rust_type() {
+        let schema: serde_json::Value = serde_json::from_str(BROADCAST_SCHEMA).unwrap();
+        let props = &schema["properties"];
+        let full = BroadcastEvent {
+            exclude: vec![ConnectionId::new("c1").unwrap()],
+            idempotency_key: Some("k".into()),
+            from: Some(Sender::Client {
+                user: UserId::new("u").unwrap(),
+                connection: ConnectionId::new("c1").unwrap(),
+            }),
+            stream: false,
+            update: Some(1),
+            delete: Some(1),
+            signal: true,
+            presence: Some(PresenceNotice {
+                kind: PresenceKind::Joined,
+                user: Some(UserId::new("u").unwrap()),
+                state: Some(RawValue::from_string("1".into()).unwrap()),
+                version: Some(1),
+                connections: Some(1),
+                members: Some(1),
+            }),
+            ..BroadcastEvent::to_room(
+                TenantId::new("acme").unwrap(),
+                RoomId::new("lobby").unwrap(),
+                RawValue::from_string("1".into()).unwrap(),
+            )
+        };
+        let event = serde_json::to_value(&full).unwrap();
+        assert_eq!(keys(&event), keys(props));
+        assert_eq!(
+            keys(&event["presence"]),
+            keys(&props["presence"]["properties"])
+        );
+        assert_eq!(
+            keys(&event["from"]),
+            keys(&props["from"]["oneOf"][0]["properties"])
+        );
+        let service = serde_json::to_value(Sender::Service {
+            service: "s".into(),
+        })
+        .unwrap();
+        assert_eq!(
+            keys(&service),
+            keys(&props["from"]["oneOf"][1]["properties"])
+        );
+        let kinds: Vec<serde_json::Value> = [
+            PresenceKind::Joined,
+            PresenceKind::Left,
+            PresenceKind::Updated,
+            PresenceKind::Count,
+        ]
+        .iter()
+        .map(|k| serde_json::to_value(k).unwrap())
+        .collect();
+        assert_eq!(
+            &kinds,
+            props["presence"]["properties"]["kind"]["enum"]
+                .as_array()
+                .unwrap()
+        );
+        let targets = [
+            Target::Room(RoomId::new("r").unwrap()),
+            Target::User(UserId::new("u").unwrap()),
+            Target::Connection(ConnectionId::new("c").unwrap()),
+            Target::Tenant(AllOfTenant),
+        ];
+        let mut target_keys: Vec<String> = targets
+            .iter()
+            .flat_map(|t| keys(&serde_json::to_value(t).unwrap()))
+            .collect();
+        target_keys.sort();
+        assert_eq!(target_keys, keys(&props["target"]["properties"]));
+        // Required: what the Rust type cannot do without.
+        let minimal = json!({"tenant":"acme","target":{"room":"lobby"},"data":1});
+        assert!(serde_json::from_value::<BroadcastEvent>(minimal.clone()).is_ok());
+        let mut required: Vec<String> = keys(&minimal)
+            .into_iter()
+            .filter(|k| {
+                let mut without = minimal.clone();
+                without.as_object_mut().unwrap().remove(k);
+                serde_json::from_value::<BroadcastEvent>(without).is_err()
+            })
+            .collect();
+        required.sort();
+        let mut in_schema: Vec<String> =
+            serde_json::from_value(schema["required"].clone()).unwrap();
+        in_schema.sort();
+        assert_eq!(required, in_schema);
+    }
+
     #[test]
     fn targets_use_the_documented_shapes() {
         let t: Target = serde_json::from_str(r#"{"tenant":true}"#).unwrap();
