@@ -9,12 +9,17 @@
 //!
 //! # Layout
 //! - [`ids`]: validated tenant, room, user and connection ids.
-//! - [`protocol`]: the client protocol (JSON text frames) and its error codes.
+//! - [`protocol`]: the client protocol (JSON text frames): the table of
+//!   actions, one parser per action, error codes, the frames the server
+//!   sends and those clients decode (the TypeScript SDK's are generated
+//!   from them).
 //! - [`event`]: the broadcast event contract and the lifecycle events.
 //! - [`token`]: minting connection tokens and room grants; HS256 secret rules.
 //! - [`auth`]: verifying tokens and grants (HS256, JWKS), claim mapping,
 //!   room capabilities and the default policy.
 //! - [`limits`]: AWS limits.
+//! - [`local_api`]: the local stack's read endpoints and bus name, shared
+//!   with the CLI.
 //! - [`settings`]: every tunable, defined once (flags and environment).
 //! - [`variables`]: each settings group written back as the environment
 //!   variables a Lambda reads (the local stack's bootstrap mode).
@@ -28,7 +33,8 @@
 //! - [`rate`]: a token bucket on Tokio's clock (`governor`).
 //! - [`metrics`]: CloudWatch Embedded Metric Format lines and totals.
 //! - [`clock`]: wall-clock time, behind a trait so TTL logic is testable.
-//! - [`ports`]: the traits handlers talk to (store, bus, queue, poster).
+//! - [`ports`]: the traits handlers talk to (store, bus, queue, poster,
+//!   key source) and their typed errors, which keep the adapter's cause.
 //! - [`handlers`]: the functions (authorizer, connect, disconnect, message,
 //!   planner, broadcaster, sweeper), taking the event types the real
 //!   Lambdas receive.
