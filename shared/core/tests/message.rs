@@ -21,16 +21,17 @@ use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use fanout_core::auth::{Capabilities, TokenVerifier};
 use fanout_core::clock::{Clock, ManualClock};
 use fanout_core::event::Sender;
+use fanout_core::handlers::AbuseSettings;
 use fanout_core::handlers::message::{self, MessageDeps};
-use fanout_core::handlers::{AbuseSettings, GatewayDeps, GatewaySettings};
 use fanout_core::ids::{ConnectionId, RoomId, TenantId, UserId};
 use fanout_core::ports::{ConnectionRecord, ConnectionStore, EntryKind, Queue, StreamEntry};
 use fanout_core::settings::defaults;
 use fanout_core::token::DEV_JWT_SECRET;
-use fanout_embedded::pattern::Pattern;
-use fanout_embedded::{BusRule, MemoryBus, MemoryPoster, MemoryQueue, MemoryStore, QueueSettings};
+use fanout_embedded::{MemoryPoster, MemoryQueue, MemoryStore};
 use serde_json::json;
 use serde_json::value::RawValue;
+
+mod common;
 
 const START_MS: i64 = 1_800_000_000_000;
 const TOKEN_LIFE_SECS: i64 = 7_200;
@@ -46,23 +47,13 @@ struct World {
 }
 
 fn world() -> World {
-    let clock = ManualClock::at_ms(START_MS);
-    let store = Arc::new(MemoryStore::new(clock.clone(), 2));
-    let events = MemoryQueue::new("events", QueueSettings::default());
-    let everything = BusRule::new(
-        "everything",
-        Pattern::parse(r#"{"source":[{"prefix":""}]}"#).unwrap(),
-        events.clone(),
-    );
+    let common::Gateway {
+        deps: gateway,
+        store,
+        clock,
+        events,
+    } = common::gateway(START_MS);
     let poster = Arc::new(MemoryPoster::new());
-    let gateway = GatewayDeps {
-        store: store.clone(),
-        bus: Arc::new(MemoryBus::new("fanout", clock.clone(), vec![everything])),
-        clock: clock.clone(),
-        settings: defaults::<GatewaySettings>(),
-        presence: store.clone(),
-        presence_settings: defaults(),
-    };
     let deps = MessageDeps {
         gateway,
         verifier: Arc::new(TokenVerifier::hs256(DEV_JWT_SECRET.as_bytes())),

@@ -13,12 +13,11 @@ use fanout_core::auth::Rights;
 use fanout_core::clock::ManualClock;
 use fanout_core::event::{BROADCAST, CONNECTION_CLOSED};
 use fanout_core::handlers::sweeper::{SweeperDeps, sweep_batch};
-use fanout_core::handlers::{GatewayDeps, GatewaySettings};
 use fanout_core::ids::{ConnectionId, RoomId, TenantId, UserId};
 use fanout_core::ports::{ChangeFeed, ConnectionRecord, ConnectionStore, PresenceStore, Queue};
-use fanout_core::settings::defaults;
-use fanout_embedded::pattern::Pattern;
-use fanout_embedded::{BusRule, MemoryBus, MemoryPoster, MemoryQueue, MemoryStore, QueueSettings};
+use fanout_embedded::{MemoryPoster, MemoryQueue, MemoryStore};
+
+mod common;
 
 const NOW_MS: i64 = 1_800_000_000_000;
 
@@ -31,22 +30,12 @@ struct World {
 }
 
 fn world() -> World {
-    let clock = ManualClock::at_ms(NOW_MS);
-    let store = Arc::new(MemoryStore::new(clock.clone(), 2));
-    let events = MemoryQueue::new("events", QueueSettings::default());
-    let everything = BusRule::new(
-        "everything",
-        Pattern::parse(r#"{"source":[{"prefix":""}]}"#).unwrap(),
-        events.clone(),
-    );
-    let gateway = GatewayDeps {
-        store: store.clone(),
-        bus: Arc::new(MemoryBus::new("fanout", clock.clone(), vec![everything])),
-        clock: clock.clone(),
-        settings: defaults::<GatewaySettings>(),
-        presence: store.clone(),
-        presence_settings: defaults(),
-    };
+    let common::Gateway {
+        deps: gateway,
+        store,
+        clock,
+        events,
+    } = common::gateway(NOW_MS);
     let deps = SweeperDeps {
         gateway,
         poster: Arc::new(MemoryPoster::new()),

@@ -58,6 +58,20 @@ fn assert_round_trip(sent: &str) {
     assert_eq!(without_nulls(back), without_nulls(sent_value), "{sent}");
 }
 
+/// A stored message with every field set, as history and replays carry it.
+fn message<'a>(from: &'a Sender, data: &'a RawValue) -> ServerFrame<'a> {
+    ServerFrame::Message {
+        id: "e1",
+        room: Some("lobby"),
+        seq: Some(7),
+        from: Some(from),
+        data: Some(data),
+        sent_at: AT,
+        updated_at: Some(AT),
+        deleted: true,
+    }
+}
+
 #[test]
 fn every_server_frame_decodes_whole_as_what_clients_decode() {
     let data = raw(r#"{"text":"hi","n":[1,2]}"#);
@@ -66,18 +80,7 @@ fn every_server_frame_decodes_whole_as_what_clients_decode() {
         user: UserId::new("alice").unwrap(),
         connection: ConnectionId::new("c1").unwrap(),
     };
-    let message = ServerFrame::Message {
-        id: "e1",
-        room: Some("lobby"),
-        seq: Some(7),
-        from: Some(&client),
-        data: Some(&data),
-        sent_at: AT,
-        updated_at: Some(AT),
-        deleted: true,
-    }
-    .to_json();
-    let stored = raw(&message);
+    let stored = raw(&message(&client, &data).to_json());
     let frames = [
         ServerFrame::Ack {
             request_id: Some("r1"),
@@ -104,16 +107,7 @@ fn every_server_frame_decodes_whole_as_what_clients_decode() {
             user: "alice",
             expires_at: 1_800_000_000,
         },
-        ServerFrame::Message {
-            id: "e1",
-            room: Some("lobby"),
-            seq: Some(7),
-            from: Some(&client),
-            data: Some(&data),
-            sent_at: AT,
-            updated_at: Some(AT),
-            deleted: true,
-        },
+        message(&client, &data),
         ServerFrame::Signal {
             id: "s1",
             room: "lobby",
