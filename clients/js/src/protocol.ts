@@ -6,14 +6,22 @@
 
 import type { ServerFrame } from "./wire.js";
 
-export type { Action, ErrorCode as ServerErrorCode, Right, Sender, ServerFrame, PresenceMember } from "./wire.js";
+export type {
+  Action,
+  ErrorCode as ServerErrorCode,
+  PresenceMember,
+  PresenceNoticeFields,
+  Right,
+  Sender,
+  ServerFrame,
+} from "./wire.js";
 export { ACTIONS } from "./wire.js";
 
 /** The server frame of type `T`. */
 export type FrameOf<T extends ServerFrame["type"]> = Extract<ServerFrame, { type: T }>;
 
 /** A reply's fields, without its `type` and `requestId`. */
-type ReplyFields<T extends ServerFrame["type"]> = Omit<FrameOf<T>, "type" | "requestId">;
+export type ReplyFields<T extends ServerFrame["type"]> = Omit<FrameOf<T>, "type" | "requestId">;
 
 /** A delivered message. `seq` is set when the room stores it in its stream. */
 export type Message = FrameOf<"message">;

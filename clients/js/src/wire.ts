@@ -28,7 +28,7 @@ export type Sender = { user: string, connection: string, } | { service: string, 
 
 export type PresenceMember = { user: string, connections: number, state?: unknown, version: number, };
 
-export type PresenceNotice = { room: string, user?: string, state?: unknown, version?: number, connections?: number, members?: number, sentAt: string, };
+export type PresenceNoticeFields = { room: string, user?: string, state?: unknown, version?: number, connections?: number, members?: number, sentAt: string, };
 
 export type ServerFrame =
   | { "type": "ack", requestId?: string, }
@@ -44,7 +44,7 @@ export type ServerFrame =
   | { "type": "history", requestId?: string, room: string, messages: Array<ServerFrame>, more: boolean, }
   | { "type": "replay", room: string, messages: Array<ServerFrame>, }
   | { "type": "presence", requestId?: string, room: string, count: number, members: Array<PresenceMember>, next?: string, }
-  | { "type": "presence.joined" } & PresenceNotice
-  | { "type": "presence.left" } & PresenceNotice
-  | { "type": "presence.updated" } & PresenceNotice
-  | { "type": "presence.count" } & PresenceNotice;
+  | { "type": "presence.joined" } & PresenceNoticeFields
+  | { "type": "presence.left" } & PresenceNoticeFields
+  | { "type": "presence.updated" } & PresenceNoticeFields
+  | { "type": "presence.count" } & PresenceNoticeFields;

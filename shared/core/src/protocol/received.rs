@@ -170,7 +170,7 @@ pub struct ReceivedPresentUser {
 /// A change in a room's presence.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
 #[serde(rename_all = "camelCase")]
-#[ts(rename = "PresenceNotice", optional_fields)]
+#[ts(rename = "PresenceNoticeFields", optional_fields)]
 pub struct ReceivedPresenceNotice {
     pub room: String,
     #[serde(default)]
