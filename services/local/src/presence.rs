@@ -12,6 +12,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use fanout_core::handlers::presence::{PAGE_SIZE, online_users, page_frame};
 use fanout_core::ids::{RoomId, TenantId};
+use fanout_core::ports::StoreError;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -70,6 +71,9 @@ async fn presence(
                 .await
             {
                 Ok(page) => page,
+                Err(StoreError::BadCursor) => {
+                    return bad_request("cursor: give the `next` of a previous page".into());
+                }
                 Err(e) => return unavailable("presence", e),
             };
             let count = match deps.presence.presence_count(&tenant, &room).await {

@@ -241,3 +241,16 @@ async fn state_updates_paging_the_threshold_and_the_presence_right() {
     }
     stack.stop().await;
 }
+
+/// A cursor no page gave is the caller's mistake: 400, not 503.
+#[tokio::test]
+async fn a_bad_presence_cursor_is_a_bad_request() {
+    let stack = start().await;
+    let url = format!(
+        "{}/_fanout/presence?tenant=acme&room=lobby&cursor=not%20a%20user",
+        stack.http_url().replacen("http://", "ws://", 1)
+    );
+    // A GET (an upgrade request, which the endpoint answers as any GET).
+    assert_eq!(http_status(&url).await, 400);
+    stack.stop().await;
+}
