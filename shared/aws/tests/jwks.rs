@@ -377,6 +377,39 @@ async fn rotated_keys_are_picked_up_and_unknown_kids_fetch_at_most_once_per_inte
     assert_eq!(server.fetches(), 3);
 }
 
+/// An issuer that briefly serves no keys (a botched rotation) must not
+/// make the cache forget the keys it has: every token would be refused
+/// until the next fetch.
+#[tokio::test]
+async fn a_jwks_without_keys_keeps_the_last_good_keys() {
+    let key = TestKey::ec("ec-1");
+    let server = JwksServer::start(jwks(&[&key])).await;
+    let verifier = token_verifier(
+        None,
+        &AuthSettings {
+            jwks_cache_ttl: Duration::ZERO,
+            jwks_min_refresh_interval: Duration::ZERO,
+            ..settings(&server.url)
+        },
+    )
+    .unwrap();
+    assert!(
+        verifier
+            .verify(&key.token(claims(600)), now())
+            .await
+            .is_ok()
+    );
+    server.serve(r#"{"keys":[]}"#.to_string());
+    assert!(
+        verifier
+            .verify(&key.token(claims(600)), now())
+            .await
+            .is_ok(),
+        "the empty document replaced the keys"
+    );
+    assert!(server.fetches() >= 2, "the empty document was fetched");
+}
+
 #[tokio::test]
 async fn an_unreachable_jwks_refuses_with_a_reason_and_a_file_works_too() {
     let ec = TestKey::ec("ec-1");

@@ -38,6 +38,10 @@ pub enum KeysUnavailable {
     Fetch(#[from] FetchError),
     #[error(transparent)]
     Document(#[from] JwksError),
+    /// The document held no key fanout can use: taken as a fault of the
+    /// issuer (a botched rotation), not as "trust nothing".
+    #[error("the JWKS holds no usable key")]
+    NoUsableKey,
     #[error("no keys fetched yet")]
     NotYetFetched,
 }
@@ -114,7 +118,14 @@ impl JwksCache {
             .fetch()
             .await
             .map_err(KeysUnavailable::from)
-            .and_then(|text| KeySet::from_jwks(&text).map_err(KeysUnavailable::from));
+            .and_then(|text| KeySet::from_jwks(&text).map_err(KeysUnavailable::from))
+            .and_then(|(keys, skipped)| {
+                if keys.is_empty() {
+                    Err(KeysUnavailable::NoUsableKey)
+                } else {
+                    Ok((keys, skipped))
+                }
+            });
         match fetched {
             Ok((keys, skipped)) => {
                 if !skipped.is_empty() {
