@@ -442,3 +442,62 @@ async fn tokens_signed_by_an_oidc_key_connect_through_a_jwks_file() {
     stack.stop().await;
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// The reply to `frame`, skipping the presence notices and messages the
+/// connection's rooms send meanwhile.
+async fn reply_skipping_room_traffic(ws: &mut Socket, frame: &str) -> ReceivedFrame {
+    send(ws, frame).await;
+    loop {
+        match next(ws).await {
+            ReceivedFrame::PresenceJoined(_)
+            | ReceivedFrame::PresenceLeft(_)
+            | ReceivedFrame::PresenceUpdated(_)
+            | ReceivedFrame::PresenceCount(_)
+            | ReceivedFrame::Message { .. } => {}
+            reply => return reply,
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_refresh_with_narrower_capabilities_ends_what_it_no_longer_allows() {
+    let stack = start().await;
+    let all = json!({"lobby": ["subscribe", "publish", "presence"],
+                     "news": ["subscribe", "publish", "presence"]});
+    let mut alice = connect_with(&stack, &token_with("alice", 600, Some(all))).await;
+    for room in ["lobby", "news"] {
+        let join = format!(r#"{{"action":"join","room":"{room}","presence":true}}"#);
+        let reply = reply_skipping_room_traffic(&mut alice, &join).await;
+        assert!(matches!(reply, ReceivedFrame::Joined { .. }), "{reply:?}");
+    }
+    // The new token keeps lobby without presence and drops news.
+    let narrower = json!({"lobby": ["subscribe", "publish"]});
+    let refresh = json!({"action": "refresh", "token": token_with("alice", 600, Some(narrower))});
+    let reply = reply_skipping_room_traffic(&mut alice, &refresh.to_string()).await;
+    assert!(matches!(reply, ReceivedFrame::Refreshed { .. }), "{reply:?}");
+
+    let id = match reply_skipping_room_traffic(&mut alice, r#"{"action":"whoami"}"#).await {
+        ReceivedFrame::Whoami { connection_id, .. } => connection_id,
+        other => panic!("expected whoami, got {other:?}"),
+    };
+    let id = fanout_core::ids::ConnectionId::new(id).unwrap();
+    let tenant = TenantId::new("acme").unwrap();
+    let store = &stack.resources.store;
+    let news = RoomId::new("news").unwrap();
+    let lobby = RoomId::new("lobby").unwrap();
+    assert!(!store.is_member(&id, &tenant, &news).await.unwrap(), "news still joined");
+    assert!(store.is_member(&id, &tenant, &lobby).await.unwrap());
+    for room in ["news", "lobby"] {
+        let update = format!(r#"{{"action":"presence.update","room":"{room}","state":1}}"#);
+        match reply_skipping_room_traffic(&mut alice, &update).await {
+            ReceivedFrame::Error { code, .. } => assert_eq!(code, ErrorCode::NotMember, "{room}"),
+            other => panic!("{room}: presence outlived the refresh: {other:?}"),
+        }
+    }
+    let publish = r#"{"action":"publish","room":"news","data":1}"#;
+    match reply_skipping_room_traffic(&mut alice, publish).await {
+        ReceivedFrame::Error { code, .. } => assert_eq!(code, ErrorCode::NotMember),
+        other => panic!("still a member of news: {other:?}"),
+    }
+    stack.stop().await;
+}

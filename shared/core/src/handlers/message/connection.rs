@@ -1,10 +1,12 @@
 //! About the connection itself: `ping` (the admission recorded the
 //! heartbeat), `whoami`, and `refresh` onto a new token.
 
+use crate::auth::{Capabilities, Right, Rights, effective_rights};
 use crate::limits::record_ttl_secs;
 use crate::protocol::{ErrorCode, Refresh, RequestError, ServerFrame};
 
 use super::context::{Frame, Reply};
+use super::leave::{end_membership, end_presence};
 
 pub(super) fn pong(frame: &Frame<'_>) -> Reply {
     frame.reply(ServerFrame::Pong {
@@ -24,7 +26,10 @@ pub(super) fn whoami(frame: &Frame<'_>) -> Reply {
 }
 
 /// The new token must verify and be for the same tenant and user; the
-/// connection's items then carry its expiry and capabilities.
+/// connection's items then carry its expiry and capabilities, and what
+/// the new capabilities no longer allow ends (see [`end_revoked`]).
+/// Costs one Query of the connection's rooms and one read per room on top
+/// of the writes, plus a leave per room it ends.
 pub(super) async fn refresh(frame: &Frame<'_>, request: Refresh) -> Result<Reply, RequestError> {
     let (caller, record) = (&frame.caller, &frame.record);
     let verified = frame
@@ -45,6 +50,7 @@ pub(super) async fn refresh(frame: &Frame<'_>, request: Refresh) -> Result<Reply
             "a refresh token must be for the connection's own tenant and user",
         ));
     }
+    end_revoked(frame, verified.capabilities.as_ref()).await?;
     let gateway = &frame.deps.gateway;
     let ttl = record_ttl_secs(
         record.connected_at_ms,
@@ -68,4 +74,38 @@ pub(super) async fn refresh(frame: &Frame<'_>, request: Refresh) -> Result<Reply
         request_id: frame.request_id(),
         expires_at: verified.expires_at,
     }))
+}
+
+/// Ends every membership whose room the new capabilities (with the
+/// membership's grant) no longer let the connection subscribe to, and
+/// every presence they no longer allow, before the refresh extends the
+/// connection's items.
+async fn end_revoked(
+    frame: &Frame<'_>,
+    capabilities: Option<&Capabilities>,
+) -> Result<(), RequestError> {
+    let store = frame.deps.gateway.store.as_ref();
+    let caller = &frame.caller;
+    let failed = |e: &dyn std::fmt::Display| frame.internal("could not refresh the token", e);
+    let rooms = store
+        .connection_rooms(&caller.id)
+        .await
+        .map_err(|e| failed(&e))?;
+    for room in rooms {
+        let Some(granted) = store
+            .membership(&caller.id, &caller.tenant, &room)
+            .await
+            .map_err(|e| failed(&e))?
+        else {
+            continue;
+        };
+        let policy = frame.deps.verifier.default_policy();
+        let rights: Rights = effective_rights(capabilities, policy, granted, &room);
+        if !rights.contains(Right::Subscribe) {
+            end_membership(frame, &room).await?;
+        } else if !rights.contains(Right::Presence) {
+            end_presence(frame, &room).await?;
+        }
+    }
+    Ok(())
 }
