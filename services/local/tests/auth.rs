@@ -474,7 +474,10 @@ async fn a_refresh_with_narrower_capabilities_ends_what_it_no_longer_allows() {
     let narrower = json!({"lobby": ["subscribe", "publish"]});
     let refresh = json!({"action": "refresh", "token": token_with("alice", 600, Some(narrower))});
     let reply = reply_skipping_room_traffic(&mut alice, &refresh.to_string()).await;
-    assert!(matches!(reply, ReceivedFrame::Refreshed { .. }), "{reply:?}");
+    assert!(
+        matches!(reply, ReceivedFrame::Refreshed { .. }),
+        "{reply:?}"
+    );
 
     let id = match reply_skipping_room_traffic(&mut alice, r#"{"action":"whoami"}"#).await {
         ReceivedFrame::Whoami { connection_id, .. } => connection_id,
@@ -485,7 +488,10 @@ async fn a_refresh_with_narrower_capabilities_ends_what_it_no_longer_allows() {
     let store = &stack.resources.store;
     let news = RoomId::new("news").unwrap();
     let lobby = RoomId::new("lobby").unwrap();
-    assert!(!store.is_member(&id, &tenant, &news).await.unwrap(), "news still joined");
+    assert!(
+        !store.is_member(&id, &tenant, &news).await.unwrap(),
+        "news still joined"
+    );
     assert!(store.is_member(&id, &tenant, &lobby).await.unwrap());
     for room in ["news", "lobby"] {
         let update = format!(r#"{{"action":"presence.update","room":"{room}","state":1}}"#);

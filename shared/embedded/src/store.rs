@@ -20,7 +20,7 @@ use fanout_core::ports::{
     CLAIM_KEPT_AFTER_LEASE_SECS, ChangeFeed, ConnectionRecord, ConnectionStore, Edit, EditOutcome,
     EntryKind, EventClaim, EventDedupe, FrameAdmission, MemberSet, Page, PresenceChange,
     PresenceMember, PresenceOutcome, PresenceStore, PriorAttempt, RoomStreams, StoreError,
-    StreamEntry, StreamRange,
+    StreamEntry, StreamRange, first_presence_version,
 };
 use fanout_core::rate::{Rate, StoredGcra};
 use serde_json::value::RawValue;
@@ -863,10 +863,11 @@ impl PresenceStore for MemoryStore {
             .presence
             .entry((tenant.clone(), room.clone()))
             .or_default();
+        let first = first_presence_version(self.clock.now_ms());
         let present = presence.members.entry(user.clone()).or_insert(Present {
             connections: Default::default(),
             state: None,
-            version: 0,
+            version: first,
             ttl,
         });
         if present.ttl <= now {

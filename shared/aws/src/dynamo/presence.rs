@@ -15,6 +15,7 @@ use serde_json::value::RawValue;
 use fanout_core::ids::{ConnectionId, RoomId, TenantId, UserId};
 use fanout_core::ports::{
     Page, PresenceChange, PresenceMember, PresenceOutcome, PresenceStore, StoreError,
+    first_presence_version,
 };
 
 use super::{DynamoStore, Item, get_n, get_s, is_condition_failure, key, n, s, unavailable};
@@ -84,8 +85,8 @@ impl DynamoStore {
         Ok(count_of(&out.attributes.unwrap_or_default(), "members"))
     }
 
-    /// Adds `connection` to a live (or new) member item; `None` when the
-    /// item is there but expired.
+    /// Adds `connection` to a live (or new) member item, a new one at
+    /// version `first` + 1; `None` when the item is there but expired.
     async fn add_connection(
         &self,
         member_key: &Item,
@@ -93,6 +94,7 @@ impl DynamoStore {
         connection: &ConnectionId,
         state: Option<&RawValue>,
         ttl: i64,
+        first: u64,
     ) -> Result<Option<Item>, StoreError> {
         let mut update = self
             .client
@@ -104,6 +106,7 @@ impl DynamoStore {
             .expression_attribute_names("#user", "user")
             .expression_attribute_values(":c", AttributeValue::Ss(vec![connection.to_string()]))
             .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":first", n(i64::try_from(first).unwrap_or(i64::MAX)))
             .expression_attribute_values(":ttl", n(ttl))
             .expression_attribute_values(":now", n(self.clock.now_secs()))
             .expression_attribute_values(":user", s(user.as_str()))
@@ -111,12 +114,14 @@ impl DynamoStore {
         update = match state {
             Some(state) => update
                 .update_expression(
-                    "ADD conns :c, version :one SET #ttl = :ttl, #user = :user, #state = :state",
+                    "ADD conns :c SET version = if_not_exists(version, :first) + :one, #ttl = :ttl, #user = :user, #state = :state",
                 )
                 .expression_attribute_names("#state", "state")
                 .expression_attribute_values(":state", s(state.get())),
             None => update
-                .update_expression("ADD conns :c, version :one SET #ttl = :ttl, #user = :user"),
+                .update_expression(
+                    "ADD conns :c SET version = if_not_exists(version, :first) + :one, #ttl = :ttl, #user = :user",
+                ),
         };
         match update.send().await {
             Ok(out) => Ok(Some(out.attributes.unwrap_or_default())),
@@ -138,10 +143,11 @@ impl PresenceStore for DynamoStore {
         ttl: i64,
     ) -> Result<PresenceOutcome, StoreError> {
         let member_key = key(presence_pk(tenant, room), user_sk(user));
+        let first = first_presence_version(self.clock.now_ms());
         // An expired member is still in the room's count (nothing left it).
         let mut revived = false;
         let old = match self
-            .add_connection(&member_key, user, connection, state, ttl)
+            .add_connection(&member_key, user, connection, state, ttl, first)
             .await?
         {
             Some(old) => old,
@@ -165,7 +171,7 @@ impl PresenceStore for DynamoStore {
                             Err(unavailable(e))
                         }
                     })?;
-                self.add_connection(&member_key, user, connection, state, ttl)
+                self.add_connection(&member_key, user, connection, state, ttl, first)
                     .await?
                     .unwrap_or_default()
             }
@@ -180,7 +186,10 @@ impl PresenceStore for DynamoStore {
                 Some(state) => Some(state.to_owned()),
                 None => state_of(&old)?,
             },
-            version: version_of(&old) + 1,
+            version: match old.get("version") {
+                Some(_) => version_of(&old),
+                None => first,
+            } + 1,
         };
         if joined {
             let members = if revived {

@@ -199,3 +199,34 @@ async fn expiry_and_count_notices(s: Subject) {
 
 contract!(presence_users: users_not_connections, embedded = embedded, aws = aws);
 contract!(presence_expiry: expiry_and_count_notices, embedded = embedded, aws = aws);
+
+/// A user who leaves and comes back (a page reload) must be seen again:
+/// clients drop a notice whose version is not above the last they
+/// applied, so the new `joined` must be above the `left`.
+async fn a_returning_user_joins_above_their_departure(s: Subject) {
+    let p = s.presence.as_ref();
+    let (t, r) = ids();
+    let dave = user("dave");
+    p.enter(&t, &r, &dave, &conn("d1"), None, TTL)
+        .await
+        .unwrap();
+    let left = match p.exit(&t, &r, &dave, &conn("d1")).await.unwrap().change {
+        PresenceChange::Left { version, .. } => version,
+        other => panic!("expected left, got {other:?}"),
+    };
+    s.clock.advance_ms(1);
+    let back = p
+        .enter(&t, &r, &dave, &conn("d2"), None, TTL)
+        .await
+        .unwrap();
+    match back.change {
+        PresenceChange::Joined(m) => assert!(
+            m.version > left,
+            "joined at {} after left at {left}",
+            m.version
+        ),
+        other => panic!("expected joined, got {other:?}"),
+    }
+}
+
+contract!(presence_return: a_returning_user_joins_above_their_departure, embedded = embedded, aws = aws);

@@ -21,6 +21,14 @@ pub struct PresenceMember {
     pub version: u64,
 }
 
+/// The version a member's presence starts from when it has none: the
+/// clock in microsecond-sized steps, so a user who left and comes back
+/// starts above the `left` clients applied (unless it changed more than a
+/// thousand times per millisecond it was present).
+pub fn first_presence_version(now_ms: i64) -> u64 {
+    u64::try_from(now_ms).unwrap_or(0).saturating_mul(1_000)
+}
+
 /// What a presence change did to the room's member list.
 #[derive(Debug, Clone)]
 pub enum PresenceChange {
