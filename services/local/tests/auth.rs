@@ -309,8 +309,16 @@ async fn frame_and_tenant_publish_rates_are_limited_and_recover() {
     ])
     .await;
     let mut alice = connect(&stack, "acme", "alice").await;
+    // A burst of three, refilling at 2 per second while the pings are
+    // carried: the bound comes from the time measured, not a guess of it.
+    let started = std::time::Instant::now();
     let limited = burst_of_pings(&mut alice, 6).await;
-    assert_eq!(limited.len(), 3, "three of six over a burst of three");
+    let refills = (started.elapsed().as_secs_f64() * 2.0).ceil() as usize;
+    assert!(
+        !limited.is_empty() && limited.len() + refills >= 3 && limited.len() <= 3,
+        "{} of six limited over a burst of three with {refills} refills",
+        limited.len()
+    );
     assert!(
         limited.iter().all(|ms| (1..=1_500).contains(ms)),
         "{limited:?}"
@@ -331,38 +339,40 @@ async fn frame_and_tenant_publish_rates_are_limited_and_recover() {
     }
     tokio::time::sleep(Duration::from_millis(1_600)).await;
     let publish = r#"{"action":"publish","room":"lobby","data":0}"#;
-    let mut replies = Vec::new();
-    for turn in 0..3 {
-        let ws = if turn == 1 { &mut bob } else { &mut alice };
+    // alice and bob take turns until the tenant's budget (a burst of 2,
+    // refilling at 1 per second) refuses one.
+    let started = std::time::Instant::now();
+    let mut acked = 0;
+    let refusal = loop {
+        let ws = if acked % 2 == 1 { &mut bob } else { &mut alice };
         send(ws, publish).await;
-        loop {
+        let reply = loop {
             match next(ws).await {
                 ReceivedFrame::Message { .. } => continue,
-                reply => {
-                    replies.push(reply);
-                    break;
-                }
+                reply => break reply,
             }
+        };
+        match reply {
+            ReceivedFrame::Ack { .. } => acked += 1,
+            other => break other,
         }
-    }
+        assert!(acked <= 50, "publishes were never limited");
+    };
+    let refills = started.elapsed().as_secs_f64().ceil() as usize;
     assert!(
-        matches!(replies[0], ReceivedFrame::Ack { .. }),
-        "{replies:?}"
-    );
-    assert!(
-        matches!(replies[1], ReceivedFrame::Ack { .. }),
-        "{replies:?}"
+        (2..=2 + refills).contains(&acked),
+        "{acked} publishes acked for a burst of 2 and {refills} refills"
     );
     assert!(
         matches!(
-            replies[2],
+            refusal,
             ReceivedFrame::Error {
                 code: ErrorCode::RateLimited,
                 retry_after_ms: Some(_),
                 ..
             }
         ),
-        "{replies:?}"
+        "{refusal:?}"
     );
     assert!(matches!(
         request(&mut zed, publish).await,
