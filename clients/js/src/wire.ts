@@ -1,5 +1,5 @@
 // Generated from fanout-core's protocol types (shared/core/src/protocol/wire_types.rs);
-// do not edit. Regenerate: FANOUT_REGENERATE=1 cargo test -p fanout-core wire_types
+// do not edit. Regenerate: FANOUT_REGENERATE=1 cargo test -p fanout-core --test generated
 
 /** Every action a client may send. */
 export const ACTIONS = [

@@ -100,36 +100,3 @@ pub fn parse_request(body: &str, max_payload_bytes: usize) -> Result<Envelope, R
         request: (action.parse)(&fields)?,
     })
 }
-
-#[cfg(test)]
-mod tests {
-    use super::{ACTIONS, action_list};
-    use crate::protocol::ErrorCode;
-
-    /// The README's protocol tables are written by hand; they must name
-    /// what the table of actions and the error codes hold.
-    #[test]
-    fn the_readme_names_every_action_and_error_code() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md");
-        let readme = std::fs::read_to_string(&path).expect("README.md");
-        for action in &ACTIONS {
-            assert!(
-                readme.contains(&format!(r#"`{{"action":"{}""#, action.name)),
-                "the README's client protocol table has no row sending '{}'",
-                action.name
-            );
-        }
-        assert!(
-            readme.contains(&format!("`action` is not {}", action_list(" or "))),
-            "the README's unknown_action row must list: {}",
-            action_list(" or ")
-        );
-        for code in ErrorCode::ALL {
-            assert!(
-                readme.contains(&format!("| `{}` |", code.as_str())),
-                "the README's error table has no row for {}",
-                code.as_str()
-            );
-        }
-    }
-}
